@@ -1,0 +1,179 @@
+"""The only module that talks to AWS: StartExportTask, DescribeExportTasks, CancelExportTask.
+
+AWS errors become one of a few domain errors, so that no caller inspects botocore exceptions. The calls block:
+callers run them in kopf's thread pool (sync handlers), never on the event loop. Clients are created once per
+region and shared (boto3 clients are thread-safe; sessions are not, so creation is locked).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from rds_export_operator.spec import ExportSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_rds.client import RDSClient
+    from mypy_boto3_rds.type_defs import ExportTaskResponseTypeDef
+
+ExportTask = dict[str, Any]  # one ExportTask as the API returns it (PascalCase keys)
+T = TypeVar("T")
+
+
+class ErrorKind(Enum):
+    RETRYABLE = "Retryable"  # throttling, 5xx, network: try again later
+    TERMINAL = "Terminal"  # the spec or the account's setup must change
+    NOT_FOUND = "NotFound"
+    LIMIT_REACHED = "LimitReached"  # 5 concurrent exports per account
+    ALREADY_EXISTS = "AlreadyExists"
+    INVALID_STATE = "InvalidState"  # cancel of a finished task
+
+
+_KIND_BY_CODE = {
+    "Throttling": ErrorKind.RETRYABLE,
+    "ThrottlingException": ErrorKind.RETRYABLE,
+    "RequestLimitExceeded": ErrorKind.RETRYABLE,
+    "TooManyRequestsException": ErrorKind.RETRYABLE,
+    "ServiceUnavailable": ErrorKind.RETRYABLE,
+    "InternalFailure": ErrorKind.RETRYABLE,
+    "RequestTimeout": ErrorKind.RETRYABLE,
+    "ExportTaskNotFound": ErrorKind.NOT_FOUND,
+    "ExportTaskNotFoundFault": ErrorKind.NOT_FOUND,
+    "ExportTaskLimitReachedFault": ErrorKind.LIMIT_REACHED,
+    "ExportTaskAlreadyExists": ErrorKind.ALREADY_EXISTS,
+    "ExportTaskAlreadyExistsFault": ErrorKind.ALREADY_EXISTS,
+    "InvalidExportTaskStateFault": ErrorKind.INVALID_STATE,
+}
+THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"})
+
+
+class AwsError(Exception):
+    def __init__(self, kind: ErrorKind, code: str, message: str, operation: str) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.kind, self.code, self.message, self.operation = kind, code, message, operation
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLING_CODES
+
+
+def classify(exc: Exception, operation: str) -> AwsError:
+    """Map any exception from a botocore call to an AwsError (unknown 4xx: terminal; 5xx and network: retryable)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
+        kind = _KIND_BY_CODE.get(code, ErrorKind.RETRYABLE if status >= 500 else ErrorKind.TERMINAL)
+        return AwsError(kind, code, message, operation)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+        return AwsError(ErrorKind.RETRYABLE, "NoCredentials", str(exc), operation)
+    # Network errors, timeouts, unparseable responses: all worth another try later.
+    return AwsError(ErrorKind.RETRYABLE, type(exc).__name__, str(exc), operation)
+
+
+def start_request(spec: ExportSpec) -> dict[str, Any]:
+    """StartExportTask parameters for a spec (pure, unit-tested)."""
+    params: dict[str, Any] = {
+        "ExportTaskIdentifier": spec.identifier,
+        "SourceArn": spec.source_arn,
+        "S3BucketName": spec.s3_bucket_name,
+        "IamRoleArn": spec.iam_role_arn,
+        "KmsKeyId": spec.kms_key_id,
+    }
+    if spec.s3_prefix:
+        params["S3Prefix"] = spec.s3_prefix
+    if spec.export_only:
+        params["ExportOnly"] = list(spec.export_only)
+    return params
+
+
+class Rds:
+    """StartExportTask / DescribeExportTasks / CancelExportTask for any region, with errors as AwsError.
+
+    ``observe`` is called after every call with (operation, outcome) for metrics and tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_factory: Callable[[], boto3.session.Session] = boto3.session.Session,
+        observe: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._clients: dict[str, RDSClient] = {}
+        self._lock = threading.Lock()
+        self._observe = observe or (lambda operation, outcome: None)
+        # Retries inside botocore stay short; the reconciler backs off between attempts with jitter.
+        self._config = botocore.config.Config(
+            retries={"mode": "standard", "max_attempts": 2},
+            connect_timeout=5,
+            read_timeout=20,
+            user_agent_extra="rds-export-operator",
+        )
+
+    def client(self, region: str) -> RDSClient:
+        with self._lock:
+            if region not in self._clients:
+                self._clients[region] = self._session_factory().client("rds", region_name=region, config=self._config)
+            return self._clients[region]
+
+    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        try:
+            result = fn()
+        except Exception as exc:
+            error = classify(exc, operation)
+            self._observe(operation, error.code)
+            raise error from exc
+        self._observe(operation, "Success")
+        return result
+
+    def start(self, spec: ExportSpec) -> ExportTask:
+        client = self.client(spec.region)
+        response: ExportTaskResponseTypeDef = self._call(
+            "StartExportTask", lambda: client.start_export_task(**start_request(spec))
+        )
+        return _task(response)
+
+    def describe(self, region: str, identifier: str) -> ExportTask | None:
+        """The task with this identifier, or None (AWS answers an unknown id with NotFound or an empty list)."""
+        client = self.client(region)
+        try:
+            response = self._call(
+                "DescribeExportTasks", lambda: client.describe_export_tasks(ExportTaskIdentifier=identifier)
+            )
+        except AwsError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        matches = [t for t in response.get("ExportTasks", []) if t.get("ExportTaskIdentifier") == identifier]
+        return dict(matches[0]) if matches else None
+
+    def describe_by_status(self, region: str, statuses: list[str], page_size: int = 100) -> Iterator[ExportTask]:
+        """Every task in one of ``statuses`` (lower case, as the filter wants), one paginated call per page."""
+        client = self.client(region)
+        marker: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Filters": [{"Name": "status", "Values": statuses}], "MaxRecords": page_size}
+            if marker:
+                kwargs["Marker"] = marker
+            response = self._call("DescribeExportTasks", lambda kw=kwargs: client.describe_export_tasks(**kw))  # type: ignore[misc]
+            yield from (dict(t) for t in response.get("ExportTasks", []))
+            marker = response.get("Marker")
+            if not marker:
+                return
+
+    def cancel(self, region: str, identifier: str) -> ExportTask:
+        client = self.client(region)
+        response = self._call("CancelExportTask", lambda: client.cancel_export_task(ExportTaskIdentifier=identifier))
+        return _task(response)
+
+
+def _task(response: Any) -> ExportTask:
+    return {k: v for k, v in dict(response).items() if k != "ResponseMetadata"}

@@ -1,0 +1,97 @@
+"""Every knob of the operator in one typed place: command-line flags, each with an environment variable default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+GROUP = "rdsexport.dev"
+VERSION = "v1alpha1"
+PLURAL = "rdsexporttasks"
+KIND = "RdsExportTask"
+# Prefix for the operator's own annotations (kopf progress, diff-base) and its finalizer.
+ANNOTATION_PREFIX = "rdsexport.dev"
+FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    poll_interval: float = 30.0
+    poll_jitter: float = 0.2  # fraction of the interval
+    retry_base_delay: float = 5.0
+    retry_max_delay: float = 300.0
+    default_region: str = ""
+    log_level: str = "INFO"
+    log_format: str = "plain"
+    health_endpoint: str = "http://0.0.0.0:8080/healthz"
+    max_workers: int = 16
+    watch_server_timeout: int = 300
+    watch_client_timeout: int = 330
+
+    def __post_init__(self) -> None:
+        if self.poll_interval < 1:
+            raise ValueError(f"poll interval must be at least 1 second, not {self.poll_interval}")
+        if not 0 <= self.poll_jitter < 1:
+            raise ValueError(f"poll jitter must be in [0, 1), not {self.poll_jitter}")
+        if not 0 < self.retry_base_delay <= self.retry_max_delay:
+            raise ValueError("retry delays must satisfy 0 < base <= max")
+        if self.log_format not in ("plain", "json"):
+            raise ValueError(f"log format must be plain or json, not {self.log_format!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"unknown log level {self.log_level!r}")
+        if self.max_workers < 1:
+            raise ValueError("max workers must be at least 1")
+
+
+def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Flags win over environment variables, which win over defaults. Invalid values exit with a usage error."""
+    env = os.environ if environ is None else environ
+    d = Settings()
+    p = argparse.ArgumentParser(prog="rds-export-operator", description="Runs RdsExportTask objects as RDS exports.")
+    p.add_argument(
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        help="namespace to watch (repeatable; env RDS_EXPORT_NAMESPACES, comma-separated); default all",
+    )
+    p.add_argument("--poll-interval", type=float, default=float(env.get("RDS_EXPORT_POLL_INTERVAL", d.poll_interval)))
+    p.add_argument("--poll-jitter", type=float, default=float(env.get("RDS_EXPORT_POLL_JITTER", d.poll_jitter)))
+    p.add_argument(
+        "--retry-base-delay", type=float, default=float(env.get("RDS_EXPORT_RETRY_BASE_DELAY", d.retry_base_delay))
+    )
+    p.add_argument(
+        "--retry-max-delay", type=float, default=float(env.get("RDS_EXPORT_RETRY_MAX_DELAY", d.retry_max_delay))
+    )
+    p.add_argument(
+        "--default-region",
+        default=env.get("RDS_EXPORT_DEFAULT_REGION", env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", ""))),
+        help="region for objects that name none and have no sourceArn (Observe); AWS_REGION by default",
+    )
+    p.add_argument("--log-level", default=env.get("RDS_EXPORT_LOG_LEVEL", d.log_level))
+    p.add_argument("--log-format", choices=["plain", "json"], default=env.get("RDS_EXPORT_LOG_FORMAT", d.log_format))
+    p.add_argument(
+        "--health-endpoint",
+        default=env.get("RDS_EXPORT_HEALTH_ENDPOINT", d.health_endpoint),
+        help="liveness endpoint URL to serve, empty to disable",
+    )
+    p.add_argument("--max-workers", type=int, default=int(env.get("RDS_EXPORT_MAX_WORKERS", d.max_workers)))
+    args = p.parse_args(argv)
+    namespaces = args.namespaces or [n for n in env.get("RDS_EXPORT_NAMESPACES", "").split(",") if n.strip()]
+    try:
+        return Settings(
+            namespaces=tuple(n.strip() for n in namespaces),
+            poll_interval=args.poll_interval,
+            poll_jitter=args.poll_jitter,
+            retry_base_delay=args.retry_base_delay,
+            retry_max_delay=args.retry_max_delay,
+            default_region=args.default_region,
+            log_level=args.log_level.upper(),
+            log_format=args.log_format,
+            health_endpoint=args.health_endpoint,
+            max_workers=args.max_workers,
+        )
+    except ValueError as exc:
+        p.error(str(exc))
