@@ -137,8 +137,15 @@ class RdsExportStandIn:
 
     # -- controls --------------------------------------------------------------------------------------------
 
-    def inject(self, action: str, *, times: int = 1, code: str = "Throttling", status: int = 400,
-               message: str = "Rate exceeded") -> None:
+    def inject(
+        self,
+        action: str,
+        *,
+        times: int = 1,
+        code: str = "Throttling",
+        status: int = 400,
+        message: str = "Rate exceeded",
+    ) -> None:
         """Make the next ``times`` calls of ``action`` fail with this error."""
         with self.lock:
             self.faults.setdefault(action, deque()).extend(Fault(code, status, message) for _ in range(times))
@@ -165,7 +172,8 @@ class RdsExportStandIn:
     def call_count(self, action: str, identifier: str | None = None) -> int:
         with self.lock:
             return sum(
-                1 for a, p in self.calls
+                1
+                for a, p in self.calls
                 if a == action and (identifier is None or p.get("ExportTaskIdentifier") == identifier)
             )
 
@@ -185,8 +193,10 @@ class RdsExportStandIn:
                 match = _REGION_IN_AUTH.search(environ.get("HTTP_AUTHORIZATION", ""))
                 region = match.group("region") if match else "us-east-1"
                 status, xml = self._handle(params["Action"], params, region)
-                start_response(f"{status} {'OK' if status == 200 else 'Error'}",
-                               [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))])
+                start_response(
+                    f"{status} {'OK' if status == 200 else 'Error'}",
+                    [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))],
+                )
                 return [xml]
         return self.moto_app(environ, start_response)
 
@@ -199,19 +209,26 @@ class RdsExportStandIn:
         try:
             if fault:
                 raise ApiError(fault.code, fault.message, fault.status)
-            handler = {"StartExportTask": self._start, "DescribeExportTasks": self._describe,
-                       "CancelExportTask": self._cancel}[action]
+            handler = {
+                "StartExportTask": self._start,
+                "DescribeExportTasks": self._describe,
+                "CancelExportTask": self._cancel,
+            }[action]
             with self.lock:
                 self._advance_all()
                 result = handler(params, region)
         except ApiError as error:
             kind = "Receiver" if error.status >= 500 else "Sender"
-            xml = (f'<ErrorResponse xmlns="{NS}"><Error><Type>{kind}</Type><Code>{escape(error.code)}</Code>'
-                   f"<Message>{escape(error.message)}</Message></Error><RequestId>{request_id}</RequestId>"
-                   "</ErrorResponse>")
+            xml = (
+                f'<ErrorResponse xmlns="{NS}"><Error><Type>{kind}</Type><Code>{escape(error.code)}</Code>'
+                f"<Message>{escape(error.message)}</Message></Error><RequestId>{request_id}</RequestId>"
+                "</ErrorResponse>"
+            )
             return error.status, xml.encode()
-        xml = (f'<{action}Response xmlns="{NS}"><{action}Result>{result}</{action}Result>'
-               f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>")
+        xml = (
+            f'<{action}Response xmlns="{NS}"><{action}Result>{result}</{action}Result>'
+            f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+        )
         return 200, xml.encode()
 
     # -- the three actions -----------------------------------------------------------------------------------
@@ -222,12 +239,17 @@ class RdsExportStandIn:
             if not p.get(name):
                 raise ApiError("MissingParameter", f"The request must contain the parameter {name}")
         if len(identifier) > 60 or not _IDENTIFIER.match(identifier):
-            raise ApiError("InvalidParameterValue", f"The parameter ExportTaskIdentifier is not a valid identifier: "
-                           f"{identifier}. Identifiers must begin with a letter; must contain only ASCII letters, "
-                           "digits, and hyphens; and must not end with a hyphen or contain two consecutive hyphens.")
+            raise ApiError(
+                "InvalidParameterValue",
+                f"The parameter ExportTaskIdentifier is not a valid identifier: "
+                f"{identifier}. Identifiers must begin with a letter; must contain only ASCII letters, "
+                "digits, and hyphens; and must not end with a hyphen or contain two consecutive hyphens.",
+            )
         if identifier in self.tasks:
-            raise ApiError("ExportTaskAlreadyExists", f"Cannot start export task because a task with the "
-                           f"identifier {identifier} already exists.")
+            raise ApiError(
+                "ExportTaskAlreadyExists",
+                f"Cannot start export task because a task with the identifier {identifier} already exists.",
+            )
         if ":" in p.get("S3Prefix", ""):
             raise ApiError("InvalidParameterValue", "The S3 prefix can't contain a colon (:).")
         source = _SOURCE.match(p["SourceArn"])
@@ -241,15 +263,25 @@ class RdsExportStandIn:
             raise ApiError("InvalidExportSourceState", "An export task is already running for this source.")
         if sum(t.status in ACTIVE for t in self.tasks.values()) >= self.limit:
             raise ApiError("ExportTaskLimitReachedFault", "You have reached the limit of 5 concurrent export tasks.")
-        export_only = [v for k, v in sorted(p.items(), key=lambda kv: _member_index(kv[0]))
-                       if k.startswith("ExportOnly.member.")]
+        export_only = [
+            v for k, v in sorted(p.items(), key=lambda kv: _member_index(kv[0])) if k.startswith("ExportOnly.member.")
+        ]
         now = self.now()
         task = Task(
-            identifier=identifier, source_arn=p["SourceArn"],
+            identifier=identifier,
+            source_arn=p["SourceArn"],
             source_type="SNAPSHOT" if source.group("type") == "snapshot" else "CLUSTER",
-            s3_bucket=p["S3BucketName"], iam_role_arn=p["IamRoleArn"], kms_key_id=p["KmsKeyId"],
-            s3_prefix=_s3_prefix(p.get("S3Prefix")), export_only=export_only, account=ACCOUNT, region=region,
-            created=now, snapshot_time=snapshot_time, auto=self.auto, phase_since=now,
+            s3_bucket=p["S3BucketName"],
+            iam_role_arn=p["IamRoleArn"],
+            kms_key_id=p["KmsKeyId"],
+            s3_prefix=_s3_prefix(p.get("S3Prefix")),
+            export_only=export_only,
+            account=ACCOUNT,
+            region=region,
+            created=now,
+            snapshot_time=snapshot_time,
+            auto=self.auto,
+            phase_since=now,
         )
         self.tasks[identifier] = task
         return _task_xml(task.wire())
@@ -263,8 +295,11 @@ class RdsExportStandIn:
         if p.get("ExportTaskIdentifier"):
             tasks = [t for t in tasks if t.identifier == p["ExportTaskIdentifier"]]
             if not tasks:
-                raise ApiError("ExportTaskNotFound", f"Cannot find export task with the identifier "
-                               f"{p['ExportTaskIdentifier']}.", 404)
+                raise ApiError(
+                    "ExportTaskNotFound",
+                    f"Cannot find export task with the identifier {p['ExportTaskIdentifier']}.",
+                    404,
+                )
         if p.get("SourceArn"):
             tasks = [t for t in tasks if t.source_arn == p["SourceArn"]]
         if p.get("SourceType"):
@@ -287,11 +322,16 @@ class RdsExportStandIn:
     def _cancel(self, p: dict[str, str], region: str) -> str:
         task = self.tasks.get(p.get("ExportTaskIdentifier", ""))
         if task is None or task.region != region:
-            raise ApiError("ExportTaskNotFound", f"Cannot cancel export task because a task with the identifier "
-                           f"{p.get('ExportTaskIdentifier')} is not exist.", 404)
+            raise ApiError(
+                "ExportTaskNotFound",
+                f"Cannot cancel export task because a task with the identifier "
+                f"{p.get('ExportTaskIdentifier')} is not exist.",
+                404,
+            )
         if task.status not in ("STARTING", "IN_PROGRESS"):
-            raise ApiError("InvalidExportTaskStateFault",
-                           f"Cannot cancel export task because the task is in {task.status} status.")
+            raise ApiError(
+                "InvalidExportTaskStateFault", f"Cannot cancel export task because the task is in {task.status} status."
+            )
         task.status, task.phase_since = "CANCELING", self.now()
         return _task_xml(task.wire())
 
@@ -426,8 +466,12 @@ class StandInServer:
 def create_snapshot(rds: Any, name: str) -> str:
     """Create a DB instance and a manual snapshot of it in the stand-in's moto; return the snapshot ARN."""
     rds.create_db_instance(
-        DBInstanceIdentifier=f"{name}-db", DBInstanceClass="db.t3.micro", Engine="postgres",
-        MasterUsername="admin", MasterUserPassword="password123", AllocatedStorage=20,
+        DBInstanceIdentifier=f"{name}-db",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="admin",
+        MasterUserPassword="password123",
+        AllocatedStorage=20,
     )
     snap = rds.create_db_snapshot(DBSnapshotIdentifier=name, DBInstanceIdentifier=f"{name}-db")
     return str(snap["DBSnapshot"]["DBSnapshotArn"])

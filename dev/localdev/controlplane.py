@@ -46,9 +46,7 @@ def binaries_dir() -> Path:
     if override:
         path = Path(override)
     else:
-        done = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)], check=False, stdout=subprocess.PIPE, text=True, timeout=3600
-        )
+        done = subprocess.run(["bash", str(BUILD_SCRIPT)], check=False, stdout=subprocess.PIPE, text=True, timeout=3600)
         if done.returncode != 0:
             raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit code {done.returncode} (see its output)")
         path = Path(done.stdout.strip().splitlines()[-1])

@@ -14,7 +14,7 @@ class DeadlineExceeded(AssertionError):
 
 
 def wait_until(
-    check: Callable[[], T | None | bool],
+    check: Callable[[], T | bool | None],
     *,
     timeout: float,
     what: str,

@@ -125,8 +125,9 @@ class Reconciler:
 
     def _missing(self, spec: ExportSpec, status: Mapping[str, Any], result: Result) -> Result:
         if spec.creates:
-            message = (f"export task {spec.identifier} is no longer reported by AWS; "
-                       "the operator does not start it again")
+            message = (
+                f"export task {spec.identifier} is no longer reported by AWS; the operator does not start it again"
+            )
         else:
             message = f"no export task {spec.identifier} in {spec.region} to observe"
         result.status["conditions"] = [st.Condition(st.SYNCED, "False", "ExportTaskNotFound", message)]

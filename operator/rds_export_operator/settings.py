@@ -20,7 +20,6 @@ FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 class Settings:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     poll_interval: float = 30.0
-    poll_jitter: float = 0.2  # fraction of the interval
     retry_base_delay: float = 5.0
     retry_max_delay: float = 300.0
     default_region: str = ""
@@ -34,8 +33,6 @@ class Settings:
     def __post_init__(self) -> None:
         if self.poll_interval < 1:
             raise ValueError(f"poll interval must be at least 1 second, not {self.poll_interval}")
-        if not 0 <= self.poll_jitter < 1:
-            raise ValueError(f"poll jitter must be in [0, 1), not {self.poll_jitter}")
         if not 0 < self.retry_base_delay <= self.retry_max_delay:
             raise ValueError("retry delays must satisfy 0 < base <= max")
         if self.log_format not in ("plain", "json"):
@@ -58,7 +55,6 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         help="namespace to watch (repeatable; env RDS_EXPORT_NAMESPACES, comma-separated); default all",
     )
     p.add_argument("--poll-interval", type=float, default=float(env.get("RDS_EXPORT_POLL_INTERVAL", d.poll_interval)))
-    p.add_argument("--poll-jitter", type=float, default=float(env.get("RDS_EXPORT_POLL_JITTER", d.poll_jitter)))
     p.add_argument(
         "--retry-base-delay", type=float, default=float(env.get("RDS_EXPORT_RETRY_BASE_DELAY", d.retry_base_delay))
     )
@@ -84,7 +80,6 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         return Settings(
             namespaces=tuple(n.strip() for n in namespaces),
             poll_interval=args.poll_interval,
-            poll_jitter=args.poll_jitter,
             retry_base_delay=args.retry_base_delay,
             retry_max_delay=args.retry_max_delay,
             default_region=args.default_region,

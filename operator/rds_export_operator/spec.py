@@ -6,12 +6,14 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 MAX_IDENTIFIER_LENGTH = 60
 _IDENTIFIER = re.compile(r"^[A-Za-z](-?[A-Za-z0-9])*$")
-_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>\d*):(?P<resource>.+)$")
+_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>\d*):(?P<resource>.+)$"
+)
 _RDS_SOURCE_TYPES = {"snapshot": "SNAPSHOT", "cluster-snapshot": "CLUSTER", "cluster": "CLUSTER"}
 
 
@@ -19,12 +21,12 @@ class SpecError(ValueError):
     """The spec cannot be acted on; the message says which field and why (admission should catch most)."""
 
 
-class ManagementPolicy(str, Enum):
+class ManagementPolicy(StrEnum):
     CREATE = "Create"
     OBSERVE = "Observe"
 
 
-class DeletionPolicy(str, Enum):
+class DeletionPolicy(StrEnum):
     CANCEL = "Cancel"
     RETAIN = "Retain"
 
@@ -52,7 +54,9 @@ def parse_arn(text: str) -> Arn:
 def source_type(arn: Arn) -> str:
     """SNAPSHOT or CLUSTER, as DescribeExportTasks reports it, for an RDS export source ARN."""
     if arn.service != "rds" or arn.resource_type not in _RDS_SOURCE_TYPES:
-        raise SpecError(f"sourceArn must be an RDS snapshot, cluster snapshot or cluster ARN, not {arn.resource_type!r}")
+        raise SpecError(
+            f"sourceArn must be an RDS snapshot, cluster snapshot or cluster ARN, not {arn.resource_type!r}"
+        )
     return _RDS_SOURCE_TYPES[arn.resource_type]
 
 

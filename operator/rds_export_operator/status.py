@@ -67,16 +67,26 @@ class Condition:
 def outcome_conditions(status: str, failure_cause: str = "") -> list[Condition]:
     """Complete and Failed as a Job has them, for an AWS task status."""
     if status == "COMPLETE":
-        return [Condition(COMPLETE, "True", "ExportComplete", "the export finished"),
-                Condition(FAILED, "False", "ExportComplete")]
+        return [
+            Condition(COMPLETE, "True", "ExportComplete", "the export finished"),
+            Condition(FAILED, "False", "ExportComplete"),
+        ]
     if status == "FAILED":
-        return [Condition(COMPLETE, "False", "ExportFailed"),
-                Condition(FAILED, "True", "ExportFailed", failure_cause or "AWS reported the export as FAILED")]
+        return [
+            Condition(COMPLETE, "False", "ExportFailed"),
+            Condition(FAILED, "True", "ExportFailed", failure_cause or "AWS reported the export as FAILED"),
+        ]
     if status == "CANCELED":
-        return [Condition(COMPLETE, "False", "ExportCanceled"),
-                Condition(FAILED, "True", "ExportCanceled", "the export was canceled")]
-    reason = {"STARTING": "ExportStarting", "IN_PROGRESS": "ExportInProgress", "CANCELING": "ExportCanceling",
-              QUEUED: "ExportQueued"}.get(status, "ExportStatusUnknown")
+        return [
+            Condition(COMPLETE, "False", "ExportCanceled"),
+            Condition(FAILED, "True", "ExportCanceled", "the export was canceled"),
+        ]
+    reason = {
+        "STARTING": "ExportStarting",
+        "IN_PROGRESS": "ExportInProgress",
+        "CANCELING": "ExportCanceling",
+        QUEUED: "ExportQueued",
+    }.get(status, "ExportStatusUnknown")
     return [Condition(COMPLETE, "False", reason), Condition(FAILED, "False", reason)]
 
 
@@ -93,7 +103,8 @@ def merge_conditions(
         old = by_type.get(cond.type, {})
         new = {"type": cond.type, "status": cond.status, "reason": cond.reason, "message": cond.message}
         new["lastTransitionTime"] = (
-            old["lastTransitionTime"] if old.get("status") == cond.status and "lastTransitionTime" in old
+            old["lastTransitionTime"]
+            if old.get("status") == cond.status and "lastTransitionTime" in old
             else rfc3339(now)
         )
         if generation is not None:

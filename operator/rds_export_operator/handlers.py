@@ -1,0 +1,131 @@
+"""kopf handlers only: each reads the object, calls the reconciler and applies its Result."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from rds_export_operator import status as st
+from rds_export_operator.rds import Rds
+from rds_export_operator.reconcile import Reconciler, Result, has_task
+from rds_export_operator.settings import ANNOTATION_PREFIX, FINALIZER, GROUP, PLURAL, VERSION, Settings
+from rds_export_operator.spec import ExportSpec, SpecError, parse_spec
+
+
+def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds) -> None:
+    reconciler = Reconciler(rds, config)
+    rng = random.Random()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
+        settings.watching.server_timeout = config.watch_server_timeout
+        settings.watching.client_timeout = config.watch_client_timeout
+        settings.execution.max_workers = config.max_workers
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the ServiceAccount token; elsewhere: $KUBECONFIG. No API client library needed.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    def first_delay(status: Mapping[str, Any], **_: Any) -> float:
+        # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).
+        return rng.uniform(0, config.poll_interval) if has_task(status) else 0.0
+
+    def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
+        return not st.is_finished(status)
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="sync",
+        interval=config.poll_interval,
+        initial_delay=first_delay,
+        when=unfinished,
+    )
+    def sync(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int, **_: Any) -> None:
+        spec = _spec(body, config, patch)
+        if spec is None:
+            return
+        result = reconciler.sync(spec, status, attempt=retry)
+        _apply(result, spec, body, patch)
+        if result.retry_after is not None:
+            raise kopf.TemporaryError("AWS call failed; retrying", delay=result.retry_after)
+
+    def cancels(spec: kopf.Spec, status: Mapping[str, Any], **_: Any) -> bool:
+        return (
+            spec.get("managementPolicy", "Create") == "Create"
+            and spec.get("deletionPolicy", "Cancel") == "Cancel"
+            and not st.is_finished(status)
+        )
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=cancels)
+    def cancel(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int, **_: Any) -> None:
+        spec = _spec(body, config, patch)
+        if spec is None:
+            return
+        result = reconciler.cancel(spec, status, attempt=retry)
+        _apply(result, spec, body, patch)
+        if not result.done:
+            raise kopf.TemporaryError("waiting for AWS to finish canceling", delay=result.retry_after or 1.0)
+
+
+def _spec(body: kopf.Body, config: Settings, patch: kopf.Patch) -> ExportSpec | None:
+    """The typed spec, or None after reporting why it cannot be acted on (a terminal condition and an Event)."""
+    meta = body.metadata
+    try:
+        return parse_spec(
+            body.spec,
+            namespace=meta.namespace or "",
+            name=meta.name or "",
+            uid=meta.uid or "",
+            default_region=config.default_region,
+        )
+    except SpecError as exc:
+        result = Result()
+        result.status["conditions"] = [
+            st.Condition(st.COMPLETE, "False", "InvalidSpec"),
+            st.Condition(st.FAILED, "True", "InvalidSpec", str(exc)),
+            st.Condition(st.SYNCED, "False", "InvalidSpec", str(exc)),
+        ]
+        _write(result.status, body, patch)
+        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        return None
+
+
+def _apply(result: Result, spec: ExportSpec, body: kopf.Body, patch: kopf.Patch) -> None:
+    desired = {"exportTaskIdentifier": spec.identifier, **result.status}
+    if desired.get("status") == st.QUEUED:
+        desired["queuedSince"] = body.status.get("queuedSince") or st.rfc3339(datetime.now(UTC))
+    elif "status" in desired:
+        desired["queuedSince"] = None
+    _write(desired, body, patch)
+    for event in result.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        logging.getLogger(__name__).info(
+            "%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, event.reason, event.message
+        )
+
+
+def _write(desired: dict[str, Any], body: kopf.Body, patch: kopf.Patch) -> None:
+    """Patch status with what changed, and nothing when nothing did."""
+    current = body.status
+    now = datetime.now(UTC)
+    desired = dict(desired)
+    if "conditions" in desired:
+        desired["conditions"] = st.merge_conditions(
+            current.get("conditions"), desired["conditions"], now=now, generation=body.metadata.get("generation")
+        )
+    desired["observedGeneration"] = body.metadata.get("generation")
+    desired["lastSyncTime"] = st.rfc3339(now)
+    for key, value in st.status_patch(current, desired).items():
+        patch.status[key] = value
