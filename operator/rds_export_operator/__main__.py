@@ -22,6 +22,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger().setLevel(config.log_level)
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # kopf logs every successful timer tick at INFO; a poll is not news.
+    logging.getLogger("kopf.objects").addFilter(lambda r: not r.getMessage().startswith("Timer 'sync' succeeded"))
     registry = kopf.OperatorRegistry()
     handlers.register(registry, config, Rds())
     kopf.run(

@@ -83,3 +83,22 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
         if cond["type"] == kind:
             return dict(cond)
     return {}
+
+
+@pytest.fixture(autouse=True)
+def free_export_slots(aws: StandInServer) -> Iterator[None]:
+    """Tasks left running by a test would hold the stand-in's 5 export slots: finish them afterwards."""
+    yield
+    with aws.standin.lock:
+        for task in aws.standin.tasks.values():
+            if task.status not in ("COMPLETE", "FAILED", "CANCELED"):
+                task.status, task.auto = "CANCELED", False
+        aws.standin.faults.clear()
+
+
+def start_direct(rds_client: Any, identifier: str, source_arn: str) -> None:
+    """Start an export behind the operator's back, as another tool would."""
+    rds_client.start_export_task(
+        ExportTaskIdentifier=identifier, SourceArn=source_arn, S3BucketName="exports-bucket", IamRoleArn=ROLE,
+        KmsKeyId=KEY,
+    )
