@@ -341,6 +341,7 @@ class RdsExportStandIn:
         from moto.rds.models import rds_backends
 
         backend = rds_backends[ACCOUNT][region]
+        snap: Any
         if kind == "snapshot":
             snap = backend.database_snapshots.get(ident) or backend.database_snapshots.get(ident.split(":", 1)[-1])
             if snap is None:
@@ -433,7 +434,7 @@ class StandInServer:
     """The stand-in served on a free loopback port in a background thread."""
 
     def __init__(self, *, auto: bool = True, script: Script | None = None, port: int | None = None) -> None:
-        from moto.server import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self.standin = RdsExportStandIn(DomainDispatcherApplication(create_backend_app), auto=auto, script=script)
         self.port = port or free_port()

@@ -52,7 +52,7 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds) -> Non
         initial_delay=first_delay,
         when=unfinished,
     )
-    def sync(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int, **_: Any) -> None:
+    def sync(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         spec = _spec(body, config, patch)
         if spec is None:
             return
@@ -69,7 +69,7 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds) -> Non
         )
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=cancels)
-    def cancel(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int, **_: Any) -> None:
+    def cancel(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         spec = _spec(body, config, patch)
         if spec is None:
             return

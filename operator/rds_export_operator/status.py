@@ -101,7 +101,7 @@ def merge_conditions(
     by_type = {c.get("type"): dict(c) for c in current or []}
     for cond in desired:
         old = by_type.get(cond.type, {})
-        new = {"type": cond.type, "status": cond.status, "reason": cond.reason, "message": cond.message}
+        new: dict[str, Any] = {"type": cond.type, "status": cond.status, "reason": cond.reason, "message": cond.message}
         new["lastTransitionTime"] = (
             old["lastTransitionTime"]
             if old.get("status") == cond.status and "lastTransitionTime" in old

@@ -74,11 +74,10 @@ def test_crd_is_accepted_and_served(kubectl: Kubectl, widgets: None, namespace: 
     assert "widgets" in kubectl.run("api-resources", "--api-group=test.local")
 
 
-def test_schema_violation_is_rejected_with_the_schema_message(
-    kubectl: Kubectl, widgets: None, namespace: str
-) -> None:
-    ok, out = kubectl.try_create({**widget("bad", size=0, color="green"), "metadata": {"name": "bad",
-                                                                                      "namespace": namespace}})
+def test_schema_violation_is_rejected_with_the_schema_message(kubectl: Kubectl, widgets: None, namespace: str) -> None:
+    ok, out = kubectl.try_create(
+        {**widget("bad", size=0, color="green"), "metadata": {"name": "bad", "namespace": namespace}}
+    )
     assert not ok
     assert "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1" in out
     assert 'spec.color: Unsupported value: "green"' in out
@@ -107,8 +106,15 @@ def test_rbac_limited_token_is_denied_what_it_was_not_granted(
 ) -> None:
     kubectl.run("create", "serviceaccount", "reader", "-n", namespace)
     kubectl.run("create", "role", "widget-reader", "-n", namespace, "--verb=get,list", "--resource=widgets.test.local")
-    kubectl.run("create", "rolebinding", "reader", "-n", namespace, "--role=widget-reader",
-                f"--serviceaccount={namespace}:reader")
+    kubectl.run(
+        "create",
+        "rolebinding",
+        "reader",
+        "-n",
+        namespace,
+        "--role=widget-reader",
+        f"--serviceaccount={namespace}:reader",
+    )
     token = kubectl.run("create", "token", "reader", "-n", namespace).strip()
     assert token.count(".") == 2  # a signed JWT
     reader = Kubectl(control_plane.kubectl, control_plane.kubeconfig_for_token(token, tmp_path / "reader.kubeconfig"))
@@ -123,6 +129,7 @@ def test_rbac_limited_token_is_denied_what_it_was_not_granted(
     assert "forbidden" in out and "cannot create resource" in out
     denied = subprocess.run(
         [reader.binary, f"--kubeconfig={reader.kubeconfig}", "get", "secrets", "-n", namespace],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert denied.returncode != 0 and "forbidden" in denied.stderr

@@ -33,8 +33,14 @@ ACCEPTED = [
     {"sourceArn": "arn:aws:rds:us-east-1:123456789012:cluster:aurora-prod", "region": "us-east-1"},
     {"sourceArn": "arn:aws-cn:rds:cn-north-1:123456789012:snapshot:s1", "kmsKeyId": "mrk-1234abcd"},
     {"s3Prefix": "team/a b", "exportOnly": ["db", "db.table", "db.schema.table"], "exportTaskIdentifier": "A1-b2"},
-    {"managementPolicy": "Observe", "exportTaskIdentifier": "existing-task", "sourceArn": None,
-     "s3BucketName": None, "iamRoleArn": None, "kmsKeyId": None},
+    {
+        "managementPolicy": "Observe",
+        "exportTaskIdentifier": "existing-task",
+        "sourceArn": None,
+        "s3BucketName": None,
+        "iamRoleArn": None,
+        "kmsKeyId": None,
+    },
     {"deletionPolicy": "Retain"},
 ]
 
@@ -61,7 +67,7 @@ REJECTED: list[tuple[dict[str, Any], str]] = [
     ({"deletionPolicy": "Orphan"}, 'spec.deletionPolicy: Unsupported value: "Orphan"'),
     ({"s3BucketName": None}, "managementPolicy Create requires sourceArn, s3BucketName, iamRoleArn and kmsKeyId"),
     ({"managementPolicy": "Observe"}, "managementPolicy Observe requires exportTaskIdentifier"),
-    ({"sourceArn": 42}, "spec.sourceArn: Invalid value: \"integer\""),
+    ({"sourceArn": 42}, 'spec.sourceArn: Invalid value: "integer"'),
 ]
 
 
@@ -83,9 +89,15 @@ def test_invalid_objects_are_rejected(
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("sourceArn", "arn:aws:rds:us-east-1:123456789012:snapshot:other"), ("s3BucketName", "other-bucket"),
-     ("iamRoleArn", "arn:aws:iam::123456789012:role/other"), ("kmsKeyId", "alias/other"),
-     ("s3Prefix", "other"), ("exportOnly", ["other"]), ("exportTaskIdentifier", "other")],
+    [
+        ("sourceArn", "arn:aws:rds:us-east-1:123456789012:snapshot:other"),
+        ("s3BucketName", "other-bucket"),
+        ("iamRoleArn", "arn:aws:iam::123456789012:role/other"),
+        ("kmsKeyId", "alias/other"),
+        ("s3Prefix", "other"),
+        ("exportOnly", ["other"]),
+        ("exportTaskIdentifier", "other"),
+    ],
 )
 def test_export_defining_fields_are_immutable(
     kubectl: Kubectl, crd: None, namespace: str, field: str, value: Any
@@ -98,15 +110,25 @@ def test_export_defining_fields_are_immutable(
 
 def test_export_defining_fields_cannot_be_added_later(kubectl: Kubectl, crd: None, namespace: str) -> None:
     kubectl.create(obj(namespace, "add"))
-    out = kubectl.run("patch", "rdsexporttask", "add", "-n", namespace, "--type=merge",
-                      "-p", '{"spec": {"s3Prefix": "late"}}', check=False)
+    out = kubectl.run(
+        "patch",
+        "rdsexporttask",
+        "add",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"s3Prefix": "late"}}',
+        check=False,
+    )
     assert "cannot be added or removed after creation" in out, out
 
 
 def test_policies_stay_editable(kubectl: Kubectl, crd: None, namespace: str) -> None:
     kubectl.create(obj(namespace, "pol"))
-    kubectl.run("patch", "rdsexporttask", "pol", "-n", namespace, "--type=merge",
-                "-p", '{"spec": {"deletionPolicy": "Retain"}}')
+    kubectl.run(
+        "patch", "rdsexporttask", "pol", "-n", namespace, "--type=merge", "-p", '{"spec": {"deletionPolicy": "Retain"}}'
+    )
     assert kubectl.get("rdsexporttask", "pol", namespace)["spec"]["deletionPolicy"] == "Retain"
 
 

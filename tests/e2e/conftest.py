@@ -99,6 +99,9 @@ def free_export_slots(aws: StandInServer) -> Iterator[None]:
 def start_direct(rds_client: Any, identifier: str, source_arn: str) -> None:
     """Start an export behind the operator's back, as another tool would."""
     rds_client.start_export_task(
-        ExportTaskIdentifier=identifier, SourceArn=source_arn, S3BucketName="exports-bucket", IamRoleArn=ROLE,
+        ExportTaskIdentifier=identifier,
+        SourceArn=source_arn,
+        S3BucketName="exports-bucket",
+        IamRoleArn=ROLE,
         KmsKeyId=KEY,
     )

@@ -18,17 +18,31 @@ def status_is(value: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def test_observe_reports_but_never_starts_or_cancels(
-    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, rds_client: Any,
+    kubectl: Kubectl,
+    namespace: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    rds_client: Any,
     operator: OperatorProcess,
 ) -> None:
     ident = f"observed-{namespace}"
     start_direct(rds_client, ident, snapshot_arn)
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=10)
-    body = {"apiVersion": "rdsexport.dev/v1alpha1", "kind": "RdsExportTask", "metadata": {"name": "watcher"},
-            "spec": {"managementPolicy": "Observe", "exportTaskIdentifier": ident, "region": "us-east-1"}}
+    body = {
+        "apiVersion": "rdsexport.dev/v1alpha1",
+        "kind": "RdsExportTask",
+        "metadata": {"name": "watcher"},
+        "spec": {"managementPolicy": "Observe", "exportTaskIdentifier": ident, "region": "us-east-1"},
+    }
     kubectl.apply(body, "-n", namespace)
-    kubectl.wait_for(KIND, "watcher", namespace, lambda o: o.get("status", {}).get("percentProgress") == 10,
-                     timeout=30, what="observed progress")
+    kubectl.wait_for(
+        KIND,
+        "watcher",
+        namespace,
+        lambda o: o.get("status", {}).get("percentProgress") == 10,
+        timeout=30,
+        what="observed progress",
+    )
     kubectl.run("delete", KIND, "watcher", "-n", namespace, "--timeout=30s")
     assert aws.standin.call_count("StartExportTask", ident) == 1  # only the direct one
     assert aws.standin.call_count("CancelExportTask", ident) == 0
@@ -36,11 +50,21 @@ def test_observe_reports_but_never_starts_or_cancels(
 
 
 def test_observe_of_a_missing_task_says_so(kubectl: Kubectl, namespace: str, operator: OperatorProcess) -> None:
-    body = {"apiVersion": "rdsexport.dev/v1alpha1", "kind": "RdsExportTask", "metadata": {"name": "ghost"},
-            "spec": {"managementPolicy": "Observe", "exportTaskIdentifier": "no-such-task", "region": "us-east-1"}}
+    body = {
+        "apiVersion": "rdsexport.dev/v1alpha1",
+        "kind": "RdsExportTask",
+        "metadata": {"name": "ghost"},
+        "spec": {"managementPolicy": "Observe", "exportTaskIdentifier": "no-such-task", "region": "us-east-1"},
+    }
     kubectl.apply(body, "-n", namespace)
-    obj = kubectl.wait_for(KIND, "ghost", namespace, lambda o: condition(o, "Synced").get("status") == "False",
-                           timeout=30, what="Synced=False")
+    obj = kubectl.wait_for(
+        KIND,
+        "ghost",
+        namespace,
+        lambda o: condition(o, "Synced").get("status") == "False",
+        timeout=30,
+        what="Synced=False",
+    )
     assert condition(obj, "Synced")["reason"] == "ExportTaskNotFound"
     assert [e["reason"] for e in kubectl.events(namespace, "ghost")].count("ExportTaskNotFound") == 1
 
@@ -74,7 +98,11 @@ def test_delete_with_retain_leaves_the_export_running(
 
 
 def test_queued_at_the_limit_then_started_when_a_slot_frees(
-    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, rds_client: Any,
+    kubectl: Kubectl,
+    namespace: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    rds_client: Any,
     operator: OperatorProcess,
 ) -> None:
     busy = [f"busy-{i}-{namespace}" for i in range(5)]
@@ -101,12 +129,24 @@ def test_throttling_storm_is_retried_without_losing_an_update(
     ident = obj["status"]["exportTaskIdentifier"]
     aws.standin.inject("DescribeExportTasks", times=12)
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=60, gb=5)
-    obj = kubectl.wait_for(KIND, "storm", namespace, lambda o: condition(o, "Synced").get("reason") == "Throttling",
-                           timeout=30, what="Synced=False because of throttling")
+    obj = kubectl.wait_for(
+        KIND,
+        "storm",
+        namespace,
+        lambda o: condition(o, "Synced").get("reason") == "Throttling",
+        timeout=30,
+        what="Synced=False because of throttling",
+    )
     assert condition(obj, "Synced")["status"] == "False"
     assert "Rate exceeded" in condition(obj, "Synced")["message"]
-    obj = kubectl.wait_for(KIND, "storm", namespace, lambda o: o["status"].get("percentProgress") == 60,
-                           timeout=60, what="the update made during the storm")
+    obj = kubectl.wait_for(
+        KIND,
+        "storm",
+        namespace,
+        lambda o: o["status"].get("percentProgress") == 60,
+        timeout=60,
+        what="the update made during the storm",
+    )
     assert condition(obj, "Synced")["status"] == "True"
     assert obj["status"]["totalExtractedDataInGB"] == 5
     assert not aws.standin.faults["DescribeExportTasks"]  # every injected fault was consumed
@@ -114,7 +154,10 @@ def test_throttling_storm_is_retried_without_losing_an_update(
 
 
 def test_restart_mid_export_resumes_without_a_second_start(
-    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str,
+    kubectl: Kubectl,
+    namespace: str,
+    aws: StandInServer,
+    snapshot_arn: str,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     first = operator_factory()
@@ -124,8 +167,14 @@ def test_restart_mid_export_resumes_without_a_second_start(
     first.kill()
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=30)
     operator_factory()
-    kubectl.wait_for(KIND, "resume", namespace, lambda o: o["status"].get("percentProgress") == 30,
-                     timeout=30, what="progress seen by the restarted operator")
+    kubectl.wait_for(
+        KIND,
+        "resume",
+        namespace,
+        lambda o: o["status"].get("percentProgress") == 30,
+        timeout=30,
+        what="progress seen by the restarted operator",
+    )
     aws.standin.set_task(ident, status="COMPLETE")
     kubectl.run("wait", f"{KIND}/resume", "-n", namespace, "--for=condition=Complete", "--timeout=30s")
     assert aws.standin.call_count("StartExportTask", ident) == 1

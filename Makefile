@@ -1,0 +1,35 @@
+# Everything runs from a fresh clone: `make demo` and `make test` set up what they need.
+# Caches (Go modules and build, kube-apiserver/etcd/kubectl/helm) live in ~/.cache/rds-export-operator.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/dev:$(CURDIR)/operator
+
+.PHONY: demo test lint binaries bench-control-plane clean
+
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . || \
+	  $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+binaries:
+	@bash dev/build-control-plane.sh
+
+demo: $(VENV)/.installed binaries
+	$(PY) -m localdev.demo
+
+test: $(VENV)/.installed binaries
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench-control-plane: $(VENV)/.installed binaries
+	$(PY) bench/control_plane_start.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
