@@ -33,7 +33,7 @@ class OperatorProcess:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.log_file = log_file
-        self.cmd = [sys.executable, "-m", "rds_export_operator", "--health-endpoint=", *args]
+        self.cmd = [sys.executable, "-m", "rds_export_operator", "--health-endpoint=", "--metrics-port=0", *args]
         self.env = {
             **os.environ,
             **aws_env,

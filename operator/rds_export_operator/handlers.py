@@ -11,13 +11,14 @@ from typing import Any
 import kopf
 
 from rds_export_operator import status as st
+from rds_export_operator.metrics import Metrics
 from rds_export_operator.rds import Rds
 from rds_export_operator.reconcile import Reconciler, Result, has_task
 from rds_export_operator.settings import ANNOTATION_PREFIX, FINALIZER, GROUP, PLURAL, VERSION, Settings
 from rds_export_operator.spec import ExportSpec, SpecError, parse_spec
 
 
-def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds) -> None:
+def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metrics: Metrics) -> None:
     reconciler = Reconciler(rds, config)
     rng = random.Random()
 
@@ -34,6 +35,10 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds) -> Non
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In a pod: the ServiceAccount token; elsewhere: $KUBECONFIG. No API client library needed.
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")
+    async def track(event: kopf.RawEvent, uid: str, status: kopf.Status, **_: Any) -> None:
+        metrics.tracker.observe(uid, status.get("status"), deleted=event.get("type") == "DELETED")
 
     def first_delay(status: Mapping[str, Any], **_: Any) -> float:
         # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).
@@ -57,9 +62,9 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds) -> Non
         if spec is None:
             return
         result = reconciler.sync(spec, status, attempt=retry)
-        _apply(result, spec, body, patch)
+        _apply(result, spec, body, patch, metrics)
         if result.retry_after is not None:
-            raise kopf.TemporaryError("AWS call failed; retrying", delay=result.retry_after)
+            raise kopf.TemporaryError(_synced_message(result), delay=result.retry_after)
 
     def cancels(spec: kopf.Spec, status: Mapping[str, Any], **_: Any) -> bool:
         return (
@@ -74,9 +79,16 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds) -> Non
         if spec is None:
             return
         result = reconciler.cancel(spec, status, attempt=retry)
-        _apply(result, spec, body, patch)
+        _apply(result, spec, body, patch, metrics)
         if not result.done:
             raise kopf.TemporaryError("waiting for AWS to finish canceling", delay=result.retry_after or 1.0)
+
+
+def _synced_message(result: Result) -> str:
+    for cond in result.status.get("conditions", []):
+        if cond.type == st.SYNCED:
+            return f"{cond.reason}: {cond.message}"
+    return "retrying"
 
 
 def _spec(body: kopf.Body, config: Settings, patch: kopf.Patch) -> ExportSpec | None:
@@ -102,13 +114,16 @@ def _spec(body: kopf.Body, config: Settings, patch: kopf.Patch) -> ExportSpec | 
         return None
 
 
-def _apply(result: Result, spec: ExportSpec, body: kopf.Body, patch: kopf.Patch) -> None:
+def _apply(result: Result, spec: ExportSpec, body: kopf.Body, patch: kopf.Patch, metrics: Metrics) -> None:
     desired = {"exportTaskIdentifier": spec.identifier, **result.status}
     if desired.get("status") == st.QUEUED:
         desired["queuedSince"] = body.status.get("queuedSince") or st.rfc3339(datetime.now(UTC))
     elif "status" in desired:
         desired["queuedSince"] = None
     _write(desired, body, patch)
+    for cond in result.status.get("conditions", []):
+        if cond.type == st.SYNCED and cond.status == "False":
+            metrics.reconcile_errors.labels(cond.reason).inc()
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         logging.getLogger(__name__).info(

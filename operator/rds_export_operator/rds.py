@@ -8,6 +8,7 @@ region and shared (boto3 clients are thread-safe; sessions are not, so creation 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -97,19 +98,19 @@ def start_request(spec: ExportSpec) -> dict[str, Any]:
 class Rds:
     """StartExportTask / DescribeExportTasks / CancelExportTask for any region, with errors as AwsError.
 
-    ``observe`` is called after every call with (operation, outcome) for metrics and tests.
+    ``observe`` is called after every call with (operation, outcome, seconds), for metrics.
     """
 
     def __init__(
         self,
         *,
         session_factory: Callable[[], boto3.session.Session] = boto3.session.Session,
-        observe: Callable[[str, str], None] | None = None,
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._clients: dict[str, RDSClient] = {}
         self._lock = threading.Lock()
-        self._observe = observe or (lambda operation, outcome: None)
+        self._observe = observe or (lambda operation, outcome, seconds: None)
         # Retries inside botocore stay short; the reconciler backs off between attempts with jitter.
         self._config = botocore.config.Config(
             retries={"mode": "standard", "max_attempts": 2},
@@ -125,13 +126,14 @@ class Rds:
             return self._clients[region]
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        started = time.monotonic()
         try:
             result = fn()
         except Exception as exc:
             error = classify(exc, operation)
-            self._observe(operation, error.code)
+            self._observe(operation, error.code, time.monotonic() - started)
             raise error from exc
-        self._observe(operation, "Success")
+        self._observe(operation, "Success", time.monotonic() - started)
         return result
 
     def start(self, spec: ExportSpec) -> ExportTask:

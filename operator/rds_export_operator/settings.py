@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,14 @@ class Settings:
     max_workers: int = 16
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330
+    metrics_port: int = 9090  # 0: no metrics endpoint
+    leader_election: bool = False
+    leader_election_namespace: str = "default"
+    leader_election_name: str = "rds-export-operator"
+    identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
     def __post_init__(self) -> None:
         if self.poll_interval < 1:
@@ -41,6 +50,10 @@ class Settings:
             raise ValueError(f"unknown log level {self.log_level!r}")
         if self.max_workers < 1:
             raise ValueError("max workers must be at least 1")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics port must be 0..65535, not {self.metrics_port}")
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("leader election needs 0 < retry period < renew deadline < lease duration")
 
 
 def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +87,26 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         help="liveness endpoint URL to serve, empty to disable",
     )
     p.add_argument("--max-workers", type=int, default=int(env.get("RDS_EXPORT_MAX_WORKERS", d.max_workers)))
+    p.add_argument("--metrics-port", type=int, default=int(env.get("RDS_EXPORT_METRICS_PORT", d.metrics_port)))
+    p.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=env.get("RDS_EXPORT_LEADER_ELECTION", "false").lower() in ("1", "true", "yes"),
+        help="hold a coordination.k8s.io Lease before reconciling (needed with more than one replica)",
+    )
+    p.add_argument(
+        "--leader-election-namespace",
+        default=env.get("RDS_EXPORT_LEADER_ELECTION_NAMESPACE", env.get("POD_NAMESPACE", d.leader_election_namespace)),
+    )
+    p.add_argument("--leader-election-name", default=env.get("RDS_EXPORT_LEADER_ELECTION_NAME", d.leader_election_name))
+    p.add_argument("--identity", default=env.get("POD_NAME", ""), help="this replica's name in the Lease")
+    p.add_argument(
+        "--lease-duration", type=float, default=float(env.get("RDS_EXPORT_LEASE_DURATION", d.lease_duration))
+    )
+    p.add_argument(
+        "--renew-deadline", type=float, default=float(env.get("RDS_EXPORT_RENEW_DEADLINE", d.renew_deadline))
+    )
+    p.add_argument("--retry-period", type=float, default=float(env.get("RDS_EXPORT_RETRY_PERIOD", d.retry_period)))
     args = p.parse_args(argv)
     namespaces = args.namespaces or [n for n in env.get("RDS_EXPORT_NAMESPACES", "").split(",") if n.strip()]
     try:
@@ -87,6 +120,14 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             log_format=args.log_format,
             health_endpoint=args.health_endpoint,
             max_workers=args.max_workers,
+            metrics_port=args.metrics_port,
+            leader_election=args.leader_election,
+            leader_election_namespace=args.leader_election_namespace,
+            leader_election_name=args.leader_election_name,
+            identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
         )
     except ValueError as exc:
         p.error(str(exc))

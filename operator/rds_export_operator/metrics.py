@@ -1,0 +1,77 @@
+"""Prometheus series, served on their own port from process start (standby replicas report too)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as Tally
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rds_export_operator.rds import THROTTLING_CODES
+
+
+class ExportTracker(Collector):
+    """Last known status of every object the operator sees, for the per-status and queue gauges."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._status: dict[str, str] = {}
+
+    def observe(self, uid: str, status: str | None, *, deleted: bool = False) -> None:
+        with self._lock:
+            if deleted:
+                self._status.pop(uid, None)
+            else:
+                self._status[uid] = status or "PENDING"
+
+    def counts(self) -> Tally[str]:
+        with self._lock:
+            return Tally(self._status.values())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self.counts()
+        by_status = GaugeMetricFamily("rds_export_tasks", "RdsExportTask objects by export status", labels=["status"])
+        for status, count in sorted(counts.items()):
+            by_status.add_metric([status], count)
+        yield by_status
+        yield GaugeMetricFamily(
+            "rds_export_queue_length", "Exports waiting for a free AWS export slot", value=counts.get("QUEUED", 0)
+        )
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.tracker = ExportTracker()
+        self.registry.register(self.tracker)
+        self.aws_calls = Counter(
+            "rds_export_aws_calls", "AWS API calls", ["operation", "outcome"], registry=self.registry
+        )
+        self.throttles = Counter(
+            "rds_export_aws_throttles", "AWS throttling errors", ["operation"], registry=self.registry
+        )
+        self.aws_latency = Histogram(
+            "rds_export_aws_call_duration_seconds",
+            "Duration of AWS API calls (polls are DescribeExportTasks)",
+            ["operation"],
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.reconcile_errors = Counter(
+            "rds_export_reconcile_errors",
+            "Reconciles that ended in an error, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def observe_call(self, operation: str, outcome: str, seconds: float) -> None:
+        self.aws_calls.labels(operation, outcome).inc()
+        self.aws_latency.labels(operation).observe(seconds)
+        if outcome in THROTTLING_CODES:
+            self.throttles.labels(operation).inc()
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)
