@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Leadership lost: kopf stops, the process exits non-zero and restarts as a standby. An asyncio flag, because
     # kopf waits on a threading.Event in an executor thread that would then block the loop's shutdown.
     loop = asyncio.new_event_loop()
-    lost: asyncio.Future[None] | None = None
+    stop_flag: asyncio.Future[None] | None = None
+    lost = threading.Event()
     elector: LeaderElector | None = None
     renewing = threading.Event()
     if config.leader_election:
@@ -62,15 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, handler)
         if not leading:
             return 0
-        lost = loop.create_future()
-        flag = lost
+        stop_flag = flag = loop.create_future()
 
-        def set_lost() -> None:
+        def set_flag() -> None:
             if not flag.done():
                 flag.set_result(None)
 
         def on_lost() -> None:
-            loop.call_soon_threadsafe(set_lost)
+            lost.set()
+            loop.call_soon_threadsafe(set_flag)
 
         threading.Thread(target=elector.keep_renewing, args=(on_lost, renewing), name="lease", daemon=True).start()
     try:
@@ -81,13 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
             liveness_endpoint=config.health_endpoint or None,
-            stop_flag=lost,
+            stop_flag=stop_flag,
         )
     finally:
         renewing.set()
-        if elector and not (lost and lost.done()):
+        if elector and not lost.is_set():
             elector.release()
-    return 1 if lost and lost.done() else 0
+    return 1 if lost.is_set() else 0
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ class Rds:
         self._observe = observe or (lambda operation, outcome, seconds: None)
         # Retries inside botocore stay short; the reconciler backs off between attempts with jitter.
         self._config = botocore.config.Config(
-            retries={"mode": "standard", "max_attempts": 2},
+            retries={"mode": "standard", "total_max_attempts": 2},
             connect_timeout=5,
             read_timeout=20,
             user_agent_extra="rds-export-operator",
