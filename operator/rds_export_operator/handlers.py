@@ -12,6 +12,7 @@ import kopf
 
 from rds_export_operator import status as st
 from rds_export_operator.metrics import Metrics
+from rds_export_operator.polling import Poller
 from rds_export_operator.rds import Rds
 from rds_export_operator.reconcile import Reconciler, Result, has_task
 from rds_export_operator.settings import ANNOTATION_PREFIX, FINALIZER, GROUP, PLURAL, VERSION, Settings
@@ -19,7 +20,13 @@ from rds_export_operator.spec import ExportSpec, SpecError, parse_spec
 
 
 def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metrics: Metrics) -> None:
-    reconciler = Reconciler(rds, config)
+    if config.polling == "coalesced":
+        poller = Poller(rds, config.poll_interval, config.max_concurrent_exports)
+        reconciler = Reconciler(poller, config, slots=poller)
+        tick = config.tick_interval
+    else:
+        reconciler = Reconciler(rds, config)
+        tick = config.poll_interval
     rng = random.Random()
 
     @kopf.on.startup(registry=registry)
@@ -37,12 +44,15 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metric
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")
-    async def track(event: kopf.RawEvent, uid: str, status: kopf.Status, **_: Any) -> None:
-        metrics.tracker.observe(uid, status.get("status"), deleted=event.get("type") == "DELETED")
+    def track(event: kopf.RawEvent, uid: str, status: kopf.Status, **_: Any) -> None:
+        deleted = event.get("type") == "DELETED"
+        metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
+        if deleted or has_task(status):
+            reconciler.slots.forget(uid)  # no longer waiting for an export slot
 
     def first_delay(status: Mapping[str, Any], **_: Any) -> float:
         # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).
-        return rng.uniform(0, config.poll_interval) if has_task(status) else 0.0
+        return rng.uniform(0, tick) if has_task(status) else 0.0
 
     def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
         return not st.is_finished(status)
@@ -53,7 +63,7 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metric
         PLURAL,
         registry=registry,
         id="sync",
-        interval=config.poll_interval,
+        interval=tick,
         initial_delay=first_delay,
         when=unfinished,
     )
@@ -61,7 +71,10 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metric
         spec = _spec(body, config, patch)
         if spec is None:
             return
-        result = reconciler.sync(spec, status, attempt=retry)
+        meta = body.metadata
+        result = reconciler.sync(
+            spec, status, attempt=retry, uid=meta.uid or "", created=str(meta.get("creationTimestamp", ""))
+        )
         _apply(result, spec, body, patch, metrics)
         if result.retry_after is not None:
             raise kopf.TemporaryError(_synced_message(result), delay=result.retry_after)

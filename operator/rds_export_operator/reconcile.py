@@ -26,6 +26,31 @@ class RdsApi(Protocol):
     def cancel(self, region: str, identifier: str) -> ExportTask: ...
 
 
+class Slots(Protocol):
+    """Who may start an export now (AWS allows 5 running per account), and what is known without a call."""
+
+    def peek(self, region: str, identifier: str) -> ExportTask | None: ...
+    def may_start(self, region: str, uid: str, created: str) -> bool: ...
+    def forget(self, uid: str) -> None: ...
+    def limit_reached(self, region: str) -> None: ...
+
+
+class Unlimited:
+    """No queue of our own: StartExportTask is tried and ExportTaskLimitReachedFault says when to wait."""
+
+    def peek(self, region: str, identifier: str) -> ExportTask | None:
+        return None
+
+    def may_start(self, region: str, uid: str, created: str) -> bool:
+        return True
+
+    def forget(self, uid: str) -> None:
+        pass
+
+    def limit_reached(self, region: str) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Event:
     type: str  # "Normal" | "Warning"
@@ -53,16 +78,22 @@ def has_task(status: Mapping[str, Any]) -> bool:
 
 
 class Reconciler:
-    def __init__(self, rds: RdsApi, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, rds: RdsApi, settings: Settings, rng: random.Random | None = None, slots: Slots | None = None
+    ) -> None:
         self.rds, self.settings, self.rng = rds, settings, rng or random.Random()
+        self.slots: Slots = slots or Unlimited()
 
     # -- the periodic sync: create path, adoption, queue, polling ------------------------------------------------
 
-    def sync(self, spec: ExportSpec, status: Mapping[str, Any], *, attempt: int = 0) -> Result:
+    def sync(
+        self, spec: ExportSpec, status: Mapping[str, Any], *, attempt: int = 0, uid: str = "", created: str = ""
+    ) -> Result:
+        """``uid`` and ``created`` (creationTimestamp) place the object in the export queue, oldest first."""
         result = Result()
         try:
             if spec.creates and not has_task(status):
-                task = self._start_or_adopt(spec, status, result)
+                task = self._start_or_adopt(spec, status, result, uid=uid, created=created)
             else:
                 task = self.rds.describe(spec.region, spec.identifier)
                 if task is None:
@@ -74,36 +105,51 @@ class Reconciler:
         self._report(task, status, result)
         return result
 
-    def _start_or_adopt(self, spec: ExportSpec, status: Mapping[str, Any], result: Result) -> ExportTask | None:
+    def _start_or_adopt(
+        self, spec: ExportSpec, status: Mapping[str, Any], result: Result, *, uid: str, created: str
+    ) -> ExportTask | None:
+        known = self.slots.peek(spec.region, spec.identifier)
+        if known is not None:  # already running (we crashed after starting it?): adopt without a call
+            return self._adopt(spec, known, result, uid)
+        if not self.slots.may_start(spec.region, uid, created):
+            self._queue(status, result, "all export slots are taken; oldest waiting exports start first")
+            return None
         try:
             task = self.rds.start(spec)
         except AwsError as error:
             if error.kind is ErrorKind.LIMIT_REACHED:
-                self._queue(status, result, error)
+                self.slots.limit_reached(spec.region)
+                self._queue(status, result, error.message)
                 return None
             if error.kind is not ErrorKind.ALREADY_EXISTS:
+                self.slots.forget(uid)
                 raise
             existing = self.rds.describe(spec.region, spec.identifier)
             if existing is None:  # gone between the two calls: look again soon, never guess
                 raise AwsError(ErrorKind.RETRYABLE, "ExportTaskAlreadyExists", error.message, error.operation) from None
-            if existing.get("SourceArn") != spec.source_arn:
-                raise AwsError(
-                    ErrorKind.TERMINAL,
-                    "IdentifierInUse",
-                    f"export task {spec.identifier} already exists for another source "
-                    f"({existing.get('SourceArn')}); choose another exportTaskIdentifier",
-                    "StartExportTask",
-                ) from None
-            result.events.append(Event("Normal", "Adopted", f"adopted existing export task {spec.identifier}"))
-            return existing
+            return self._adopt(spec, existing, result, uid)
+        self.slots.forget(uid)
         result.events.append(Event("Normal", "Started", f"started export task {spec.identifier}"))
         return task
 
-    def _queue(self, status: Mapping[str, Any], result: Result, error: AwsError) -> None:
+    def _adopt(self, spec: ExportSpec, existing: ExportTask, result: Result, uid: str) -> ExportTask:
+        self.slots.forget(uid)
+        if existing.get("SourceArn") != spec.source_arn:
+            raise AwsError(
+                ErrorKind.TERMINAL,
+                "IdentifierInUse",
+                f"export task {spec.identifier} already exists for another source "
+                f"({existing.get('SourceArn')}); choose another exportTaskIdentifier",
+                "StartExportTask",
+            )
+        result.events.append(Event("Normal", "Adopted", f"adopted existing export task {spec.identifier}"))
+        return existing
+
+    def _queue(self, status: Mapping[str, Any], result: Result, message: str) -> None:
         result.status["status"] = st.QUEUED
         result.status["conditions"] = [
             *st.outcome_conditions(st.QUEUED),
-            st.Condition(st.SYNCED, "True", "ExportLimitReached", f"waiting for a free export slot: {error.message}"),
+            st.Condition(st.SYNCED, "True", "ExportLimitReached", f"waiting for a free export slot: {message}"),
         ]
         if status.get("status") != st.QUEUED:
             result.events.append(Event("Normal", "Queued", "AWS export limit reached; the export waits for a slot"))

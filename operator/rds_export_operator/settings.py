@@ -20,7 +20,10 @@ FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 @dataclass(frozen=True)
 class Settings:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
-    poll_interval: float = 30.0
+    poll_interval: float = 30.0  # how often AWS is asked (one paginated call per account and region)
+    tick_interval: float = 5.0  # how often each unfinished object looks at the shared answer (no AWS call)
+    polling: str = "coalesced"  # or "per-object": the naive baseline, one describe per object per poll
+    max_concurrent_exports: int = 5  # AWS's per-account quota; raise it if AWS raised yours
     retry_base_delay: float = 5.0
     retry_max_delay: float = 300.0
     default_region: str = ""
@@ -42,6 +45,12 @@ class Settings:
     def __post_init__(self) -> None:
         if self.poll_interval < 1:
             raise ValueError(f"poll interval must be at least 1 second, not {self.poll_interval}")
+        if not 0.2 <= self.tick_interval <= self.poll_interval:
+            raise ValueError("tick interval must be between 0.2 s and the poll interval")
+        if self.polling not in ("coalesced", "per-object"):
+            raise ValueError(f"polling must be coalesced or per-object, not {self.polling!r}")
+        if self.max_concurrent_exports < 1:
+            raise ValueError("max concurrent exports must be at least 1")
         if not 0 < self.retry_base_delay <= self.retry_max_delay:
             raise ValueError("retry delays must satisfy 0 < base <= max")
         if self.log_format not in ("plain", "json"):
@@ -67,7 +76,24 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         action="append",
         help="namespace to watch (repeatable; env RDS_EXPORT_NAMESPACES, comma-separated); default all",
     )
-    p.add_argument("--poll-interval", type=float, default=float(env.get("RDS_EXPORT_POLL_INTERVAL", d.poll_interval)))
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=float(env.get("RDS_EXPORT_POLL_INTERVAL", d.poll_interval)),
+        help="seconds between DescribeExportTasks calls per account and region",
+    )
+    p.add_argument(
+        "--tick-interval",
+        type=float,
+        default=float(env.get("RDS_EXPORT_TICK_INTERVAL", d.tick_interval)),
+        help="seconds between an object's looks at the shared answer (default 5, at most the poll interval)",
+    )
+    p.add_argument("--polling", choices=["coalesced", "per-object"], default=env.get("RDS_EXPORT_POLLING", d.polling))
+    p.add_argument(
+        "--max-concurrent-exports",
+        type=int,
+        default=int(env.get("RDS_EXPORT_MAX_CONCURRENT_EXPORTS", d.max_concurrent_exports)),
+    )
     p.add_argument(
         "--retry-base-delay", type=float, default=float(env.get("RDS_EXPORT_RETRY_BASE_DELAY", d.retry_base_delay))
     )
@@ -113,6 +139,9 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         return Settings(
             namespaces=tuple(n.strip() for n in namespaces),
             poll_interval=args.poll_interval,
+            tick_interval=min(args.tick_interval, args.poll_interval),
+            polling=args.polling,
+            max_concurrent_exports=args.max_concurrent_exports,
             retry_base_delay=args.retry_base_delay,
             retry_max_delay=args.retry_max_delay,
             default_region=args.default_region,

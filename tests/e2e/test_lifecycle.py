@@ -112,7 +112,8 @@ def test_existing_task_with_same_source_is_adopted(
     )
     assert obj["status"]["status"] == "IN_PROGRESS"
     assert "Adopted" in [e["reason"] for e in kubectl.events(namespace, "adopter")]
-    assert aws.standin.call_count("StartExportTask", ident) == 2  # ours, and the operator's refused one
+    # Ours; the operator adopts from its shared snapshot, or after one refused start if the snapshot predates ours.
+    assert 1 <= aws.standin.call_count("StartExportTask", ident) <= 2
 
 
 def test_identifier_taken_by_another_source_is_terminal(
@@ -140,5 +141,6 @@ def test_identifier_taken_by_another_source_is_terminal(
         KIND, "clash", namespace, lambda o: condition(o, "Failed").get("status") == "True", timeout=30, what="Failed"
     )
     assert condition(obj, "Failed")["reason"] == "IdentifierInUse"
+    assert aws.standin.tasks[ident].source_arn == other
     assert "another source" in condition(obj, "Failed")["message"]
-    assert aws.standin.call_count("StartExportTask", ident) == 2
+    assert 1 <= aws.standin.call_count("StartExportTask", ident) <= 2  # never a second task

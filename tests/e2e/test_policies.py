@@ -118,7 +118,9 @@ def test_queued_at_the_limit_then_started_when_a_slot_frees(
     assert "queuedSince" not in obj["status"]
     reasons = [e["reason"] for e in kubectl.events(namespace, "waiting")]
     assert reasons.count("Queued") == 1 and "Started" in reasons
-    assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) >= 2
+    # The shared snapshot knows the 5 slots are taken, so the operator waits without a refused StartExportTask
+    # (one refusal at most, if its snapshot predates the 5 direct starts).
+    assert 1 <= aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) <= 2
 
 
 def test_throttling_storm_is_retried_without_losing_an_update(
