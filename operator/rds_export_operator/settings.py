@@ -66,7 +66,10 @@ class Settings:
 
 
 def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Flags win over environment variables, which win over defaults. Invalid values exit with a usage error."""
+    """Flags win over environment variables, which win over defaults. Invalid values exit with a usage error.
+
+    Environment defaults stay strings: argparse converts them with the flag's type and reports bad ones.
+    """
     env = os.environ if environ is None else environ
     d = Settings()
     p = argparse.ArgumentParser(prog="rds-export-operator", description="Runs RdsExportTask objects as RDS exports.")
@@ -79,26 +82,26 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     p.add_argument(
         "--poll-interval",
         type=float,
-        default=float(env.get("RDS_EXPORT_POLL_INTERVAL", d.poll_interval)),
+        default=env.get("RDS_EXPORT_POLL_INTERVAL", str(d.poll_interval)),
         help="seconds between DescribeExportTasks calls per account and region",
     )
     p.add_argument(
         "--tick-interval",
         type=float,
-        default=float(env.get("RDS_EXPORT_TICK_INTERVAL", d.tick_interval)),
+        default=env.get("RDS_EXPORT_TICK_INTERVAL", str(d.tick_interval)),
         help="seconds between an object's looks at the shared answer (default 5, at most the poll interval)",
     )
     p.add_argument("--polling", choices=["coalesced", "per-object"], default=env.get("RDS_EXPORT_POLLING", d.polling))
     p.add_argument(
         "--max-concurrent-exports",
         type=int,
-        default=int(env.get("RDS_EXPORT_MAX_CONCURRENT_EXPORTS", d.max_concurrent_exports)),
+        default=env.get("RDS_EXPORT_MAX_CONCURRENT_EXPORTS", str(d.max_concurrent_exports)),
     )
     p.add_argument(
-        "--retry-base-delay", type=float, default=float(env.get("RDS_EXPORT_RETRY_BASE_DELAY", d.retry_base_delay))
+        "--retry-base-delay", type=float, default=env.get("RDS_EXPORT_RETRY_BASE_DELAY", str(d.retry_base_delay))
     )
     p.add_argument(
-        "--retry-max-delay", type=float, default=float(env.get("RDS_EXPORT_RETRY_MAX_DELAY", d.retry_max_delay))
+        "--retry-max-delay", type=float, default=env.get("RDS_EXPORT_RETRY_MAX_DELAY", str(d.retry_max_delay))
     )
     p.add_argument(
         "--default-region",
@@ -112,8 +115,8 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         default=env.get("RDS_EXPORT_HEALTH_ENDPOINT", d.health_endpoint),
         help="liveness endpoint URL to serve, empty to disable",
     )
-    p.add_argument("--max-workers", type=int, default=int(env.get("RDS_EXPORT_MAX_WORKERS", d.max_workers)))
-    p.add_argument("--metrics-port", type=int, default=int(env.get("RDS_EXPORT_METRICS_PORT", d.metrics_port)))
+    p.add_argument("--max-workers", type=int, default=env.get("RDS_EXPORT_MAX_WORKERS", str(d.max_workers)))
+    p.add_argument("--metrics-port", type=int, default=env.get("RDS_EXPORT_METRICS_PORT", str(d.metrics_port)))
     p.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
@@ -126,13 +129,9 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     )
     p.add_argument("--leader-election-name", default=env.get("RDS_EXPORT_LEADER_ELECTION_NAME", d.leader_election_name))
     p.add_argument("--identity", default=env.get("POD_NAME", ""), help="this replica's name in the Lease")
-    p.add_argument(
-        "--lease-duration", type=float, default=float(env.get("RDS_EXPORT_LEASE_DURATION", d.lease_duration))
-    )
-    p.add_argument(
-        "--renew-deadline", type=float, default=float(env.get("RDS_EXPORT_RENEW_DEADLINE", d.renew_deadline))
-    )
-    p.add_argument("--retry-period", type=float, default=float(env.get("RDS_EXPORT_RETRY_PERIOD", d.retry_period)))
+    p.add_argument("--lease-duration", type=float, default=env.get("RDS_EXPORT_LEASE_DURATION", str(d.lease_duration)))
+    p.add_argument("--renew-deadline", type=float, default=env.get("RDS_EXPORT_RENEW_DEADLINE", str(d.renew_deadline)))
+    p.add_argument("--retry-period", type=float, default=env.get("RDS_EXPORT_RETRY_PERIOD", str(d.retry_period)))
     args = p.parse_args(argv)
     namespaces = args.namespaces or [n for n in env.get("RDS_EXPORT_NAMESPACES", "").split(",") if n.strip()]
     try:

@@ -10,9 +10,9 @@ from enum import StrEnum
 from typing import Any
 
 MAX_IDENTIFIER_LENGTH = 60
-_IDENTIFIER = re.compile(r"^[A-Za-z](-?[A-Za-z0-9])*$")
+_IDENTIFIER = re.compile(r"[A-Za-z](-?[A-Za-z0-9])*")
 _ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>\d*):(?P<resource>.+)$"
+    r"arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>[0-9]*):(?P<resource>.+)"
 )
 _RDS_SOURCE_TYPES = {"snapshot": "SNAPSHOT", "cluster-snapshot": "CLUSTER", "cluster": "CLUSTER"}
 
@@ -45,7 +45,7 @@ class Arn:
 
 
 def parse_arn(text: str) -> Arn:
-    match = _ARN.match(text)
+    match = _ARN.fullmatch(text)
     if not match:
         raise SpecError(f"not an ARN: {text!r}")
     return Arn(**match.groupdict())
@@ -61,7 +61,7 @@ def source_type(arn: Arn) -> str:
 
 
 def is_valid_identifier(identifier: str) -> bool:
-    return len(identifier) <= MAX_IDENTIFIER_LENGTH and bool(_IDENTIFIER.match(identifier))
+    return len(identifier) <= MAX_IDENTIFIER_LENGTH and bool(_IDENTIFIER.fullmatch(identifier))
 
 
 def derive_identifier(namespace: str, name: str, uid: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,7 +52,7 @@ def task_fields(task: Mapping[str, Any]) -> dict[str, Any]:
             fields[ours] = rfc3339(value)
     for aws, ours in _INTEGERS.items():
         value = task.get(aws)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             fields[ours] = max(0, int(value))
     return fields
 

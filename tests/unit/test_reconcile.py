@@ -1,0 +1,658 @@
+"""reconcile.py: the start/adopt/queue/poll/cancel decisions, against an in-memory RdsApi."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
+
+from rds_export_operator import status as st
+from rds_export_operator.rds import AwsError, ErrorKind, ExportTask
+from rds_export_operator.reconcile import Event, RdsApi, Reconciler, Result, backoff, has_task
+from rds_export_operator.settings import Settings
+from rds_export_operator.spec import ExportSpec, parse_spec
+
+SOURCE = "arn:aws:rds:eu-west-1:123456789012:snapshot:nightly"
+OTHER_SOURCE = "arn:aws:rds:eu-west-1:123456789012:snapshot:other"
+
+
+SETTINGS = Settings(poll_interval=30.0, retry_base_delay=4.0, retry_max_delay=120.0)
+
+
+@dataclass
+class FakeRds:
+    """RdsApi in memory: tasks by identifier, plus errors to raise from the next calls, and a call log."""
+
+    tasks: dict[str, ExportTask] = field(default_factory=dict)
+    errors: dict[str, list[AwsError]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def fail(self, operation: str, kind: ErrorKind, code: str, message: str = "boom") -> None:
+        self.errors.setdefault(operation, []).append(AwsError(kind, code, message, operation))
+
+    def _maybe_raise(self, operation: str) -> None:
+        if self.errors.get(operation):
+            raise self.errors[operation].pop(0)
+
+    def start(self, spec: ExportSpec) -> ExportTask:
+        self.calls.append(("StartExportTask", spec.identifier))
+        self._maybe_raise("StartExportTask")
+        if spec.identifier in self.tasks:
+            raise AwsError(ErrorKind.ALREADY_EXISTS, "ExportTaskAlreadyExists", "exists", "StartExportTask")
+        task = {
+            "ExportTaskIdentifier": spec.identifier,
+            "SourceArn": spec.source_arn,
+            "S3Bucket": spec.s3_bucket_name,
+            "Status": "STARTING",
+            "PercentProgress": 0,
+        }
+        self.tasks[spec.identifier] = task
+        return dict(task)
+
+    def describe(self, region: str, identifier: str) -> ExportTask | None:
+        self.calls.append(("DescribeExportTasks", identifier))
+        self._maybe_raise("DescribeExportTasks")
+        task = self.tasks.get(identifier)
+        return dict(task) if task else None
+
+    def cancel(self, region: str, identifier: str) -> ExportTask:
+        self.calls.append(("CancelExportTask", identifier))
+        self._maybe_raise("CancelExportTask")
+        task = self.tasks.get(identifier)
+        if task is None:
+            raise AwsError(ErrorKind.NOT_FOUND, "ExportTaskNotFound", "no such task", "CancelExportTask")
+        if task["Status"] in st.TERMINAL_STATUSES:
+            raise AwsError(ErrorKind.INVALID_STATE, "InvalidExportTaskStateFault", "finished", "CancelExportTask")
+        task["Status"] = "CANCELING"
+        return dict(task)
+
+
+def _check_protocol(fake: FakeRds) -> RdsApi:
+    return fake  # mypy: FakeRds implements RdsApi
+
+
+def make_spec(**overrides: Any) -> ExportSpec:
+    raw = {
+        "sourceArn": SOURCE,
+        "s3BucketName": "bucket",
+        "iamRoleArn": "arn:aws:iam::123456789012:role/export",
+        "kmsKeyId": "key",
+        **overrides,
+    }
+    return parse_spec(raw, namespace="team", name="orders", uid="uid-1", default_region="")
+
+
+SPEC = make_spec()
+OBSERVE = make_spec(managementPolicy="Observe", exportTaskIdentifier="theirs")
+
+
+@pytest.fixture
+def rds() -> FakeRds:
+    return FakeRds()
+
+
+@pytest.fixture
+def reconciler(rds: FakeRds) -> Reconciler:
+    return Reconciler(_check_protocol(rds), SETTINGS, random.Random(1))
+
+
+def conditions(result: Result) -> dict[str, st.Condition]:
+    conds = result.status["conditions"]
+    assert len({c.type for c in conds}) == len(conds)
+    return {c.type: c for c in conds}
+
+
+def reasons(result: Result) -> list[str]:
+    return [e.reason for e in result.events]
+
+
+def put(rds: FakeRds, identifier: str = SPEC.identifier, **task: Any) -> None:
+    rds.tasks[identifier] = {"ExportTaskIdentifier": identifier, "SourceArn": SOURCE, **task}
+
+
+def status_of(result: Result) -> dict[str, Any]:
+    """The stored status a later sync sees, as the handler would have written it."""
+    out = dict(result.status)
+    out["conditions"] = [
+        {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}
+        for c in result.status.get("conditions", [])
+    ]
+    return out
+
+
+# -- helpers --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [({}, False), ({"status": None}, False), ({"status": ""}, False), ({"status": "QUEUED"}, False)]
+    + [({"status": s}, True) for s in ("STARTING", "IN_PROGRESS", "CANCELING", "COMPLETE", "FAILED", "UNKNOWN")],
+)
+def test_has_task(status: dict[str, Any], expected: bool) -> None:
+    assert has_task(status) is expected
+
+
+def test_backoff_first_attempt_is_within_base() -> None:
+    rng = random.Random(0)
+    delays = [backoff(SETTINGS, 0, rng) for _ in range(200)]
+    assert all(2.0 <= d <= 4.0 for d in delays)
+    assert max(delays) - min(delays) > 1.0  # jittered, not constant
+
+
+def test_backoff_grows_and_caps() -> None:
+    rng = random.Random(0)
+    assert 8.0 <= backoff(SETTINGS, 2, rng) <= 16.0
+    assert 60.0 <= backoff(SETTINGS, 5, rng) <= 120.0  # 4*32=128 capped at 120
+    assert 60.0 <= backoff(SETTINGS, 10_000, rng) <= 120.0  # no overflow for huge attempt counts
+
+
+def test_backoff_without_rng_uses_module_random() -> None:
+    assert 2.0 <= backoff(SETTINGS, 0) <= 4.0
+
+
+@given(
+    hs.floats(0.01, 100),
+    hs.floats(1, 10),
+    hs.integers(0, 10_000),
+    hs.randoms(use_true_random=False),
+)
+def test_backoff_is_bounded(base: float, factor: float, attempt: int, rng: random.Random) -> None:
+    settings = Settings(retry_base_delay=base, retry_max_delay=base * factor)
+    delay = backoff(settings, attempt, rng)
+    ceiling = min(settings.retry_max_delay, base * 2.0 ** min(attempt, 64))  # factor <= 10: capped by attempt 4
+    assert ceiling / 2 <= delay <= ceiling
+    assert base / 2 <= delay <= settings.retry_max_delay
+
+
+# -- sync: create path ------------------------------------------------------------------------------------------------
+
+
+def test_sync_starts_a_new_export(reconciler: Reconciler, rds: FakeRds) -> None:
+    result = reconciler.sync(SPEC, {})
+    assert rds.calls == [("StartExportTask", SPEC.identifier)]
+    assert result.status["status"] == "STARTING"
+    assert result.status["exportTaskIdentifier"] == SPEC.identifier
+    assert result.status["sourceArn"] == SOURCE
+    assert result.events == [Event("Normal", "Started", f"started export task {SPEC.identifier}")]
+    c = conditions(result)
+    assert c["Synced"].status == "True"
+    assert c["Complete"].status == c["Failed"].status == "False"
+    assert c["Complete"].reason == "ExportStarting"
+    assert result.retry_after is None and not result.done
+
+
+def test_sync_starts_a_queued_export_when_a_slot_frees(reconciler: Reconciler, rds: FakeRds) -> None:
+    result = reconciler.sync(SPEC, {"status": "QUEUED"})
+    assert rds.calls == [("StartExportTask", SPEC.identifier)]
+    assert result.status["status"] == "STARTING"
+    assert reasons(result) == ["Started"]  # no separate "Starting" transition event
+
+
+def test_sync_polls_instead_of_starting_when_a_task_is_known(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="IN_PROGRESS", PercentProgress=10)
+    result = reconciler.sync(SPEC, {"status": "STARTING"})
+    assert rds.calls == [("DescribeExportTasks", SPEC.identifier)]
+    assert result.status["status"] == "IN_PROGRESS"
+    assert result.status["percentProgress"] == 10
+    assert reasons(result) == ["InProgress"]
+
+
+def test_sync_adopts_an_existing_task_for_the_same_source(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="STARTING")
+    result = reconciler.sync(SPEC, {})
+    assert rds.calls == [("StartExportTask", SPEC.identifier), ("DescribeExportTasks", SPEC.identifier)]
+    assert reasons(result) == ["Adopted"]
+    assert result.status["status"] == "STARTING"
+    assert conditions(result)["Synced"].status == "True"
+
+
+def test_sync_adopting_a_running_task_reports_its_state(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="IN_PROGRESS", PercentProgress=60)
+    result = reconciler.sync(SPEC, {})
+    assert reasons(result) == ["Adopted", "InProgress", "Progress", "Progress"]
+    assert [e.message for e in result.events[2:]] == ["export is 25% done", "export is 50% done"]
+
+
+def test_sync_refuses_a_task_of_another_source(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="IN_PROGRESS", SourceArn=OTHER_SOURCE)
+    result = reconciler.sync(SPEC, {})
+    c = conditions(result)
+    assert c["Failed"].status == "True"
+    assert c["Failed"].reason == "IdentifierInUse"
+    assert OTHER_SOURCE in c["Failed"].message
+    assert c["Synced"] == st.Condition("Synced", "False", "IdentifierInUse", c["Failed"].message)
+    assert c["Complete"].status == "False"
+    assert "status" not in result.status  # the other task's fields are not reported as ours
+    assert result.events[0].type == "Warning" and reasons(result) == ["IdentifierInUse"]
+    assert result.retry_after is None
+    assert st.is_finished(status_of(result))
+
+
+def test_sync_already_exists_but_gone_retries(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.fail("StartExportTask", ErrorKind.ALREADY_EXISTS, "ExportTaskAlreadyExists", "exists")
+    result = reconciler.sync(SPEC, {}, attempt=1)
+    c = conditions(result)
+    assert c["Synced"].status == "False"
+    assert c["Synced"].reason == "ExportTaskAlreadyExists"
+    assert set(c) == {"Synced"}
+    assert result.retry_after is not None and 4.0 <= result.retry_after <= 8.0
+
+
+def test_sync_queues_at_the_export_limit(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.fail("StartExportTask", ErrorKind.LIMIT_REACHED, "ExportTaskLimitReachedFault", "limit of 5")
+    result = reconciler.sync(SPEC, {})
+    assert result.status["status"] == st.QUEUED
+    c = conditions(result)
+    assert c["Synced"].status == "True"
+    assert c["Synced"].reason == "ExportLimitReached"
+    assert "limit of 5" in c["Synced"].message
+    assert c["Complete"].reason == c["Failed"].reason == "ExportQueued"
+    assert c["Failed"].status == "False"
+    assert reasons(result) == ["Queued"]
+    assert result.retry_after is None  # waits for the normal poll
+    assert not st.is_finished(status_of(result))
+
+
+def test_sync_queued_again_posts_no_second_event(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.fail("StartExportTask", ErrorKind.LIMIT_REACHED, "ExportTaskLimitReachedFault")
+    rds.fail("StartExportTask", ErrorKind.LIMIT_REACHED, "ExportTaskLimitReachedFault")
+    first = reconciler.sync(SPEC, {})
+    second = reconciler.sync(SPEC, status_of(first))
+    assert reasons(first) == ["Queued"]
+    assert second.events == []
+    assert second.status["status"] == st.QUEUED
+    assert [c for c, _ in rds.calls] == ["StartExportTask", "StartExportTask"]
+
+
+@pytest.mark.parametrize("code", ["Throttling", "ServiceUnavailable", "RequestTimeout", "EndpointConnectionError"])
+def test_sync_retryable_start_error(reconciler: Reconciler, rds: FakeRds, code: str) -> None:
+    rds.fail("StartExportTask", ErrorKind.RETRYABLE, code, "try later")
+    result = reconciler.sync(SPEC, {})
+    c = conditions(result)
+    assert set(c) == {"Synced"}
+    assert c["Synced"] == st.Condition("Synced", "False", code, "StartExportTask: try later")
+    assert result.events == [Event("Warning", code, "StartExportTask: try later; retrying with backoff")]
+    assert result.retry_after is not None
+    assert SETTINGS.retry_base_delay / 2 <= result.retry_after <= SETTINGS.retry_max_delay
+    assert "status" not in result.status
+
+
+def test_sync_retryable_error_without_message(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.fail("StartExportTask", ErrorKind.RETRYABLE, "ReadTimeoutError", "")
+    result = reconciler.sync(SPEC, {})
+    assert conditions(result)["Synced"].message == "StartExportTask"
+
+
+@given(hs.integers(0, 200), hs.integers(0, 2**32))
+def test_sync_retry_after_is_bounded(attempt: int, seed: int) -> None:
+    rds = FakeRds()
+    rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, "Throttling")
+    result = Reconciler(rds, SETTINGS, random.Random(seed)).sync(SPEC, {"status": "IN_PROGRESS"}, attempt=attempt)
+    assert result.retry_after is not None
+    assert SETTINGS.retry_base_delay / 2 <= result.retry_after <= SETTINGS.retry_max_delay
+    assert conditions(result)["Synced"].status == "False"
+
+
+def test_sync_same_retryable_error_posts_one_event(reconciler: Reconciler, rds: FakeRds) -> None:
+    for code in ("Throttling", "Throttling", "ServiceUnavailable"):
+        rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, code)
+    first = reconciler.sync(SPEC, {"status": "IN_PROGRESS"})
+    second = reconciler.sync(SPEC, {**status_of(first), "status": "IN_PROGRESS"}, attempt=1)
+    assert reasons(first) == ["Throttling"]
+    assert second.events == [] and second.retry_after is not None
+    third = reconciler.sync(SPEC, {**status_of(second), "status": "IN_PROGRESS"}, attempt=2)
+    assert reasons(third) == ["ServiceUnavailable"]  # a different error is news
+
+
+def test_sync_terminal_start_error_fails(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.fail("StartExportTask", ErrorKind.TERMINAL, "IamRoleNotFound", "role missing")
+    result = reconciler.sync(SPEC, {})
+    c = conditions(result)
+    assert c["Failed"] == st.Condition("Failed", "True", "IamRoleNotFound", "StartExportTask: role missing")
+    assert c["Complete"] == st.Condition("Complete", "False", "IamRoleNotFound")
+    assert c["Synced"].status == "False"
+    assert result.events == [Event("Warning", "IamRoleNotFound", "StartExportTask: role missing")]
+    assert result.retry_after is None
+    assert st.is_finished(status_of(result))
+
+
+# -- sync: polling --------------------------------------------------------------------------------------------------
+
+
+def test_sync_poll_without_news_posts_nothing(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="IN_PROGRESS", PercentProgress=30)
+    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS", "percentProgress": 30})
+    assert result.events == []
+    assert result.status["percentProgress"] == 30
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "milestones"),
+    [
+        (0, 24, []),
+        (0, 25, [25]),
+        (24, 25, [25]),
+        (25, 49, []),
+        (10, 80, [25, 50, 75]),
+        (50, 75, [75]),
+        (75, 99, []),
+        (80, 20, []),  # going backwards never repeats milestones
+    ],
+)
+def test_sync_progress_milestones(
+    reconciler: Reconciler, rds: FakeRds, old: int, new: int, milestones: list[int]
+) -> None:
+    put(rds, Status="IN_PROGRESS", PercentProgress=new)
+    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS", "percentProgress": old})
+    assert [e.message for e in result.events if e.reason == "Progress"] == [f"export is {m}% done" for m in milestones]
+    assert all(e.reason == "Progress" for e in result.events)
+
+
+def test_sync_no_progress_events_once_complete(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="COMPLETE", PercentProgress=100, TotalExtractedDataInGB=12)
+    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS", "percentProgress": 10})
+    assert result.events == [Event("Normal", "Complete", "export complete: 12 GB extracted")]
+    c = conditions(result)
+    assert c["Complete"].status == "True" and c["Failed"].status == "False"
+    assert st.is_finished(status_of(result))
+
+
+def test_sync_reports_failure_cause(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="FAILED", FailureCause="S3 bucket is gone")
+    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS"})
+    assert result.events == [Event("Warning", "Failed", "export failed: S3 bucket is gone")]
+    assert conditions(result)["Failed"].message == "S3 bucket is gone"
+    assert result.status["failureCause"] == "S3 bucket is gone"
+
+
+def test_sync_reports_failure_without_cause(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="FAILED")
+    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS"})
+    assert result.events == [Event("Warning", "Failed", "export failed: no cause given")]
+
+
+def test_sync_reports_canceled(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="canceled")
+    result = reconciler.sync(SPEC, {"status": "CANCELING"})
+    assert result.status["status"] == "CANCELED"
+    assert result.events == [Event("Normal", "Canceled", "export canceled")]
+    assert conditions(result)["Failed"].reason == "ExportCanceled"
+
+
+def test_sync_observe_never_starts(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, "theirs", Status="IN_PROGRESS", PercentProgress=5)
+    result = reconciler.sync(OBSERVE, {})
+    assert rds.calls == [("DescribeExportTasks", "theirs")]
+    assert result.status["status"] == "IN_PROGRESS"
+    assert reasons(result) == ["InProgress"]
+
+
+def test_sync_observe_first_sight_of_starting_task_posts_no_event(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, "theirs", Status="STARTING")
+    result = reconciler.sync(OBSERVE, {})
+    assert result.events == []
+    assert result.status["status"] == "STARTING"
+
+
+def test_sync_reports_starting_after_another_known_status(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="STARTING")
+    result = reconciler.sync(SPEC, {"status": "UNKNOWN"})
+    assert result.events == [Event("Normal", "Starting", "export is STARTING")]
+
+
+def test_sync_missing_task_once(reconciler: Reconciler, rds: FakeRds) -> None:
+    first = reconciler.sync(SPEC, {"status": "IN_PROGRESS"})
+    c = conditions(first)
+    assert set(c) == {"Synced"}
+    assert (c["Synced"].status, c["Synced"].reason) == ("False", "ExportTaskNotFound")
+    assert "does not start it again" in c["Synced"].message
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "ExportTaskNotFound")]
+    assert first.retry_after is None
+    assert [name for name, _ in rds.calls] == ["DescribeExportTasks"]  # never restarted
+    second = reconciler.sync(SPEC, {**status_of(first), "status": "IN_PROGRESS"})
+    assert second.events == []
+    assert conditions(second)["Synced"].reason == "ExportTaskNotFound"
+    assert [name for name, _ in rds.calls] == ["DescribeExportTasks", "DescribeExportTasks"]
+
+
+def test_sync_missing_observed_task(reconciler: Reconciler) -> None:
+    result = reconciler.sync(OBSERVE, {})
+    message = conditions(result)["Synced"].message
+    assert message == "no export task theirs in eu-west-1 to observe"
+    assert result.events == [Event("Warning", "ExportTaskNotFound", message)]
+
+
+def test_sync_recovers_after_missing(reconciler: Reconciler, rds: FakeRds) -> None:
+    missing = reconciler.sync(OBSERVE, {})
+    put(rds, "theirs", Status="IN_PROGRESS")
+    found = reconciler.sync(OBSERVE, status_of(missing))
+    assert conditions(found)["Synced"] == st.Condition("Synced", "True", "Synced", "")
+
+
+# -- cancel ---------------------------------------------------------------------------------------------------------
+
+
+def test_cancel_running_task_waits_for_aws(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="IN_PROGRESS", PercentProgress=40)
+    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS", "percentProgress": 40})
+    assert rds.calls == [("CancelExportTask", SPEC.identifier)]
+    assert not result.done
+    assert result.retry_after == SETTINGS.poll_interval
+    assert result.status["status"] == "CANCELING"
+    assert reasons(result)[0] == "Canceling"
+    assert result.events[0].message == f"canceling export task {SPEC.identifier}"
+
+
+def test_cancel_while_canceling_only_describes(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="CANCELING")
+    result = reconciler.cancel(SPEC, {"status": "CANCELING"})
+    assert rds.calls == [("DescribeExportTasks", SPEC.identifier)]
+    assert not result.done
+    assert result.retry_after == SETTINGS.poll_interval
+    assert result.events == []
+
+
+def test_cancel_done_when_canceled(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="CANCELED")
+    result = reconciler.cancel(SPEC, {"status": "CANCELING"})
+    assert result.done
+    assert result.retry_after is None
+    assert reasons(result) == ["Canceled"]
+    assert result.status["status"] == "CANCELED"
+
+
+def test_cancel_done_when_task_vanished_while_canceling(reconciler: Reconciler) -> None:
+    result = reconciler.cancel(SPEC, {"status": "CANCELING"})
+    assert result.done and result.events == [] and result.status == {}
+
+
+@pytest.mark.parametrize("status", [{}, {"status": "QUEUED"}, {"status": "IN_PROGRESS"}])
+def test_cancel_not_found_is_done(reconciler: Reconciler, rds: FakeRds, status: dict[str, Any]) -> None:
+    result = reconciler.cancel(SPEC, status)
+    assert rds.calls == [("CancelExportTask", SPEC.identifier)]
+    assert result.done
+    assert result.events == [] and result.retry_after is None
+
+
+def test_cancel_finished_task_is_done(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="COMPLETE", PercentProgress=100, TotalExtractedDataInGB=3)
+    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS", "percentProgress": 90})
+    assert result.done
+    assert result.retry_after is None
+    assert rds.calls == [("CancelExportTask", SPEC.identifier), ("DescribeExportTasks", SPEC.identifier)]
+    assert reasons(result) == ["AlreadyFinished", "Complete"]
+    assert result.status["status"] == "COMPLETE"
+
+
+def test_cancel_invalid_state_tolerates_a_failing_describe(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.fail("CancelExportTask", ErrorKind.INVALID_STATE, "InvalidExportTaskStateFault")
+    rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, "Throttling")
+    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
+    assert result.done
+    assert reasons(result) == ["AlreadyFinished"]
+    assert result.status == {}
+
+
+def test_cancel_terminal_error_lets_go(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.fail("CancelExportTask", ErrorKind.TERMINAL, "AccessDenied", "not allowed")
+    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
+    assert result.done
+    assert result.events == [Event("Warning", "AccessDenied", "could not cancel: not allowed")]
+
+
+@pytest.mark.parametrize("attempt", [0, 3, 50])
+def test_cancel_retryable_error_backs_off(reconciler: Reconciler, rds: FakeRds, attempt: int) -> None:
+    rds.fail("CancelExportTask", ErrorKind.RETRYABLE, "Throttling", "slow down")
+    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"}, attempt=attempt)
+    assert not result.done
+    assert result.retry_after is not None
+    ceiling = min(SETTINGS.retry_max_delay, SETTINGS.retry_base_delay * 2**attempt)
+    assert ceiling / 2 <= result.retry_after <= ceiling
+    assert result.events == [Event("Warning", "Throttling", "cancel failed, retrying: slow down")]
+
+
+def test_cancel_retryable_describe_error_while_canceling(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, "ServiceUnavailable")
+    result = reconciler.cancel(SPEC, {"status": "CANCELING"})
+    assert not result.done and result.retry_after is not None
+    assert reasons(result) == ["ServiceUnavailable"]
+
+
+def test_cancel_then_poll_until_canceled(reconciler: Reconciler, rds: FakeRds) -> None:
+    put(rds, Status="IN_PROGRESS")
+    first = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
+    assert not first.done
+    rds.tasks[SPEC.identifier]["Status"] = "CANCELED"
+    second = reconciler.cancel(SPEC, status_of(first))
+    assert second.done
+    assert [name for name, _ in rds.calls] == ["CancelExportTask", "DescribeExportTasks"]
+
+
+def test_full_lifecycle(reconciler: Reconciler, rds: FakeRds) -> None:
+    status: dict[str, Any] = {}
+    seen: list[str] = []
+    for percent, aws_status in [(None, None), (30, "IN_PROGRESS"), (80, "IN_PROGRESS"), (100, "COMPLETE")]:
+        if aws_status:
+            rds.tasks[SPEC.identifier].update(Status=aws_status, PercentProgress=percent)
+        result = reconciler.sync(SPEC, status)
+        seen += reasons(result)
+        status = {**status, **status_of(result)}
+    assert seen == ["Started", "InProgress", "Progress", "Progress", "Progress", "Complete"]
+    assert st.is_finished(status)
+    assert [name for name, _ in rds.calls].count("StartExportTask") == 1
+
+
+# -- the export queue (Slots) ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeSlots:
+    known: dict[str, ExportTask] = field(default_factory=dict)
+    free: bool = True
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def peek(self, region: str, identifier: str) -> ExportTask | None:
+        self.calls.append(("peek", region, identifier))
+        return self.known.get(identifier)
+
+    def may_start(self, region: str, uid: str, created: str) -> bool:
+        self.calls.append(("may_start", region, uid, created))
+        return self.free
+
+    def forget(self, uid: str) -> None:
+        self.calls.append(("forget", uid))
+
+    def limit_reached(self, region: str) -> None:
+        self.calls.append(("limit_reached", region))
+
+
+@pytest.fixture
+def slots() -> FakeSlots:
+    return FakeSlots()
+
+
+@pytest.fixture
+def queued_reconciler(rds: FakeRds, slots: FakeSlots) -> Reconciler:
+    return Reconciler(rds, SETTINGS, random.Random(1), slots=slots)
+
+
+def test_default_slots_never_queue(reconciler: Reconciler, rds: FakeRds) -> None:
+    result = reconciler.sync(SPEC, {}, uid="u1", created="2026-01-01T00:00:00Z")
+    assert reasons(result) == ["Started"]
+    assert reconciler.slots.peek("eu-west-1", SPEC.identifier) is None
+
+
+def test_queue_start_when_a_slot_is_free(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
+    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    assert reasons(result) == ["Started"]
+    assert slots.calls == [
+        ("peek", "eu-west-1", SPEC.identifier),
+        ("may_start", "eu-west-1", "u1", "t1"),
+        ("forget", "u1"),
+    ]
+    assert rds.calls == [("StartExportTask", SPEC.identifier)]
+
+
+def test_queue_waits_without_calling_aws(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
+    slots.free = False
+    first = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    assert rds.calls == []
+    assert first.status["status"] == st.QUEUED
+    synced = conditions(first)["Synced"]
+    assert (synced.status, synced.reason) == ("True", "ExportLimitReached")
+    assert "oldest waiting exports start first" in synced.message
+    assert reasons(first) == ["Queued"]
+    assert ("forget", "u1") not in slots.calls  # still waiting in line
+    second = queued_reconciler.sync(SPEC, status_of(first), uid="u1", created="t1")
+    assert second.events == [] and second.status["status"] == st.QUEUED
+    assert rds.calls == []
+
+
+def test_queue_adopts_a_known_running_task_without_calls(
+    queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots
+) -> None:
+    slots.known[SPEC.identifier] = {"ExportTaskIdentifier": SPEC.identifier, "SourceArn": SOURCE, "Status": "STARTING"}
+    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    assert rds.calls == []
+    assert reasons(result) == ["Adopted"]
+    assert result.status["status"] == "STARTING"
+    assert ("forget", "u1") in slots.calls
+    assert not any(c[0] == "may_start" for c in slots.calls)
+
+
+def test_queue_known_task_of_another_source(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
+    slots.known[SPEC.identifier] = {"ExportTaskIdentifier": SPEC.identifier, "SourceArn": OTHER_SOURCE}
+    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    assert rds.calls == []
+    failed = conditions(result)["Failed"]
+    assert (failed.status, failed.reason) == ("True", "IdentifierInUse")
+    assert OTHER_SOURCE in failed.message
+    assert ("forget", "u1") in slots.calls
+
+
+def test_queue_limit_reached_tells_the_slots(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
+    rds.fail("StartExportTask", ErrorKind.LIMIT_REACHED, "ExportTaskLimitReachedFault", "limit")
+    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    assert result.status["status"] == st.QUEUED
+    assert ("limit_reached", "eu-west-1") in slots.calls
+    assert ("forget", "u1") not in slots.calls  # keeps its place in line
+
+
+def test_queue_terminal_start_error_leaves_the_line(
+    queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots
+) -> None:
+    rds.fail("StartExportTask", ErrorKind.TERMINAL, "InvalidS3BucketFault", "no bucket")
+    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    assert conditions(result)["Failed"].status == "True"
+    assert slots.calls[-1] == ("forget", "u1")
+
+
+def test_queue_is_not_consulted_for_known_tasks(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
+    put(rds, Status="IN_PROGRESS")
+    queued_reconciler.sync(SPEC, {"status": "STARTING"}, uid="u1", created="t1")
+    queued_reconciler.sync(OBSERVE, {}, uid="u2", created="t2")
+    assert slots.calls == []
