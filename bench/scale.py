@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import statistics
 import subprocess
 import tempfile
@@ -31,7 +32,7 @@ from typing import Any
 
 from localdev import controlplane
 from localdev.aws_standin import ACCOUNT, StandInServer, Task
-from localdev.controlplane import ControlPlane, free_port
+from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess, install_crd
 from localdev.waiting import wait_until
@@ -50,25 +51,32 @@ class Watch:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Watch:
-        self.proc = subprocess.Popen(
-            [
-                self.cp.kubectl,
-                f"--kubeconfig={self.cp.kubeconfig}",
-                "get",
-                "rdsexporttasks",
-                "-n",
-                self.namespace,
-                "-w",
-                "-o",
-                "json",
-                "--output-watch-events",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.stopped = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
         return self
+
+    def _run(self) -> None:
+        # kubectl ends a watch the server expired (an ERROR event); start it again until told to stop.
+        while not self.stopped.is_set():
+            self.proc = subprocess.Popen(
+                [
+                    self.cp.kubectl,
+                    f"--kubeconfig={self.cp.kubeconfig}",
+                    "get",
+                    "rdsexporttasks",
+                    "-n",
+                    self.namespace,
+                    "-w",
+                    "-o",
+                    "json",
+                    "--output-watch-events",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+            self._read()
+            self.proc.wait()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -80,6 +88,8 @@ class Watch:
             except json.JSONDecodeError:
                 continue
             buffer = buffer.lstrip()[end:]
+            if event.get("type") not in ("ADDED", "MODIFIED"):
+                continue
             obj = event["object"]
             status = obj.get("status", {})
             with self.lock:
@@ -90,6 +100,7 @@ class Watch:
                 )
 
     def stop(self) -> None:
+        self.stopped.set()
         self.proc.terminate()
         self.proc.wait()
 
@@ -108,10 +119,26 @@ def apiserver_writes(cp: ControlPlane) -> float:
         text = response.read().decode()
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("apiserver_request_total{") and 'resource="rdsexporttasks"' in line:
-            if any(f'verb="{v}"' in line for v in ("PATCH", "UPDATE", "APPLY")):
-                total += float(line.rsplit(" ", 1)[1])
+        if (
+            line.startswith("apiserver_request_total{")
+            and 'resource="rdsexporttasks"' in line
+            and any(f'verb="{v}"' in line for v in ("PATCH", "UPDATE", "APPLY"))
+        ):
+            total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def settle_writes(cp: ControlPlane, quiet: float = 2.0) -> None:
+    """Wait until the API server has seen no write to our objects for ``quiet`` seconds."""
+    last = [apiserver_writes(cp), time.monotonic()]
+
+    def quiet_enough() -> bool:
+        now = apiserver_writes(cp)
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return time.monotonic() - last[1] >= quiet
+
+    wait_until(quiet_enough, timeout=300, what="API-server writes to settle", interval=0.5)
 
 
 def process_usage(pid: int) -> tuple[float, float]:
@@ -169,10 +196,15 @@ def objects(names: list[str]) -> Iterator[dict[str, Any]]:
 
 
 def in_sync(watch: Watch, aws: StandInServer, names: list[str]) -> bool:
+    return not out_of_sync(watch, aws, names)
+
+
+def out_of_sync(watch: Watch, aws: StandInServer, names: list[str]) -> list[tuple[str, Any, Any]]:
+    """(name, seen, truth) for every object whose status does not show its task yet."""
     seen = watch.snapshot()
     with aws.standin.lock:
         truth = {n: (aws.standin.tasks[n].status, aws.standin.tasks[n].percent) for n in names}
-    return all(seen.get(n, ("", -2, 0))[:2] == truth[n] for n in names)
+    return [(n, seen.get(n, ("", -2, 0))[:2], truth[n]) for n in names if seen.get(n, ("", -2, 0))[:2] != truth[n]]
 
 
 def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -205,13 +237,14 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
         ]
         operator = OperatorProcess(cp.kubeconfig, aws.env(), tmp / f"{mode}.log", args=op_args).start()
         assert operator.proc is not None
-        rss0, _ = process_usage(operator.proc.pid)
         t0 = time.monotonic()
         wait_until(
             lambda: in_sync(watch, aws, names), timeout=args.objects * 0.5 + 120, what="initial sync", interval=0.5
         )
+        settle_writes(cp)  # finalizers of finished objects go, kopf's annotations land
         result["initial sync (s)"] = time.monotonic() - t0
-        wait_until(lambda: True, timeout=0, what="")
+
+        pause, rng = threading.Event(), random.Random(7)
 
         def measure(busy: bool) -> tuple[list[float], list[float], list[float], int]:
             calls, writes, latencies, transitions = [], [], [], 0
@@ -221,6 +254,9 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
                 start = time.monotonic()
                 changed: dict[str, float] = {}
                 if busy:
+                    # A random phase, so that changes are not locked to the operator's ticks.
+                    pause.wait(rng.uniform(0, args.interval))
+                    start = time.monotonic()
                     finishing = set(running[: args.transitions])
                     transitions += len(finishing)
                     for n in running:
@@ -231,7 +267,7 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
                         changed[n] = time.monotonic()
                     running = [n for n in running if n not in finishing]
                 # Wait one interval (the unit of the measurement), then until every change is seen.
-                threading.Event().wait(max(0.0, start + args.interval - time.monotonic()))
+                pause.wait(max(0.0, start + args.interval - time.monotonic()))
                 if busy:
                     wait_until(
                         lambda: in_sync(watch, aws, names),
@@ -259,7 +295,6 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
                 "API writes / interval, busy": statistics.mean(busy_writes),
                 "status latency p50 (s)": statistics.median(latencies),
                 "status latency p99 (s)": sorted(latencies)[max(0, math.ceil(len(latencies) * 0.99) - 1)],
-                "operator RSS at start (MiB)": rss0,
                 "operator RSS after sync (MiB)": rss1,
                 "operator CPU total (s)": cpu1,
             }
@@ -273,6 +308,7 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
         t0 = time.monotonic()
         operator = OperatorProcess(cp.kubeconfig, aws.env(), tmp / f"{mode}-2.log", args=op_args).start()
         wait_until(lambda: in_sync(watch, aws, names), timeout=args.objects * 0.5 + 120, what="resync", interval=0.2)
+        settle_writes(cp)
         result["settle after restart (s)"] = time.monotonic() - t0
         result["AWS calls to settle after restart"] = sum(aws.standin.calls_by_action().values()) - c0
         result["active tasks at end"] = active_now
@@ -286,7 +322,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--active", type=int, default=100)
     parser.add_argument("--interval", type=float, default=10.0, help="the operator's poll interval (seconds)")
-    parser.add_argument("--intervals", type=int, default=3, help="intervals measured per phase")
+    parser.add_argument("--intervals", type=int, default=4, help="intervals measured per phase")
     parser.add_argument("--transitions", type=int, default=5, help="tasks completing per busy interval")
     parser.add_argument("--modes", default="coalesced,per-object")
     args = parser.parse_args()
@@ -319,5 +355,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = free_port  # imported for callers that extend the bench with metrics scraping
     main()

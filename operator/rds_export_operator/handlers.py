@@ -37,6 +37,8 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metric
         settings.watching.server_timeout = config.watch_server_timeout
         settings.watching.client_timeout = config.watch_client_timeout
         settings.execution.max_workers = config.max_workers
+        # Our resource is known: no CRD discovery watch, which least-privilege RBAC does not (and need not) allow.
+        settings.scanning.disabled = True
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,8 @@ import boto3
 import pytest
 
 from localdev.aws_standin import Script, StandInServer, create_snapshot
-from localdev.controlplane import ControlPlane
+from localdev.controlplane import REPO, ControlPlane
+from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 
 POLL = 1.0  # the operator's poll interval in these tests (seconds)
@@ -38,16 +40,47 @@ def snapshot_arn(rds_client: Any) -> str:
     return create_snapshot(rds_client, f"snap-{uuid.uuid4().hex[:8]}")
 
 
+RELEASE = "rds-export-operator"
+RELEASE_NAMESPACE = "rds-export-system"
+CHART = REPO / "charts" / "rds-export-operator"
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    control_plane: ControlPlane, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The operator runs as the chart's ServiceAccount, under exactly the RBAC that ``helm install`` applied."""
+    subprocess.run(
+        [
+            control_plane.helm,
+            "install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+            "--set",
+            "leaderElection.enabled=true",
+        ],
+        env=control_plane.env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = kubectl.run("create", "token", RELEASE, "-n", RELEASE_NAMESPACE, "--duration=6h").strip()
+    return control_plane.kubeconfig_for_token(token, tmp_path_factory.mktemp("operator") / "kubeconfig")
+
+
 @pytest.fixture
 def operator_factory(
-    control_plane: ControlPlane, aws: StandInServer, crd: None, tmp_path: Path
+    operator_kubeconfig: Path, aws: StandInServer, crd: None, tmp_path: Path
 ) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
     def start(*args: str, **env: str) -> OperatorProcess:
         log = tmp_path / f"operator-{len(started)}.log"
         op = OperatorProcess(
-            control_plane.kubeconfig,
+            operator_kubeconfig,
             aws.env(),
             log,
             args=[f"--poll-interval={POLL}", "--retry-base-delay=0.5", "--retry-max-delay=2", *args],
