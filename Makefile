@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/dev:$(CURDIR)/operator
 
-.PHONY: demo test lint binaries bench-control-plane clean
+.PHONY: demo test lint binaries bench-control-plane bench-scale clean
 
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(VENV)/.installed
 
 bench-control-plane: $(VENV)/.installed binaries
 	$(PY) bench/control_plane_start.py
+
+bench-scale: $(VENV)/.installed binaries
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -91,13 +91,15 @@ class Watch:
             if event.get("type") not in ("ADDED", "MODIFIED"):
                 continue
             obj = event["object"]
-            status = obj.get("status", {})
-            with self.lock:
-                self.seen[obj["metadata"]["name"]] = (
-                    status.get("status", ""),
-                    int(status.get("percentProgress", -1)),
-                    time.monotonic(),
-                )
+            for item in obj.get("items", [obj]):  # the initial state may come as one List
+                name, status = item.get("metadata", {}).get("name"), item.get("status", {})
+                if name:
+                    with self.lock:
+                        self.seen[name] = (
+                            status.get("status", ""),
+                            int(status.get("percentProgress", -1)),
+                            time.monotonic(),
+                        )
 
     def stop(self) -> None:
         self.stopped.set()

@@ -115,9 +115,11 @@ class Task:
 
 @dataclass
 class Fault:
-    code: str
-    status: int
-    message: str
+    code: str = "Throttling"
+    status: int = 400
+    message: str = "Rate exceeded"
+    delay: float = 0.0  # answer (normally) this late: a timeout for a client that waits less
+    malformed: bool = False  # answer 200 with a body that is not XML
 
 
 class RdsExportStandIn:
@@ -131,24 +133,26 @@ class RdsExportStandIn:
         self.tasks: dict[str, Task] = {}  # by identifier; one account in this stand-in
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.faults: dict[str, deque[Fault]] = {}
+        self.hooks: dict[str, Callable[[dict[str, str]], None]] = {}
         self.lock = threading.RLock()
         self._seq = itertools.count()
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # -- controls --------------------------------------------------------------------------------------------
 
-    def inject(
-        self,
-        action: str,
-        *,
-        times: int = 1,
-        code: str = "Throttling",
-        status: int = 400,
-        message: str = "Rate exceeded",
-    ) -> None:
-        """Make the next ``times`` calls of ``action`` fail with this error."""
+    def inject(self, action: str, *, times: int = 1, **fault: Any) -> None:
+        """Make the next ``times`` calls of ``action`` fail: an error (code, status, message), a late answer
+        (delay) or a malformed one. See :class:`Fault`."""
         with self.lock:
-            self.faults.setdefault(action, deque()).extend(Fault(code, status, message) for _ in range(times))
+            self.faults.setdefault(action, deque()).extend(Fault(**fault) for _ in range(times))
+
+    def after(self, action: str, hook: Callable[[dict[str, str]], None] | None) -> None:
+        """Call ``hook(params)`` after ``action`` succeeded, before the answer is sent (crash-point tests)."""
+        with self.lock:
+            if hook is None:
+                self.hooks.pop(action, None)
+            else:
+                self.hooks[action] = hook
 
     def set_task(self, identifier: str, **changes: Any) -> None:
         """Drive a task by hand (status, percent, gb, failure_cause, warning); it leaves ``auto`` mode."""
@@ -206,8 +210,12 @@ class RdsExportStandIn:
             self.calls.append((action, params))
             queue = self.faults.get(action)
             fault = queue.popleft() if queue else None
+        if fault and fault.delay:
+            threading.Event().wait(fault.delay)
+        if fault and fault.malformed:
+            return 200, b"<html>502 Bad Gateway</html><<"
         try:
-            if fault:
+            if fault and not fault.delay:
                 raise ApiError(fault.code, fault.message, fault.status)
             handler = {
                 "StartExportTask": self._start,
@@ -225,6 +233,9 @@ class RdsExportStandIn:
                 "</ErrorResponse>"
             )
             return error.status, xml.encode()
+        hook = self.hooks.get(action)
+        if hook:
+            hook(params)
         xml = (
             f'<{action}Response xmlns="{NS}"><{action}Result>{result}</{action}Result>'
             f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"

@@ -89,6 +89,7 @@ class ControlPlane:
     kubeconfig: Path = Path()
     ca_file: Path = Path()
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def kubectl(self) -> str:
@@ -103,7 +104,8 @@ class ControlPlane:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bin_dir}:{os.environ['PATH']}"}
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
+        self.commands[name] = args
+        log = (self.workdir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
         )
@@ -172,6 +174,19 @@ class ControlPlane:
         self.ca_file = certs / "apiserver.crt"
         wait_until(lambda: self._ready(), timeout=timeout, what="kube-apiserver /readyz to answer ok")
         self._write_kubeconfig()
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Stop one component (etcd or kube-apiserver) and start it again as it was, keeping its data."""
+        index, proc = next((i, p) for i, (n, p) in enumerate(self.processes) if n == name)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)  # kube-apiserver may hold open watches longer: then it is a crash restart
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        del self.processes[index]
+        self._spawn(name, self.commands[name])
+        wait_until(self._ready, timeout=timeout, what=f"kube-apiserver /readyz after restarting {name}")
 
     def _ready(self) -> bool:
         self._check_alive()

@@ -106,6 +106,7 @@ class Rds:
         *,
         session_factory: Callable[[], boto3.session.Session] = boto3.session.Session,
         observe: Callable[[str, str, float], None] | None = None,
+        timeout: float = 20.0,
     ) -> None:
         self._session_factory = session_factory
         self._clients: dict[str, RDSClient] = {}
@@ -114,8 +115,8 @@ class Rds:
         # Retries inside botocore stay short; the reconciler backs off between attempts with jitter.
         self._config = botocore.config.Config(
             retries={"mode": "standard", "total_max_attempts": 2},
-            connect_timeout=5,
-            read_timeout=20,
+            connect_timeout=min(5.0, timeout),
+            read_timeout=timeout,
             user_agent_extra="rds-export-operator",
         )
 

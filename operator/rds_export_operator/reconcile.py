@@ -213,19 +213,22 @@ class Reconciler:
                 result.done = True  # never started (queued) or no longer known: nothing to cancel
                 return result
             if error.kind is ErrorKind.INVALID_STATE:
-                task = self._describe_quietly(spec)
-                result.events.append(Event("Normal", "AlreadyFinished", "export had already finished; not canceled"))
-                result.done = True
-                if task:
-                    self._report(task, status, result)
-                return result
-            if error.kind is ErrorKind.TERMINAL:  # e.g. AccessDenied: cancel can never succeed, say so and let go
+                # Not cancelable: it finished, or a cancel is under way (we may have crashed after asking).
+                try:
+                    task = self.rds.describe(spec.region, spec.identifier)
+                except AwsError:
+                    result.retry_after = backoff(self.settings, attempt, self.rng)
+                    return result
+                if task is not None and st.normalize_status(task.get("Status")) in ("COMPLETE", "FAILED"):
+                    result.events.append(Event("Normal", "AlreadyFinished", "export had already finished"))
+            elif error.kind is ErrorKind.TERMINAL:  # e.g. AccessDenied: cancel can never succeed, say so, let go
                 result.events.append(Event("Warning", error.code, f"could not cancel: {error.message}"))
                 result.done = True
                 return result
-            result.events.append(Event("Warning", error.code, f"cancel failed, retrying: {error.message}"))
-            result.retry_after = backoff(self.settings, attempt, self.rng)
-            return result
+            else:
+                result.events.append(Event("Warning", error.code, f"cancel failed, retrying: {error.message}"))
+                result.retry_after = backoff(self.settings, attempt, self.rng)
+                return result
         if task is None:
             result.done = True
             return result
@@ -234,12 +237,6 @@ class Reconciler:
         if not result.done:
             result.retry_after = self.settings.poll_interval
         return result
-
-    def _describe_quietly(self, spec: ExportSpec) -> ExportTask | None:
-        try:
-            return self.rds.describe(spec.region, spec.identifier)
-        except AwsError:
-            return None
 
 
 def _synced_reason(status: Mapping[str, Any]) -> str | None:

@@ -127,6 +127,7 @@ def free_export_slots(aws: StandInServer) -> Iterator[None]:
             if task.status not in ("COMPLETE", "FAILED", "CANCELED"):
                 task.status, task.auto = "CANCELED", False
         aws.standin.faults.clear()
+        aws.standin.hooks.clear()
 
 
 def start_direct(rds_client: Any, identifier: str, source_arn: str) -> None:

@@ -488,13 +488,25 @@ def test_cancel_finished_task_is_done(reconciler: Reconciler, rds: FakeRds) -> N
     assert result.status["status"] == "COMPLETE"
 
 
-def test_cancel_invalid_state_tolerates_a_failing_describe(reconciler: Reconciler, rds: FakeRds) -> None:
+def test_cancel_invalid_state_with_a_failing_describe_retries(reconciler: Reconciler, rds: FakeRds) -> None:
     rds.fail("CancelExportTask", ErrorKind.INVALID_STATE, "InvalidExportTaskStateFault")
     rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, "Throttling")
     result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
-    assert result.done
-    assert reasons(result) == ["AlreadyFinished"]
+    assert not result.done
+    assert result.retry_after is not None and result.retry_after > 0
+    assert reasons(result) == []
     assert result.status == {}
+
+
+def test_cancel_already_under_way_waits_for_canceled(reconciler: Reconciler, rds: FakeRds) -> None:
+    # The operator asked, crashed before writing CANCELING, and asks again: AWS refuses, the task is CANCELING.
+    put(rds, Status="CANCELING")
+    rds.fail("CancelExportTask", ErrorKind.INVALID_STATE, "InvalidExportTaskStateFault")
+    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
+    assert not result.done
+    assert result.status["status"] == "CANCELING"
+    assert "AlreadyFinished" not in reasons(result)
+    assert result.retry_after is not None
 
 
 def test_cancel_terminal_error_lets_go(reconciler: Reconciler, rds: FakeRds) -> None:
