@@ -17,9 +17,11 @@ from rds_export_operator.rds import Rds
 from rds_export_operator.reconcile import Reconciler, Result, has_task
 from rds_export_operator.settings import ANNOTATION_PREFIX, FINALIZER, GROUP, PLURAL, VERSION, Settings
 from rds_export_operator.spec import ExportSpec, SpecError, parse_spec
+from rds_export_operator.tenancy import Tenancy
 
 
 def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metrics: Metrics) -> None:
+    tenancy = Tenancy.parse(config.tenancy)
     if config.polling == "coalesced":
         poller = Poller(rds, config.poll_interval, config.max_concurrent_exports)
         reconciler = Reconciler(poller, config, slots=poller)
@@ -70,7 +72,7 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metric
         when=unfinished,
     )
     def sync(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
-        spec = _spec(body, config, patch)
+        spec = _spec(body, config, tenancy, patch)
         if spec is None:
             return
         meta = body.metadata
@@ -90,7 +92,7 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metric
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=cancels)
     def cancel(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
-        spec = _spec(body, config, patch)
+        spec = _spec(body, config, tenancy, patch)
         if spec is None:
             return
         result = reconciler.cancel(spec, status, attempt=retry)
@@ -106,27 +108,32 @@ def _synced_message(result: Result) -> str:
     return "retrying"
 
 
-def _spec(body: kopf.Body, config: Settings, patch: kopf.Patch) -> ExportSpec | None:
+def _spec(body: kopf.Body, config: Settings, tenancy: Tenancy, patch: kopf.Patch) -> ExportSpec | None:
     """The typed spec, or None after reporting why it cannot be acted on (a terminal condition and an Event)."""
     meta = body.metadata
+    namespace = meta.namespace or ""
     try:
-        return parse_spec(
+        spec = parse_spec(
             body.spec,
-            namespace=meta.namespace or "",
+            namespace=namespace,
             name=meta.name or "",
             uid=meta.uid or "",
             default_region=config.default_region,
         )
+        reason, message = "NotPermitted", tenancy.refusal(namespace, spec)
     except SpecError as exc:
-        result = Result()
-        result.status["conditions"] = [
-            st.Condition(st.COMPLETE, "False", "InvalidSpec"),
-            st.Condition(st.FAILED, "True", "InvalidSpec", str(exc)),
-            st.Condition(st.SYNCED, "False", "InvalidSpec", str(exc)),
-        ]
-        _write(result.status, body, patch)
-        kopf.warn(body, reason="InvalidSpec", message=str(exc))
-        return None
+        reason, message = "InvalidSpec", str(exc)
+    if message is None:
+        return spec
+    desired: dict[str, Any] = {"exportTaskIdentifier": spec.identifier} if reason == "NotPermitted" else {}
+    desired["conditions"] = [
+        st.Condition(st.COMPLETE, "False", reason),
+        st.Condition(st.FAILED, "True", reason, message),
+        st.Condition(st.SYNCED, "False", reason, message),
+    ]
+    _write(desired, body, patch)
+    kopf.warn(body, reason=reason, message=message)
+    return None
 
 
 def _apply(result: Result, spec: ExportSpec, body: kopf.Body, patch: kopf.Patch, metrics: Metrics) -> None:

@@ -8,6 +8,8 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from rds_export_operator.tenancy import Tenancy
+
 GROUP = "rdsexport.dev"
 VERSION = "v1alpha1"
 PLURAL = "rdsexporttasks"
@@ -32,6 +34,7 @@ class Settings:
     health_endpoint: str = "http://0.0.0.0:8080/healthz"
     max_workers: int = 16
     aws_timeout: float = 20.0  # seconds to wait for an AWS answer
+    tenancy: str = ""  # JSON policy: which accounts, regions, roles each namespace may use (tenancy.py)
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330
     metrics_port: int = 9090  # 0: no metrics endpoint
@@ -58,6 +61,7 @@ class Settings:
             raise ValueError(f"log format must be plain or json, not {self.log_format!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError(f"unknown log level {self.log_level!r}")
+        Tenancy.parse(self.tenancy)  # raises ValueError with the reason
         if not self.aws_timeout > 0:
             raise ValueError("AWS timeout must be positive")
         if self.max_workers < 1:
@@ -118,6 +122,11 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         default=env.get("RDS_EXPORT_HEALTH_ENDPOINT", d.health_endpoint),
         help="liveness endpoint URL to serve, empty to disable",
     )
+    p.add_argument(
+        "--tenancy",
+        default=env.get("RDS_EXPORT_TENANCY", ""),
+        help="JSON: namespace -> allowed accounts, regions, iamRoleArns (patterns); empty allows all",
+    )
     p.add_argument("--aws-timeout", type=float, default=env.get("RDS_EXPORT_AWS_TIMEOUT", str(d.aws_timeout)))
     p.add_argument("--max-workers", type=int, default=env.get("RDS_EXPORT_MAX_WORKERS", str(d.max_workers)))
     p.add_argument("--metrics-port", type=int, default=env.get("RDS_EXPORT_METRICS_PORT", str(d.metrics_port)))
@@ -153,6 +162,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             health_endpoint=args.health_endpoint,
             max_workers=args.max_workers,
             aws_timeout=args.aws_timeout,
+            tenancy=args.tenancy,
             metrics_port=args.metrics_port,
             leader_election=args.leader_election,
             leader_election_namespace=args.leader_election_namespace,

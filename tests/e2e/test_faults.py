@@ -6,6 +6,7 @@ no finalizer left behind where the object is gone.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -278,3 +279,40 @@ def test_credentials_never_reach_status_events_or_logs(
     for text in texts:
         assert secret not in text
         assert "AKIAMARKERMARKER0000" not in text
+
+
+def test_tenancy_policy_refuses_what_a_namespace_was_not_granted(
+    kubectl: Kubectl,
+    namespace: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    policy = json.dumps(
+        {
+            namespace: {
+                "accounts": ["123456789012"],
+                "regions": ["us-east-1"],
+                "iamRoleArns": ["arn:aws:iam::123456789012:role/rds-s3-*"],
+            }
+        }
+    )
+    operator_factory(f"--tenancy={policy}")
+    kubectl.apply(export_task("granted", snapshot_arn), "-n", namespace)
+    kubectl.apply(
+        export_task("escalating", snapshot_arn, iamRoleArn="arn:aws:iam::123456789012:role/admin"), "-n", namespace
+    )
+    other = "arn:aws:rds:us-east-1:210987654321:snapshot:elsewhere"
+    kubectl.apply(export_task("foreign", other, kmsKeyId="alias/k"), "-n", namespace)
+    kubectl.wait_for(KIND, "granted", namespace, status_is("STARTING"), timeout=30, what="the granted export")
+    for name, message in [
+        ("escalating", "may not use IAM role arn:aws:iam::123456789012:role/admin"),
+        ("foreign", "may not use AWS account 210987654321"),
+    ]:
+        obj = kubectl.wait_for(
+            KIND, name, namespace, lambda o: condition(o, "Failed").get("status") == "True", timeout=30, what="refusal"
+        )
+        assert condition(obj, "Failed")["reason"] == "NotPermitted"
+        assert message in condition(obj, "Failed")["message"]
+        assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) == 0
+        assert "NotPermitted" in [e["reason"] for e in kubectl.events(namespace, name)]
