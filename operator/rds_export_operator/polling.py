@@ -51,7 +51,10 @@ class Poller:
 
     def _region(self, region: str) -> _Region:
         with self._lock:
-            return self._regions.setdefault(region, _Region())
+            state = self._regions.get(region)
+            if state is None:
+                state = self._regions[region] = _Region()
+            return state
 
     def snapshot(self, region: str) -> Snapshot:
         """The active tasks, fetched now if the last snapshot is older than the interval.

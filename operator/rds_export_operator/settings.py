@@ -23,7 +23,7 @@ FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 class Settings:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     poll_interval: float = 30.0  # how often AWS is asked (one paginated call per account and region)
-    tick_interval: float = 5.0  # how often each unfinished object looks at the shared answer (no AWS call)
+    tick_interval: float = 2.0  # how often each unfinished object looks at the shared answer (no AWS call)
     polling: str = "coalesced"  # or "per-object": the naive baseline, one describe per object per poll
     max_concurrent_exports: int = 5  # AWS's per-account quota; raise it if AWS raised yours
     retry_base_delay: float = 5.0
@@ -96,7 +96,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         "--tick-interval",
         type=float,
         default=env.get("RDS_EXPORT_TICK_INTERVAL", str(d.tick_interval)),
-        help="seconds between an object's looks at the shared answer (default 5, at most the poll interval)",
+        help="seconds between an object's looks at the shared answer (default 2, at most the poll interval)",
     )
     p.add_argument("--polling", choices=["coalesced", "per-object"], default=env.get("RDS_EXPORT_POLLING", d.polling))
     p.add_argument(
