@@ -73,8 +73,10 @@ def operator_kubeconfig(
 
 @pytest.fixture
 def operator_factory(
-    operator_kubeconfig: Path, aws: StandInServer, crd: None, tmp_path: Path
+    operator_kubeconfig: Path, aws: StandInServer, crd: None, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[..., OperatorProcess]]:
+    """Operators that watch only the test's namespace: objects other tests leave behind (namespaces stay
+    Terminating without a controller-manager) must not disturb this test's counts."""
     started: list[OperatorProcess] = []
 
     def start(*args: str, **env: str) -> OperatorProcess:
@@ -83,7 +85,13 @@ def operator_factory(
             operator_kubeconfig,
             aws.env(),
             log,
-            args=[f"--poll-interval={POLL}", "--retry-base-delay=0.5", "--retry-max-delay=2", *args],
+            args=[
+                f"--namespace={namespace}",
+                f"--poll-interval={POLL}",
+                "--retry-base-delay=0.5",
+                "--retry-max-delay=2",
+                *args,
+            ],
             env=env,
         )
         started.append(op.start())

@@ -261,11 +261,7 @@ def test_credentials_never_reach_status_events_or_logs(
     kubectl.apply(export_task("creds", snapshot_arn), "-n", namespace)
     obj = kubectl.wait_for(KIND, "creds", namespace, status_is("STARTING"), timeout=30, what="STARTING")
     aws.standin.inject(
-        "DescribeExportTasks",
-        times=2,
-        code="AccessDenied",
-        status=403,
-        message="User is not authorized to perform rds:DescribeExportTasks",
+        "DescribeExportTasks", times=2, code="InternalFailure", status=500, message="An internal error occurred"
     )
     aws.standin.set_task(obj["status"]["exportTaskIdentifier"], status="FAILED", failure_cause="KMS key check failed")
     kubectl.run("wait", f"{KIND}/creds", "-n", namespace, "--for=condition=Failed", "--timeout=30s")
