@@ -16,7 +16,8 @@ FROM python:3.11.14-slim-bookworm
 LABEL org.opencontainers.image.title="rds-export-operator" \
       org.opencontainers.image.description="Runs Amazon RDS exports to S3 as Kubernetes RdsExportTask objects" \
       org.opencontainers.image.licenses="Apache-2.0"
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
+# MALLOC_ARENA_MAX: glibc gives every thread of kopf's pool its own malloc arena; at 1,000 objects that tripled RSS.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp MALLOC_ARENA_MAX=2
 COPY --from=build /opt/venv /opt/venv
 # A numeric non-root user, so runAsNonRoot can verify it; the root filesystem can be read-only (writes go to /tmp).
 USER 65532:65532

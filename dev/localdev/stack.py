@@ -40,6 +40,7 @@ class OperatorProcess:
             "KUBECONFIG": str(kubeconfig),
             "PYTHONPATH": str(REPO / "operator"),
             "PYTHONUNBUFFERED": "1",
+            "MALLOC_ARENA_MAX": "2",  # as in the image (Dockerfile): glibc arenas per thread bloat RSS otherwise
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -33,6 +33,7 @@ class _Region:
     started_since: int = 0  # exports we started after the snapshot was taken (not in it yet)
     recent: dict[str, ExportTask | None] = field(default_factory=dict)  # learned since: Start's answer, misses
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid -> (creationTimestamp, uid)
+    failure: tuple[float, Exception] | None = None  # the last refresh failed: when, and why
 
 
 class Poller:
@@ -46,6 +47,7 @@ class Poller:
         self, rds: Rds, interval: float, max_concurrent: int, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.rds, self.interval, self.max_concurrent, self.clock = rds, interval, max_concurrent, clock
+        self.retry_after_failure = min(5.0, interval)
         self._regions: dict[str, _Region] = {}
         self._lock = threading.Lock()
 
@@ -64,7 +66,15 @@ class Poller:
         state = self._region(region)
         with state.lock:
             if state.snapshot is None or self.clock() - state.snapshot.fetched_at >= self.interval:
-                tasks = {t["ExportTaskIdentifier"]: t for t in self.rds.describe_by_status(region, ACTIVE_FILTER)}
+                # A failed refresh is the answer for everyone for a while: no stampede of retries on AWS.
+                if state.failure and self.clock() - state.failure[0] < self.retry_after_failure:
+                    raise state.failure[1]
+                try:
+                    tasks = {t["ExportTaskIdentifier"]: t for t in self.rds.describe_by_status(region, ACTIVE_FILTER)}
+                except Exception as exc:
+                    state.failure = (self.clock(), exc)
+                    raise
+                state.failure = None
                 state.snapshot = Snapshot(tasks, self.clock())
                 state.started_since = 0
                 state.recent.clear()

@@ -155,3 +155,21 @@ def test_cancel_answer_is_used_until_the_next_page(poller: Poller, rds: FakeRds)
     poller.cancel(REGION, "c")
     assert poller.describe(REGION, "c")["Status"] == "CANCELING"  # type: ignore[index]
     assert ("describe", "c") not in rds.calls
+
+
+def test_a_failed_page_is_shared_instead_of_retried_by_every_object(poller: Poller, rds: FakeRds, clock: Clock) -> None:
+    boom = RuntimeError("Throttling")
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        rds.calls.append(("page", "failed"))
+        raise boom
+
+    rds.describe_by_status = failing  # type: ignore[method-assign]
+    for _ in range(20):
+        with pytest.raises(RuntimeError):
+            poller.describe(REGION, "x")
+    assert rds.calls == [("page", "failed")]
+    clock.now += 5
+    with pytest.raises(RuntimeError):
+        poller.describe(REGION, "x")
+    assert len(rds.calls) == 2
