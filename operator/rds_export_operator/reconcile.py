@@ -83,6 +83,13 @@ class Reconciler:
     ) -> None:
         self.rds, self.settings, self.rng = rds, settings, rng or random.Random()
         self.slots: Slots = slots or Unlimited()
+        # Objects whose task we started or adopted but whose status may not show it yet (a tick can run on a
+        # body older than our own write): describe those, never start again. Dropped once status shows the task.
+        self._started: set[str] = set()
+
+    def forget(self, uid: str) -> None:
+        self.slots.forget(uid)
+        self._started.discard(uid)
 
     # -- the periodic sync: create path, adoption, queue, polling ------------------------------------------------
 
@@ -92,8 +99,10 @@ class Reconciler:
         """``uid`` and ``created`` (creationTimestamp) place the object in the export queue, oldest first."""
         result = Result()
         try:
-            if spec.creates and not has_task(status):
+            if spec.creates and not has_task(status) and uid not in self._started:
                 task = self._start_or_adopt(spec, status, result, uid=uid, created=created)
+                if task is not None and uid:
+                    self._started.add(uid)
             else:
                 task = self.rds.describe(spec.region, spec.identifier)
                 if task is None:

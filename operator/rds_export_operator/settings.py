@@ -23,7 +23,7 @@ FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 class Settings:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     poll_interval: float = 30.0  # how often AWS is asked (one paginated call per account and region)
-    tick_interval: float = 2.0  # how often each unfinished object looks at the shared answer (no AWS call)
+    tick_interval: float = 3.0  # how often each unfinished object looks at the shared answer (no AWS call)
     polling: str = "coalesced"  # or "per-object": the naive baseline, one describe per object per poll
     max_concurrent_exports: int = 5  # AWS's per-account quota; raise it if AWS raised yours
     retry_base_delay: float = 5.0
@@ -33,6 +33,7 @@ class Settings:
     log_format: str = "plain"
     health_endpoint: str = "http://0.0.0.0:8080/healthz"
     max_workers: int = 16
+    api_connections: int = 32  # concurrent connections to the Kubernetes API server
     aws_timeout: float = 20.0  # seconds to wait for an AWS answer
     tenancy: str = ""  # JSON policy: which accounts, regions, roles each namespace may use (tenancy.py)
     watch_server_timeout: int = 300
@@ -64,6 +65,8 @@ class Settings:
         Tenancy.parse(self.tenancy)  # raises ValueError with the reason
         if not self.aws_timeout > 0:
             raise ValueError("AWS timeout must be positive")
+        if self.api_connections < 4:
+            raise ValueError("API connections must be at least 4 (watch streams hold some)")
         if self.max_workers < 1:
             raise ValueError("max workers must be at least 1")
         if not 0 <= self.metrics_port <= 65535:
@@ -96,7 +99,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         "--tick-interval",
         type=float,
         default=env.get("RDS_EXPORT_TICK_INTERVAL", str(d.tick_interval)),
-        help="seconds between an object's looks at the shared answer (default 2, at most the poll interval)",
+        help="seconds between an object's looks at the shared answer (default 3, at most the poll interval)",
     )
     p.add_argument("--polling", choices=["coalesced", "per-object"], default=env.get("RDS_EXPORT_POLLING", d.polling))
     p.add_argument(
@@ -128,6 +131,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         help="JSON: namespace -> allowed accounts, regions, iamRoleArns (patterns); empty allows all",
     )
     p.add_argument("--aws-timeout", type=float, default=env.get("RDS_EXPORT_AWS_TIMEOUT", str(d.aws_timeout)))
+    p.add_argument("--api-connections", type=int, default=env.get("RDS_EXPORT_API_CONNECTIONS", str(d.api_connections)))
     p.add_argument("--max-workers", type=int, default=env.get("RDS_EXPORT_MAX_WORKERS", str(d.max_workers)))
     p.add_argument("--metrics-port", type=int, default=env.get("RDS_EXPORT_METRICS_PORT", str(d.metrics_port)))
     p.add_argument(
@@ -161,6 +165,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             log_format=args.log_format,
             health_endpoint=args.health_endpoint,
             max_workers=args.max_workers,
+            api_connections=args.api_connections,
             aws_timeout=args.aws_timeout,
             tenancy=args.tenancy,
             metrics_port=args.metrics_port,

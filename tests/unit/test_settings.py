@@ -189,7 +189,7 @@ def test_tick_interval_is_clamped_to_the_poll_interval() -> None:
 
 def test_polling_and_export_limit() -> None:
     s = parse([], {})
-    assert (s.polling, s.max_concurrent_exports, s.tick_interval) == ("coalesced", 5, 2.0)
+    assert (s.polling, s.max_concurrent_exports, s.tick_interval) == ("coalesced", 5, 3.0)
     s = parse(["--max-concurrent-exports", "8"], {"RDS_EXPORT_POLLING": "per-object"})
     assert (s.polling, s.max_concurrent_exports) == ("per-object", 8)
 
