@@ -147,3 +147,8 @@ def start_direct(rds_client: Any, identifier: str, source_arn: str) -> None:
         IamRoleArn=ROLE,
         KmsKeyId=KEY,
     )
+
+
+def status_is(value: str) -> Callable[[dict[str, Any]], bool]:
+    """A predicate for ``Kubectl.wait_for``: the object's status.status is ``value``."""
+    return lambda o: o.get("status", {}).get("status") == value

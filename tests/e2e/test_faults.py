@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import condition, export_task
+from e2e.conftest import condition, export_task, status_is
 from localdev.aws_standin import StandInServer
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
@@ -28,10 +28,6 @@ def tasks_for(aws: StandInServer, source_arn: str) -> list[str]:
         return [t.identifier for t in aws.standin.tasks.values() if t.source_arn == source_arn]
 
 
-def status_is(value: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda o: o.get("status", {}).get("status") == value
-
-
 @pytest.mark.parametrize("crash_point", ["start-in-flight", "start-answered", "status-written", "polling"])
 def test_crash_at_each_step_of_the_create_path(
     kubectl: Kubectl,
@@ -44,12 +40,12 @@ def test_crash_at_each_step_of_the_create_path(
     first = operator_factory()
     if crash_point == "start-in-flight":  # AWS gets the call; the operator dies before any answer
         aws.standin.inject("StartExportTask", delay=1.0)
-        aws.standin.after("StartExportTask", lambda _: None)
     if crash_point == "start-answered":  # AWS started it; the operator dies before it can write status
         aws.standin.after("StartExportTask", lambda _: first.kill())
+    starts_before = aws.standin.call_count("StartExportTask")  # the stand-in's log spans the session
     kubectl.apply(export_task("crashy", snapshot_arn), "-n", namespace)
     if crash_point == "start-in-flight":
-        wait_until(lambda: aws.standin.call_count("StartExportTask") and True, timeout=30, what="a start call")
+        wait_until(lambda: aws.standin.call_count("StartExportTask") > starts_before, timeout=30, what="our start call")
         first.kill()
     elif crash_point == "start-answered":
         wait_until(lambda: first.proc and first.proc.poll() is not None, timeout=30, what="the crash")

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from e2e.conftest import condition, export_task, start_direct
+from e2e.conftest import condition, export_task, start_direct, status_is
 from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 
 KIND = "rdsexporttasks"
-
-
-def status_is(value: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda o: o.get("status", {}).get("status") == value
 
 
 def test_observe_reports_but_never_starts_or_cancels(
