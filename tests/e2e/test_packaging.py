@@ -78,6 +78,7 @@ def test_entrypoint_starts_the_operator_from_an_installed_package(
         "PYTHONPATH": deps,
         "PATH": "/usr/bin:/bin",
         "RDS_EXPORT_HEALTH_ENDPOINT": "",
+        "RDS_EXPORT_NAMESPACES": namespace,  # not the objects other tests left behind
         "RDS_EXPORT_METRICS_PORT": "0",
     }
     where = subprocess.run(
