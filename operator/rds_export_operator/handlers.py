@@ -181,6 +181,6 @@ def _write(desired: dict[str, Any], body: kopf.Body, patch: kopf.Patch) -> None:
             current.get("conditions"), desired["conditions"], now=now, generation=body.metadata.get("generation")
         )
     desired["observedGeneration"] = body.metadata.get("generation")
-    desired["lastSyncTime"] = st.rfc3339(now)
+    desired["lastUpdateTime"] = st.rfc3339(now)
     for key, value in st.status_patch(current, desired).items():
         patch.status[key] = value

@@ -125,11 +125,11 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     """The merge patch that turns ``current`` into ``desired`` for the keys ``desired`` names (None deletes).
 
     Empty when nothing changed: a poll that learns nothing new writes nothing. Timestamps that only record
-    the write itself (lastSyncTime) do not count as a change on their own.
+    the write itself (lastUpdateTime) do not count as a change on their own.
     """
-    changed = {k: v for k, v in desired.items() if k != "lastSyncTime" and current.get(k) != v}
+    changed = {k: v for k, v in desired.items() if k != "lastUpdateTime" and current.get(k) != v}
     if not changed:
         return {}
-    if "lastSyncTime" in desired:
-        changed["lastSyncTime"] = desired["lastSyncTime"]
+    if "lastUpdateTime" in desired:
+        changed["lastUpdateTime"] = desired["lastUpdateTime"]
     return changed

@@ -354,14 +354,14 @@ def test_is_finished_without_conditions_key() -> None:
 
 
 def test_status_patch_empty_when_unchanged() -> None:
-    current = {"status": "IN_PROGRESS", "percentProgress": 10, "lastSyncTime": "t0"}
-    assert status_patch(current, {"status": "IN_PROGRESS", "percentProgress": 10, "lastSyncTime": "t1"}) == {}
+    current = {"status": "IN_PROGRESS", "percentProgress": 10, "lastUpdateTime": "t0"}
+    assert status_patch(current, {"status": "IN_PROGRESS", "percentProgress": 10, "lastUpdateTime": "t1"}) == {}
 
 
 def test_status_patch_only_changed_keys_plus_sync_time() -> None:
     current = {"status": "IN_PROGRESS", "percentProgress": 10, "s3Bucket": "b"}
-    patch = status_patch(current, {"status": "IN_PROGRESS", "percentProgress": 20, "lastSyncTime": "t1"})
-    assert patch == {"percentProgress": 20, "lastSyncTime": "t1"}
+    patch = status_patch(current, {"status": "IN_PROGRESS", "percentProgress": 20, "lastUpdateTime": "t1"})
+    assert patch == {"percentProgress": 20, "lastUpdateTime": "t1"}
 
 
 def test_status_patch_without_sync_time() -> None:
