@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics)
+    handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics).register(registry)
 
     # Leadership lost: kopf stops, the process exits non-zero and restarts as a standby. An asyncio flag, because
     # kopf waits on a threading.Event in an executor thread that would then block the loop's shutdown.

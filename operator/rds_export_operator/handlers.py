@@ -1,4 +1,4 @@
-"""kopf handlers only: each reads the object, calls the reconciler and applies its Result."""
+"""kopf wiring only: each handler reads the object, calls the reconciler and applies its Result as one patch."""
 
 from __future__ import annotations
 
@@ -10,49 +10,123 @@ from typing import Any
 
 import aiohttp
 import kopf
+from kopf._cogs.structs.ids import HandlerId
+from kopf._cogs.structs.references import Selector
+from kopf._core.intents.handlers import TimerHandler
 
 from rds_export_operator import status as st
 from rds_export_operator.metrics import Metrics
-from rds_export_operator.polling import Poller
+from rds_export_operator.polling import PerObject, Poller
 from rds_export_operator.rds import Rds
-from rds_export_operator.reconcile import Reconciler, Result, has_task
-from rds_export_operator.settings import ANNOTATION_PREFIX, FINALIZER, GROUP, PLURAL, VERSION, Settings
+from rds_export_operator.reconcile import OWNED, Reconciler, Result, RetryPolicy, has_task, refused
+from rds_export_operator.resources import ANNOTATION_PREFIX, COMPONENT, FINALIZER, GROUP, PLURAL, VERSION
+from rds_export_operator.settings import Settings
 from rds_export_operator.spec import ExportSpec, SpecError, parse_spec
 from rds_export_operator.tenancy import Tenancy
 
+logger = logging.getLogger(__name__)
 
-def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metrics: Metrics) -> None:
-    tenancy = Tenancy.parse(config.tenancy)
-    if config.polling == "coalesced":
-        poller = Poller(rds, config.poll_interval, config.max_concurrent_exports)
-        reconciler = Reconciler(poller, config, slots=poller)
-        tick = config.tick_interval
-    else:
-        reconciler = Reconciler(rds, config)
-        tick = config.poll_interval
-    rng = random.Random()
 
-    @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def needs_finalizer(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    """Only an object whose deletion must cancel something holds a finalizer: Create + Cancel, unfinished, and
+    not merely queued (a queued object gets it back before it starts). Observe and Retain objects, and their
+    namespaces, delete while the operator is down."""
+    return (
+        spec.get("managementPolicy", "Create") == "Create"
+        and spec.get("deletionPolicy", "Cancel") == "Cancel"
+        and not st.is_finished(status)
+        and status.get("status") not in (st.QUEUED, st.REFUSED)
+        and (not has_task(status) or status.get("ownership") in OWNED)
+    )
+
+
+def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
+    return not st.is_finished(status)
+
+
+class Handlers:
+    def __init__(self, config: Settings, rds: Rds, metrics: Metrics) -> None:
+        self.config, self.metrics = config, metrics
+        policy = RetryPolicy(
+            poll_interval=config.poll_interval,
+            base_delay=config.retry_base_delay,
+            max_delay=config.retry_max_delay,
+            source_wait=config.source_wait,
+            iam_wait=config.iam_wait,
+            warn_after=config.aws_warn_after,
+        )
+        tenancy = Tenancy.parse(config.tenancy)
+        if config.polling == "coalesced":
+            # A region may hold a quarter of the worker threads: a hanging endpoint cannot take them all.
+            self.gateway: Poller | PerObject = Poller(
+                rds,
+                config.poll_interval,
+                config.max_concurrent_exports,
+                max_backoff=config.retry_max_delay,
+                wait_for_page=min(5.0, config.aws_timeout),
+                threads_per_scope=max(1, config.max_workers // 4),
+            )
+            self.tick = config.tick_interval
+        else:
+            self.gateway = PerObject(rds)
+            self.tick = config.poll_interval
+        self.reconciler = Reconciler(self.gateway, policy, tenancy=tenancy)
+        metrics.tracker.queue_length = self.gateway.queue_length
+        self.rng = random.Random()
+
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        kopf.on.startup(registry=registry)(self.configure)
+        kopf.on.login(registry=registry)(self.login)
+        kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")(self.track)
+        # kopf.timer always adds a finalizer; this timer must not (see needs_finalizer), so it is built directly.
+        registry._spawning.append(
+            TimerHandler(
+                fn=self.sync,
+                id=HandlerId("sync"),
+                param=None,
+                errors=None,
+                timeout=None,
+                retries=None,
+                backoff=None,
+                selector=Selector(GROUP, VERSION, PLURAL),
+                labels=None,
+                annotations=None,
+                when=unfinished,
+                field=None,
+                value=None,
+                initial_delay=self.first_delay,
+                requires_finalizer=False,
+                sharp=None,
+                idle=None,
+                interval=self.tick,
+            )
+        )
+        kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=needs_finalizer)(self.cancel)
+
+    def configure(self, settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
-        settings.watching.server_timeout = config.watch_server_timeout
-        settings.watching.client_timeout = config.watch_client_timeout
-        settings.execution.max_workers = config.max_workers
+        settings.watching.server_timeout = self.config.watch_server_timeout
+        settings.watching.client_timeout = self.config.watch_client_timeout
+        settings.execution.max_workers = self.config.max_workers
+        settings.posting.reporting_component = COMPONENT
+        settings.posting.reporting_instance = self.config.identity
         # Our resource is known: no CRD discovery watch, which least-privilege RBAC does not (and need not) allow.
         settings.scanning.disabled = True
 
-    @kopf.on.login(registry=registry)
-    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+    async def login(self, **kwargs: Any) -> kopf.AiohttpSession | None:
         # In a pod: the ServiceAccount token; elsewhere: $KUBECONFIG. No API client library needed.
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
         if info is None:
             return None
-        # kopf's own session has no connection limit: one TLS connection (~0.3 MiB) per request in flight,
-        # which at 1,000 objects starting together meant ~3,000 connections and ~1 GiB RSS.
+        # kopf's own session has no connection limit: one TLS connection (~0.3 MiB) per request in flight. Each
+        # watch stream holds one connection for minutes, so they come on top of the connections for writes.
+        watch_streams = max(1, len(self.config.namespaces))
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=config.api_connections, ssl=info.as_ssl_context()),
+            connector=aiohttp.TCPConnector(
+                limit=self.config.api_connections + watch_streams, ssl=info.as_ssl_context()
+            ),
             headers=info.as_http_headers(),
             proxy=info.proxy_url,
             trust_env=info.trust_env,
@@ -65,58 +139,65 @@ def register(registry: kopf.OperatorRegistry, config: Settings, rds: Rds, metric
             expiration=info.expiration,
         )
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")
-    def track(event: kopf.RawEvent, uid: str, status: kopf.Status, **_: Any) -> None:
+    def track(self, event: kopf.RawEvent, uid: str, status: kopf.Status, spec: kopf.Spec, **_: Any) -> None:
         deleted = event.get("type") == "DELETED"
-        metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
-        if deleted or has_task(status):
-            reconciler.forget(uid)  # no longer waiting for an export slot, nor a start in flight
+        self.metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
+        if deleted or has_task(status) or st.is_finished(status) or spec.get("managementPolicy") == "Observe":
+            self.reconciler.forget(uid)  # no longer waiting for an export slot, nor a start in flight
 
-    def first_delay(status: Mapping[str, Any], **_: Any) -> float:
+    def first_delay(self, status: Mapping[str, Any], **_: Any) -> float:
         # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).
-        return rng.uniform(0, tick) if has_task(status) else 0.0
+        return self.rng.uniform(0, self.tick) if has_task(status) else 0.0
 
-    def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
-        return not st.is_finished(status)
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        registry=registry,
-        id="sync",
-        interval=tick,
-        initial_delay=first_delay,
-        when=unfinished,
-    )
-    def sync(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
-        spec = _spec(body, config, tenancy, patch)
+    def sync(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
+        spec = self._spec(body, patch)
         if spec is None:
             return
         meta = body.metadata
-        result = reconciler.sync(
-            spec, status, attempt=retry, uid=meta.uid or "", created=str(meta.get("creationTimestamp", ""))
+        result = self.reconciler.sync(
+            spec,
+            status,
+            attempt=retry,
+            uid=meta.uid or "",
+            created=str(meta.get("creationTimestamp", "")),
+            has_finalizer=FINALIZER in (meta.get("finalizers") or []),
         )
-        _apply(result, spec, body, patch, metrics)
+        self._apply(result, spec, body, patch)
         if result.retry_after is not None:
             raise kopf.TemporaryError(_synced_message(result), delay=result.retry_after)
 
-    def cancels(spec: kopf.Spec, status: Mapping[str, Any], **_: Any) -> bool:
-        return (
-            spec.get("managementPolicy", "Create") == "Create"
-            and spec.get("deletionPolicy", "Cancel") == "Cancel"
-            and not st.is_finished(status)
-        )
-
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=cancels)
-    def cancel(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
-        spec = _spec(body, config, tenancy, patch)
+    def cancel(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
+        spec = self._spec(body, patch)
         if spec is None:
             return
-        result = reconciler.cancel(spec, status, attempt=retry)
-        _apply(result, spec, body, patch, metrics)
+        result = self.reconciler.cancel(spec, status, attempt=retry)
+        self._apply(result, spec, body, patch)
         if not result.done:
             raise kopf.TemporaryError("waiting for AWS to finish canceling", delay=result.retry_after or 1.0)
+
+    def _spec(self, body: kopf.Body, patch: kopf.Patch) -> ExportSpec | None:
+        """The typed spec, or None after reporting why it cannot be acted on (a terminal condition and an Event)."""
+        meta = body.metadata
+        try:
+            return parse_spec(
+                body.spec,
+                namespace=meta.namespace or "",
+                name=meta.name or "",
+                uid=meta.uid or "",
+                default_region=self.config.default_region,
+            )
+        except SpecError as exc:
+            self._apply(refused("InvalidSpec", str(exc)), None, body, patch)
+            return None
+
+    def _apply(self, result: Result, spec: ExportSpec | None, body: kopf.Body, patch: kopf.Patch) -> None:
+        _write({"exportTaskIdentifier": spec.identifier, **result.status} if spec else result.status, body, patch)
+        for cond in result.status.get("conditions", []):
+            if cond.type == st.SYNCED and cond.status == "False":
+                self.metrics.reconcile_errors.labels(cond.reason).inc()
+        for event in result.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+            logger.info("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, event.reason, event.message)
 
 
 def _synced_message(result: Result) -> str:
@@ -126,52 +207,7 @@ def _synced_message(result: Result) -> str:
     return "retrying"
 
 
-def _spec(body: kopf.Body, config: Settings, tenancy: Tenancy, patch: kopf.Patch) -> ExportSpec | None:
-    """The typed spec, or None after reporting why it cannot be acted on (a terminal condition and an Event)."""
-    meta = body.metadata
-    namespace = meta.namespace or ""
-    try:
-        spec = parse_spec(
-            body.spec,
-            namespace=namespace,
-            name=meta.name or "",
-            uid=meta.uid or "",
-            default_region=config.default_region,
-        )
-        reason, message = "NotPermitted", tenancy.refusal(namespace, spec)
-    except SpecError as exc:
-        reason, message = "InvalidSpec", str(exc)
-    if message is None:
-        return spec
-    desired: dict[str, Any] = {"exportTaskIdentifier": spec.identifier} if reason == "NotPermitted" else {}
-    desired["conditions"] = [
-        st.Condition(st.COMPLETE, "False", reason),
-        st.Condition(st.FAILED, "True", reason, message),
-        st.Condition(st.SYNCED, "False", reason, message),
-    ]
-    _write(desired, body, patch)
-    kopf.warn(body, reason=reason, message=message)
-    return None
-
-
-def _apply(result: Result, spec: ExportSpec, body: kopf.Body, patch: kopf.Patch, metrics: Metrics) -> None:
-    desired = {"exportTaskIdentifier": spec.identifier, **result.status}
-    if desired.get("status") == st.QUEUED:
-        desired["queuedSince"] = body.status.get("queuedSince") or st.rfc3339(datetime.now(UTC))
-    elif "status" in desired:
-        desired["queuedSince"] = None
-    _write(desired, body, patch)
-    for cond in result.status.get("conditions", []):
-        if cond.type == st.SYNCED and cond.status == "False":
-            metrics.reconcile_errors.labels(cond.reason).inc()
-    for event in result.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        logging.getLogger(__name__).info(
-            "%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, event.reason, event.message
-        )
-
-
-def _write(desired: dict[str, Any], body: kopf.Body, patch: kopf.Patch) -> None:
+def _write(desired: Mapping[str, Any], body: kopf.Body, patch: kopf.Patch) -> None:
     """Patch status with what changed, and nothing when nothing did."""
     current = body.status
     now = datetime.now(UTC)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rds_export_operator.rds import THROTTLING_CODES
+from rds_export_operator.aws_errors import THROTTLING_CODES
 
 
 class ExportTracker(Collector):
@@ -19,6 +19,7 @@ class ExportTracker(Collector):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._status: dict[str, str] = {}
+        self.queue_length: Callable[[], int] = lambda: 0  # objects that really wait for a slot (the slots' truth)
 
     def observe(self, uid: str, status: str | None, *, deleted: bool = False) -> None:
         with self._lock:
@@ -38,7 +39,7 @@ class ExportTracker(Collector):
             by_status.add_metric([status], count)
         yield by_status
         yield GaugeMetricFamily(
-            "rds_export_queue_length", "Exports waiting for a free AWS export slot", value=counts.get("QUEUED", 0)
+            "rds_export_queue_length", "Exports waiting for a free AWS export slot", value=self.queue_length()
         )
 
 

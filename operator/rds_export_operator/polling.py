@@ -1,19 +1,33 @@
-"""Coalesced polling and the fair export queue, shared by every object of one AWS account and region.
+"""Coalesced polling, shared by every object of one AWS account and region (a "scope").
 
-Cost grows with pages, not with objects: one paginated ``DescribeExportTasks`` filtered to the active statuses
-(``MaxRecords=100``) per interval serves every active object; an object whose task is not in that snapshot (it
-just finished, or was never seen) gets one targeted describe. The snapshot also counts the account's running
-exports, which is what the queue needs to start exports oldest first without hammering ``StartExportTask``.
+Cost grows with pages, not with objects: one paginated ``DescribeExportTasks`` filtered to the active statuses per
+interval serves every active object; an object whose task is not in that page (it just finished, or was never
+seen) gets one targeted describe. The page also counts the account's running exports for the export slots.
+
+Failure is never a verdict and never a stampede:
+- the page is fetched by one caller (single flight through a shared future; no lock held across the call), and
+  others wait for its answer for a bounded time only;
+- after a failed page the scope backs off exponentially with jitter, never sooner than the healthy interval, so
+  the call rate under throttling or 5xx is at most the healthy rate; meanwhile callers get the last error;
+- each scope may hold at most ``threads_per_scope`` executor threads in AWS calls or waits: a region whose
+  endpoint hangs answers "busy" to its own objects instead of taking every thread from the others;
+- nothing the server filters is trusted: only tasks whose normalised status is active count as running.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from rds_export_operator.rds import ExportTask, Rds
+from rds_export_operator.aws_errors import DESCRIBE, AwsError, ErrorKind, ExportTask
+from rds_export_operator.rds import Rds
+from rds_export_operator.slots import ExportSlots, State
 from rds_export_operator.spec import ExportSpec
 from rds_export_operator.status import ACTIVE_STATUSES, normalize_status
 
@@ -21,133 +35,193 @@ ACTIVE_FILTER = ["starting", "in_progress", "canceling"]  # filter values are lo
 
 
 @dataclass
-class Snapshot:
-    tasks: dict[str, ExportTask]
+class Page:
+    tasks: dict[str, ExportTask]  # every task the page held, whatever the filter asked for
+    running: int  # tasks whose own status is active
     fetched_at: float  # monotonic
 
 
 @dataclass
-class _Region:
+class _Scope:
+    gate: threading.BoundedSemaphore
     lock: threading.Lock = field(default_factory=threading.Lock)
-    snapshot: Snapshot | None = None
-    started_since: int = 0  # exports we started after the snapshot was taken (not in it yet)
-    recent: dict[str, ExportTask | None] = field(default_factory=dict)  # learned since: Start's answer, misses
-    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid -> (creationTimestamp, uid)
-    failure: tuple[float, Exception] | None = None  # the last refresh failed: when, and why
+    page: Page | None = None
+    inflight: Future[Page] | None = None
+    failures: int = 0
+    retry_at: float = 0.0  # after a failure: no new page before this
+    error: AwsError | None = None
+    recent: dict[str, ExportTask | None] = field(default_factory=dict)  # learned since the page: Start, misses
 
 
 class Poller:
-    """Per-region snapshot of active export tasks, refreshed at most once per ``interval`` (single flight).
+    """The reconciler's AWS gateway (start, describe, cancel) and its export slots, per region.
 
-    It is the reconciler's AWS gateway (start, describe, cancel) and its export slots (peek, may_start, forget,
-    limit_reached). The per-object baseline (``--polling=per-object``) uses the plain Rds client instead.
+    The per-object baseline (``--polling=per-object``) uses the plain Rds client instead.
     """
 
     def __init__(
-        self, rds: Rds, interval: float, max_concurrent: int, clock: Callable[[], float] = time.monotonic
+        self,
+        rds: Rds,
+        interval: float,
+        max_concurrent: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_backoff: float = 300.0,
+        wait_for_page: float = 5.0,
+        threads_per_scope: int = 4,
+        rng: random.Random | None = None,
     ) -> None:
-        self.rds, self.interval, self.max_concurrent, self.clock = rds, interval, max_concurrent, clock
-        self.retry_after_failure = min(5.0, interval)
-        self._regions: dict[str, _Region] = {}
+        self.rds, self.interval, self.clock = rds, interval, clock
+        self.max_backoff, self.wait_for_page = max(max_backoff, interval), wait_for_page
+        self.threads_per_scope = threads_per_scope
+        self.slots = ExportSlots(max_concurrent)
+        self.rng = rng or random.Random()
+        self._scopes: dict[str, _Scope] = {}
         self._lock = threading.Lock()
 
-    def _region(self, region: str) -> _Region:
+    def _scope(self, region: str) -> _Scope:
         with self._lock:
-            state = self._regions.get(region)
+            state = self._scopes.get(region)
             if state is None:
-                state = self._regions[region] = _Region()
+                state = self._scopes[region] = _Scope(threading.BoundedSemaphore(self.threads_per_scope))
             return state
 
-    def snapshot(self, region: str) -> Snapshot:
-        """The active tasks, fetched now if the last snapshot is older than the interval.
+    @contextmanager
+    def _using(self, region: str, operation: str) -> Iterator[_Scope]:
+        state = self._scope(region)
+        if not state.gate.acquire(blocking=False):
+            message = f"{region}: every call slot of this region is waiting on AWS"
+            raise AwsError(ErrorKind.RETRYABLE, "RegionBusy", message, operation)
+        try:
+            yield state
+        finally:
+            state.gate.release()
 
-        Callers that arrive while a refresh is running wait for it and share its result.
-        """
-        state = self._region(region)
+    def page(self, region: str) -> Page:
+        with self._using(region, DESCRIBE) as state:
+            return self._page(region, state)
+
+    def _page(self, region: str, state: _Scope) -> Page:
+        now = self.clock()
         with state.lock:
-            if state.snapshot is None or self.clock() - state.snapshot.fetched_at >= self.interval:
-                # A failed refresh is the answer for everyone for a while: no stampede of retries on AWS.
-                if state.failure and self.clock() - state.failure[0] < self.retry_after_failure:
-                    raise state.failure[1]
-                try:
-                    tasks = {t["ExportTaskIdentifier"]: t for t in self.rds.describe_by_status(region, ACTIVE_FILTER)}
-                except Exception as exc:
-                    state.failure = (self.clock(), exc)
-                    raise
-                state.failure = None
-                state.snapshot = Snapshot(tasks, self.clock())
-                state.started_since = 0
-                state.recent.clear()
-            return state.snapshot
+            if state.page is not None and now - state.page.fetched_at < self.interval:
+                return state.page
+            future = state.inflight
+            if future is None:
+                if state.error is not None and now < state.retry_at:
+                    raise state.error  # the last failure is the answer until the backoff ends
+                future = state.inflight = Future()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            try:
+                return future.result(timeout=self.wait_for_page)
+            except FutureTimeout:
+                raise AwsError(ErrorKind.RETRYABLE, "RefreshPending", "waiting for AWS to answer", DESCRIBE) from None
+        try:
+            tasks = {t["ExportTaskIdentifier"]: t for t in self.rds.describe_by_status(region, ACTIVE_FILTER)}
+        except AwsError as error:
+            with state.lock:
+                state.failures += 1
+                delay = min(self.max_backoff, self.interval * 2 ** min(state.failures - 1, 20))
+                state.retry_at, state.error = self.clock() + self.rng.uniform(delay, 1.5 * delay), error
+                state.inflight = None
+            future.set_exception(error)
+            raise
+        running = [i for i, t in tasks.items() if normalize_status(t.get("Status")) in ACTIVE_STATUSES]
+        page = Page(tasks, len(running), now)
+        with state.lock:
+            state.page, state.failures, state.error, state.inflight = page, 0, None, None
+            state.recent.clear()
+        self.slots.page(region, now, running)
+        future.set_result(page)
+        return page
 
     def peek(self, region: str, identifier: str) -> ExportTask | None:
-        """The task if the shared snapshot has it as active; never an extra call."""
-        task = self.snapshot(region).tasks.get(identifier)
+        """The task if the shared page has it as active; never an extra call."""
+        task = self.page(region).tasks.get(identifier)
         return task if task is not None and normalize_status(task.get("Status")) in ACTIVE_STATUSES else None
 
     def describe(self, region: str, identifier: str) -> ExportTask | None:
-        """From the shared snapshot when active there; else one targeted call (the task left the active set).
+        """From the shared page if it holds the task; else one targeted call (the task left the active set).
 
-        A task started after the snapshot was taken is not in it yet: until the next refresh its answer is what
+        A task started after the page was fetched is not in it yet: until the next page its answer is what
         StartExportTask returned, rather than a call per tick; likewise an identifier AWS does not know.
         """
-        task = self.peek(region, identifier)
-        if task is not None:
-            return task
-        state = self._region(region)
-        with state.lock:
-            if identifier in state.recent:
-                return state.recent[identifier]
-        task = self.rds.describe(region, identifier)
-        if task is None:  # unknown to AWS: ask again after the next refresh, not on every tick
+        with self._using(region, DESCRIBE) as state:
+            task = self._page(region, state).tasks.get(identifier)
+            if task is not None:
+                return task
             with state.lock:
-                state.recent[identifier] = None
-        return task
+                if identifier in state.recent:
+                    return state.recent[identifier]
+            task = self.rds.describe(region, identifier)
+            with state.lock:
+                state.recent[identifier] = task
+            return task
 
     def start(self, spec: ExportSpec) -> ExportTask:
-        task = self.rds.start(spec)
-        state = self._region(spec.region)
-        with state.lock:
-            state.recent[spec.identifier] = task
-            state.started_since += 1
-        return task
+        with self._using(spec.region, "StartExportTask") as state:
+            task = self.rds.start(spec)
+            with state.lock:
+                state.recent[spec.identifier] = task
+            return task
 
     def cancel(self, region: str, identifier: str) -> ExportTask:
-        task = self.rds.cancel(region, identifier)
-        state = self._region(region)
-        with state.lock:
-            state.recent[identifier] = task
-        return task
+        with self._using(region, "CancelExportTask") as state:
+            task = self.rds.cancel(region, identifier)
+            with state.lock:
+                state.recent[identifier] = task
+            return task
 
-    # -- the queue --------------------------------------------------------------------------------------------
+    # -- the export slots -------------------------------------------------------------------------------------
 
     def may_start(self, region: str, uid: str, created: str) -> bool:
-        """Whether this object may call StartExportTask now: oldest waiting objects first, while slots are free."""
-        snapshot = self.snapshot(region)
-        state = self._region(region)
-        with state.lock:
-            state.waiting[uid] = (created, uid)
-            free = self.max_concurrent - len(snapshot.tasks) - state.started_since
-            if free <= 0:
-                return False
-            ahead = sorted(state.waiting.values())[:free]
-            return (created, uid) in ahead
+        return self.slots.want(region, uid, created, self.page(region).running)
 
-    def forget(self, uid: str) -> None:
-        """The object no longer waits (started, adopted, deleted, failed)."""
-        with self._lock:
-            regions = list(self._regions.values())
-        for state in regions:
-            with state.lock:
-                state.waiting.pop(uid, None)
+    def started(self, uid: str) -> bool:
+        return self.slots.state(uid) is State.STARTED
 
-    def limit_reached(self, region: str) -> None:
-        """AWS said no although we counted a free slot (exports started by others): wait for the next snapshot."""
-        state = self._region(region)
-        with state.lock:
-            state.started_since = self.max_concurrent
+    def mark_started(self, region: str, uid: str, identifier: str, *, visible: bool = False) -> None:
+        self.slots.started(region, uid, identifier, None if visible else self.clock())
+
+    def limit_reached(self, uid: str) -> None:
+        self.slots.limit_reached(uid)
+
+    def release(self, uid: str) -> None:
+        self.slots.release(uid)
 
     def queue_length(self) -> int:
-        with self._lock:
-            regions = list(self._regions.values())
-        return sum(len(r.waiting) for r in regions)
+        return self.slots.waiting()
+
+
+class PerObject:
+    """The naive baseline (``--polling=per-object``): one describe per object per poll, no queue of our own
+    (StartExportTask is tried and ExportTaskLimitReachedFault says when to wait)."""
+
+    def __init__(self, rds: Rds) -> None:
+        self.rds = rds
+        self.start, self.describe, self.cancel = rds.start, rds.describe, rds.cancel
+        self.slots = ExportSlots(limit=1 << 30)
+
+    def peek(self, region: str, identifier: str) -> ExportTask | None:
+        return None
+
+    def may_start(self, region: str, uid: str, created: str) -> bool:
+        return self.slots.want(region, uid, created, running=0)
+
+    def started(self, uid: str) -> bool:
+        return self.slots.state(uid) is State.STARTED
+
+    def mark_started(self, region: str, uid: str, identifier: str, *, visible: bool = False) -> None:
+        self.slots.started(region, uid, identifier, None)
+
+    def limit_reached(self, uid: str) -> None:
+        self.slots.release(uid)
+
+    def release(self, uid: str) -> None:
+        self.slots.release(uid)
+
+    def queue_length(self) -> int:
+        return 0

@@ -10,71 +10,35 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.config
 import botocore.exceptions
 
+from rds_export_operator.aws_errors import DESCRIBE, AwsError, ErrorKind, ExportTask
 from rds_export_operator.spec import ExportSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_rds.client import RDSClient
     from mypy_boto3_rds.type_defs import ExportTaskResponseTypeDef
 
-ExportTask = dict[str, Any]  # one ExportTask as the API returns it (PascalCase keys)
 T = TypeVar("T")
-
-
-class ErrorKind(Enum):
-    RETRYABLE = "Retryable"  # throttling, 5xx, network: try again later
-    TERMINAL = "Terminal"  # the spec or the account's setup must change
-    NOT_FOUND = "NotFound"
-    LIMIT_REACHED = "LimitReached"  # 5 concurrent exports per account
-    ALREADY_EXISTS = "AlreadyExists"
-    INVALID_STATE = "InvalidState"  # cancel of a finished task
-
-
-_KIND_BY_CODE = {
-    "Throttling": ErrorKind.RETRYABLE,
-    "ThrottlingException": ErrorKind.RETRYABLE,
-    "RequestLimitExceeded": ErrorKind.RETRYABLE,
-    "TooManyRequestsException": ErrorKind.RETRYABLE,
-    "ServiceUnavailable": ErrorKind.RETRYABLE,
-    "InternalFailure": ErrorKind.RETRYABLE,
-    "RequestTimeout": ErrorKind.RETRYABLE,
-    "ExportTaskNotFound": ErrorKind.NOT_FOUND,
-    "ExportTaskNotFoundFault": ErrorKind.NOT_FOUND,
-    "ExportTaskLimitReachedFault": ErrorKind.LIMIT_REACHED,
-    "ExportTaskAlreadyExists": ErrorKind.ALREADY_EXISTS,
-    "ExportTaskAlreadyExistsFault": ErrorKind.ALREADY_EXISTS,
-    "InvalidExportTaskStateFault": ErrorKind.INVALID_STATE,
-}
-THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"})
-
-
-class AwsError(Exception):
-    def __init__(self, kind: ErrorKind, code: str, message: str, operation: str) -> None:
-        super().__init__(f"{operation}: {code}: {message}")
-        self.kind, self.code, self.message, self.operation = kind, code, message, operation
-
-    @property
-    def throttled(self) -> bool:
-        return self.code in THROTTLING_CODES
+MAX_PAGES = 100  # 10,000 tasks: far beyond what one account runs; a server that pages for ever is an error
 
 
 def classify(exc: Exception, operation: str) -> AwsError:
-    """Map any exception from a botocore call to an AwsError (unknown 4xx: terminal; 5xx and network: retryable)."""
+    """Map any exception from a botocore call to an AwsError, with the meaning ``aws_errors`` gives its code."""
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         message = str(error.get("Message", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-        kind = _KIND_BY_CODE.get(code, ErrorKind.RETRYABLE if status >= 500 else ErrorKind.TERMINAL)
-        return AwsError(kind, code, message, operation)
+        if status >= 500:
+            return AwsError(ErrorKind.RETRYABLE, code, message, operation)
+        return AwsError.of(operation, code, message)
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
-        return AwsError(ErrorKind.RETRYABLE, "NoCredentials", str(exc), operation)
+        return AwsError.of(operation, "NoCredentials", str(exc))
     # Network errors, timeouts, unparseable responses: all worth another try later.
     return AwsError(ErrorKind.RETRYABLE, type(exc).__name__, str(exc), operation)
 
@@ -159,10 +123,15 @@ class Rds:
         return dict(matches[0]) if matches else None
 
     def describe_by_status(self, region: str, statuses: list[str], page_size: int = 100) -> Iterator[ExportTask]:
-        """Every task in one of ``statuses`` (lower case, as the filter wants), one paginated call per page."""
+        """Every task in one of ``statuses`` (lower case, as the filter wants), one paginated call per page.
+
+        Endpoints that ignore the filter (moto, LocalStack) return other tasks too: callers check each status.
+        A marker seen twice or more than MAX_PAGES pages is a broken endpoint: a retryable error, not a loop.
+        """
         client = self.client(region)
         marker: str | None = None
-        while True:
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
             kwargs: dict[str, Any] = {"Filters": [{"Name": "status", "Values": statuses}], "MaxRecords": page_size}
             if marker:
                 kwargs["Marker"] = marker
@@ -171,6 +140,10 @@ class Rds:
             marker = response.get("Marker")
             if not marker:
                 return
+            if marker in seen:
+                raise AwsError(ErrorKind.RETRYABLE, "PaginationLoop", f"marker {marker!r} repeated", DESCRIBE)
+            seen.add(marker)
+        raise AwsError(ErrorKind.RETRYABLE, "PaginationLimit", f"more than {MAX_PAGES} pages", DESCRIBE)
 
     def cancel(self, region: str, identifier: str) -> ExportTask:
         client = self.client(region)

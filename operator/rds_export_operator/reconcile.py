@@ -1,54 +1,51 @@
-"""The decisions: start, adopt, queue, poll, cancel, report. Plain Python, testable without Kubernetes.
+"""The decisions for one RdsExportTask: start, adopt, queue, poll, cancel, report. Plain Python, no Kubernetes.
 
-Each function takes the typed spec, the object's last known status and an AWS gateway, makes at most the AWS
-calls the decision needs, and returns a Result: the desired status fields, the Events to post, and when to
-look again if that must differ from the normal poll interval.
+Each call takes the typed spec, the object's last known status and an AWS gateway, makes at most the AWS calls the
+decision needs, and returns a Result: the desired status fields, the Events to post, and when to look again if
+that must differ from the normal interval. Which AWS answer means what is decided in ``aws_errors``; here it
+becomes conditions: only a Start answer that says the spec is wrong (or a wait past its deadline) is terminal.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from rds_export_operator import status as st
-from rds_export_operator.rds import AwsError, ErrorKind, ExportTask
-from rds_export_operator.settings import Settings
+from rds_export_operator.aws_errors import SOURCE_NOT_READY_CODES, AwsError, ErrorKind, ExportTask
 from rds_export_operator.spec import ExportSpec
+from rds_export_operator.tenancy import Tenancy
 
 PROGRESS_MILESTONES = (25, 50, 75)
+STARTED, ADOPTED, OBSERVED = "Started", "Adopted", "Observed"
+OWNED = (STARTED, ADOPTED)  # only these may be canceled by the object
 
 
-class RdsApi(Protocol):
+class Gateway(Protocol):
+    """AWS calls plus the export slots: ``polling.Poller`` (coalesced) or ``polling.PerObject`` (baseline)."""
+
     def start(self, spec: ExportSpec) -> ExportTask: ...
     def describe(self, region: str, identifier: str) -> ExportTask | None: ...
     def cancel(self, region: str, identifier: str) -> ExportTask: ...
-
-
-class Slots(Protocol):
-    """Who may start an export now (AWS allows 5 running per account), and what is known without a call."""
-
     def peek(self, region: str, identifier: str) -> ExportTask | None: ...
     def may_start(self, region: str, uid: str, created: str) -> bool: ...
-    def forget(self, uid: str) -> None: ...
-    def limit_reached(self, region: str) -> None: ...
+    def started(self, uid: str) -> bool: ...
+    def mark_started(self, region: str, uid: str, identifier: str, *, visible: bool = False) -> None: ...
+    def limit_reached(self, uid: str) -> None: ...
+    def release(self, uid: str) -> None: ...
 
 
-class Unlimited:
-    """No queue of our own: StartExportTask is tried and ExportTaskLimitReachedFault says when to wait."""
-
-    def peek(self, region: str, identifier: str) -> ExportTask | None:
-        return None
-
-    def may_start(self, region: str, uid: str, created: str) -> bool:
-        return True
-
-    def forget(self, uid: str) -> None:
-        pass
-
-    def limit_reached(self, region: str) -> None:
-        pass
+@dataclass(frozen=True)
+class RetryPolicy:
+    poll_interval: float = 30.0
+    base_delay: float = 5.0
+    max_delay: float = 300.0
+    source_wait: float = 12 * 3600.0  # InvalidExportSourceState: a running export of the cluster can take hours
+    iam_wait: float = 900.0  # IamRoleNotFound / IamRoleMissingPermissions: IAM propagates in seconds to minutes
+    warn_after: float = 600.0  # AWS failing this long: a Warning Event says so
 
 
 @dataclass(frozen=True)
@@ -66,91 +63,175 @@ class Result:
     done: bool = False  # for deletion: the finalizer may go
 
 
-def backoff(settings: Settings, attempt: int, rng: random.Random | None = None) -> float:
+def backoff(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
     """Capped exponential backoff with full jitter over the upper half: base*2^attempt, at most max."""
-    ceiling = min(settings.retry_max_delay, settings.retry_base_delay * 2 ** min(attempt, 20))
+    ceiling = min(policy.max_delay, policy.base_delay * 2 ** min(attempt, 20))
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 def has_task(status: Mapping[str, Any]) -> bool:
-    """Whether the operator has seen an AWS task for this object (rather than nothing yet, or a queue slot)."""
-    return status.get("status") not in (None, "", st.QUEUED)
+    """Whether the operator has seen an AWS task for this object (rather than nothing yet, a queue slot, or a
+    refusal before any task was this object's)."""
+    return status.get("status") not in (None, "", st.QUEUED, st.REFUSED)
+
+
+def mismatches(spec: ExportSpec, task: ExportTask) -> list[str]:
+    """The spec fields that differ from what AWS reports for a task (fields AWS omits cannot differ)."""
+    prefix = st.s3_prefix_as_stored(spec.s3_prefix)
+    pairs = {
+        "sourceArn": (spec.source_arn, task.get("SourceArn")),
+        "s3BucketName": (spec.s3_bucket_name, task.get("S3Bucket")),
+        "s3Prefix": (prefix or "", task.get("S3Prefix") or ""),
+        "iamRoleArn": (spec.iam_role_arn, task.get("IamRoleArn")),
+    }
+    differ = [name for name, (ours, theirs) in pairs.items() if theirs is not None and ours != theirs]
+    if "S3Prefix" not in task and prefix:  # an answer without the key says nothing; "" would
+        differ = [d for d in differ if d != "s3Prefix"]
+    if task.get("KmsKeyId") and not st.same_kms_key(spec.kms_key_id or "", str(task["KmsKeyId"])):
+        differ.append("kmsKeyId")
+    if "ExportOnly" in task and sorted(task.get("ExportOnly") or []) != sorted(spec.export_only):
+        differ.append("exportOnly")
+    return differ
 
 
 class Reconciler:
     def __init__(
-        self, rds: RdsApi, settings: Settings, rng: random.Random | None = None, slots: Slots | None = None
+        self,
+        aws: Gateway,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        *,
+        tenancy: Tenancy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.rds, self.settings, self.rng = rds, settings, rng or random.Random()
-        self.slots: Slots = slots or Unlimited()
-        # Objects whose task we started or adopted but whose status may not show it yet (a tick can run on a
-        # body older than our own write): describe those, never start again. Dropped once status shows the task.
-        self._started: set[str] = set()
+        self.aws, self.policy, self.rng = aws, policy or RetryPolicy(), rng or random.Random()
+        self.tenancy, self.clock = tenancy or Tenancy(), clock
+        self._warned: set[str] = set()  # objects told that AWS has been failing for long (once per outage)
 
     def forget(self, uid: str) -> None:
-        self.slots.forget(uid)
-        self._started.discard(uid)
+        """The object's task shows in its status, or the object is gone: no slot, no start in flight."""
+        self.aws.release(uid)
+        self._warned.discard(uid)
 
-    # -- the periodic sync: create path, adoption, queue, polling ------------------------------------------------
+    # -- the periodic sync ---------------------------------------------------------------------------------------
 
     def sync(
-        self, spec: ExportSpec, status: Mapping[str, Any], *, attempt: int = 0, uid: str = "", created: str = ""
+        self,
+        spec: ExportSpec,
+        status: Mapping[str, Any],
+        *,
+        attempt: int = 0,
+        uid: str = "",
+        created: str = "",
+        has_finalizer: bool = True,
     ) -> Result:
-        """``uid`` and ``created`` (creationTimestamp) place the object in the export queue, oldest first."""
+        """``uid`` and ``created`` (creationTimestamp) place the object in the export queue, oldest first.
+
+        ``has_finalizer``: an object that cancels on deletion starts no export before its finalizer is stored.
+        """
         result = Result()
+        refusal = self.tenancy.refusal(spec)
+        if refusal is not None:
+            self.aws.release(uid)
+            return _terminal(result, "NotPermitted", refusal)
+        ownership = status.get("ownership")
         try:
-            if spec.creates and not has_task(status) and uid not in self._started:
-                task = self._start_or_adopt(spec, status, result, uid=uid, created=created)
-                if task is not None and uid:
-                    self._started.add(uid)
+            if not spec.creates:
+                task = self._observe(spec, status, result)
+            elif (has_task(status) and ownership in OWNED) or self.aws.started(uid):
+                task = self.aws.describe(spec.region, spec.identifier)
+            elif has_task(status):  # Observe switched to Create, or a status from before ownership existed
+                task = self._adopt_known(spec, result, uid)
             else:
-                task = self.rds.describe(spec.region, spec.identifier)
+                task = self._start_or_adopt(spec, status, result, uid=uid, created=created, has_finalizer=has_finalizer)
                 if task is None:
-                    return self._missing(spec, status, result)
+                    return result
         except AwsError as error:
-            return self._aws_error(error, status, result, attempt=attempt)
-        if task is None:  # queued
+            return self._aws_error(error, status, result, uid=uid, attempt=attempt)
+        if task is None:
+            return self._missing(spec, status, result)
+        if result.status.get("status") == st.REFUSED:
             return result
-        self._report(task, status, result)
+        self._report(task, status, result, uid)
         return result
 
+    def _observe(self, spec: ExportSpec, status: Mapping[str, Any], result: Result) -> ExportTask | None:
+        task = self.aws.describe(spec.region, spec.identifier)
+        if task is None:
+            return None
+        if self.tenancy.task_refusal(spec.namespace, task) is not None:
+            # Say nothing about a task outside the namespace's grant: not its source, bucket or cause.
+            _terminal(
+                result,
+                "NotPermitted",
+                f"export task {spec.identifier} is outside what namespace {spec.namespace} may observe "
+                "(its source, bucket, role or key is not granted by the operator's tenancy policy)",
+            )
+            return task
+        if status.get("ownership") != OBSERVED:
+            result.status["ownership"] = OBSERVED
+        return task
+
+    def _adopt_known(self, spec: ExportSpec, result: Result, uid: str) -> ExportTask | None:
+        task = self.aws.describe(spec.region, spec.identifier)
+        return None if task is None else self._adopt(spec, task, result, uid)
+
     def _start_or_adopt(
-        self, spec: ExportSpec, status: Mapping[str, Any], result: Result, *, uid: str, created: str
+        self,
+        spec: ExportSpec,
+        status: Mapping[str, Any],
+        result: Result,
+        *,
+        uid: str,
+        created: str,
+        has_finalizer: bool,
     ) -> ExportTask | None:
-        known = self.slots.peek(spec.region, spec.identifier)
+        known = self.aws.peek(spec.region, spec.identifier)
         if known is not None:  # already running (we crashed after starting it?): adopt without a call
-            return self._adopt(spec, known, result, uid)
-        if not self.slots.may_start(spec.region, uid, created):
+            return self._adopt(spec, known, result, uid, visible=True)
+        if not self.aws.may_start(spec.region, uid, created):
             self._queue(status, result, "all export slots are taken; oldest waiting exports start first")
             return None
+        if spec.cancels_on_delete and not has_finalizer:
+            # The slot is ours; the finalizer that lets a deletion cancel the export must be stored first.
+            if status.get("status") == st.QUEUED:
+                result.status.update({"status": None, "queuedSince": None})
+            result.retry_after = 0.5
+            return None
         try:
-            task = self.rds.start(spec)
+            task = self.aws.start(spec)
         except AwsError as error:
             if error.kind is ErrorKind.LIMIT_REACHED:
-                self.slots.limit_reached(spec.region)
+                self.aws.limit_reached(uid)
                 self._queue(status, result, error.message)
                 return None
+            self.aws.release(uid)
             if error.kind is not ErrorKind.ALREADY_EXISTS:
-                self.slots.forget(uid)
                 raise
-            existing = self.rds.describe(spec.region, spec.identifier)
+            existing = self.aws.describe(spec.region, spec.identifier)
             if existing is None:  # gone between the two calls: look again soon, never guess
                 raise AwsError(ErrorKind.RETRYABLE, "ExportTaskAlreadyExists", error.message, error.operation) from None
             return self._adopt(spec, existing, result, uid)
-        self.slots.forget(uid)
+        self.aws.mark_started(spec.region, uid, spec.identifier)
+        result.status["ownership"] = STARTED
         result.events.append(Event("Normal", "Started", f"started export task {spec.identifier}"))
         return task
 
-    def _adopt(self, spec: ExportSpec, existing: ExportTask, result: Result, uid: str) -> ExportTask:
-        self.slots.forget(uid)
-        if existing.get("SourceArn") != spec.source_arn:
-            raise AwsError(
-                ErrorKind.TERMINAL,
+    def _adopt(
+        self, spec: ExportSpec, existing: ExportTask, result: Result, uid: str, *, visible: bool = False
+    ) -> ExportTask:
+        differ = mismatches(spec, existing)
+        if differ:
+            self.aws.release(uid)
+            _terminal(
+                result,
                 "IdentifierInUse",
-                f"export task {spec.identifier} already exists for another source "
-                f"({existing.get('SourceArn')}); choose another exportTaskIdentifier",
-                "StartExportTask",
+                f"export task {spec.identifier} already exists with a different {', '.join(differ)}; "
+                "choose another exportTaskIdentifier",
             )
+            return existing
+        self.aws.mark_started(spec.region, uid, spec.identifier, visible=visible)
+        result.status["ownership"] = ADOPTED
         result.events.append(Event("Normal", "Adopted", f"adopted existing export task {spec.identifier}"))
         return existing
 
@@ -161,16 +242,21 @@ class Reconciler:
             st.Condition(st.SYNCED, "True", "ExportLimitReached", f"waiting for a free export slot: {message}"),
         ]
         if status.get("status") != st.QUEUED:
+            result.status["queuedSince"] = st.rfc3339(self.clock())
             result.events.append(Event("Normal", "Queued", "AWS export limit reached; the export waits for a slot"))
 
-    def _report(self, task: ExportTask, status: Mapping[str, Any], result: Result) -> None:
+    def _report(self, task: ExportTask, status: Mapping[str, Any], result: Result, uid: str) -> None:
         fields = st.task_fields(task)
         new, old = fields["status"], status.get("status")
         result.status.update(fields)
+        for stale in ("queuedSince", "waitingSince"):
+            if status.get(stale):
+                result.status[stale] = None
         result.status["conditions"] = [
             *st.outcome_conditions(new, fields.get("failureCause", "")),
             st.Condition(st.SYNCED, "True", "Synced", ""),
         ]
+        self._warned.discard(uid)
         if new != old and not (old in (None, st.QUEUED) and new == "STARTING"):  # Started/Adopted said it
             result.events.append(_transition_event(new, fields))
         old_progress = int(status.get("percentProgress") or 0)
@@ -185,74 +271,123 @@ class Reconciler:
             )
         else:
             message = f"no export task {spec.identifier} in {spec.region} to observe"
+            if status.get("status") == st.QUEUED:  # switched from Create while queued: no longer waits
+                result.status.update({"status": None, "queuedSince": None})
         result.status["conditions"] = [st.Condition(st.SYNCED, "False", "ExportTaskNotFound", message)]
-        if _synced_reason(status) != "ExportTaskNotFound":
+        if _synced(status).get("reason") != "ExportTaskNotFound":
             result.events.append(Event("Warning", "ExportTaskNotFound", message))
+        result.retry_after = self.policy.poll_interval
         return result
 
-    def _aws_error(self, error: AwsError, status: Mapping[str, Any], result: Result, *, attempt: int) -> Result:
+    def _aws_error(
+        self, error: AwsError, status: Mapping[str, Any], result: Result, *, uid: str, attempt: int
+    ) -> Result:
         message = f"{error.operation}: {error.message}" if error.message else error.operation
+        now = self.clock()
         if error.kind is ErrorKind.TERMINAL:
-            result.status["conditions"] = [
-                st.Condition(st.COMPLETE, "False", error.code),
-                st.Condition(st.FAILED, "True", error.code, message),
-                st.Condition(st.SYNCED, "False", error.code, message),
-            ]
-            result.events.append(Event("Warning", error.code, message))
-            return result
+            return _terminal(result, error.code, message)
+        if error.kind is ErrorKind.NOT_YET:
+            since = _parse_time(status.get("waitingSince")) or now
+            wait = self.policy.source_wait if error.code in SOURCE_NOT_READY_CODES else self.policy.iam_wait
+            deadline = since + timedelta(seconds=wait)
+            if now >= deadline:
+                gave_up = f"{message}; still refused after waiting {_duration(wait)} since {st.rfc3339(since)}"
+                return _terminal(result, error.code, gave_up)
+            result.status["waitingSince"] = st.rfc3339(since)
+            message = f"{message}; AWS says not yet: retrying until {st.rfc3339(deadline)}"
         result.status["conditions"] = [st.Condition(st.SYNCED, "False", error.code, message)]
-        if _synced_reason(status) != error.code:
+        if _synced(status).get("reason") != error.code:
             result.events.append(Event("Warning", error.code, f"{message}; retrying with backoff"))
-        result.retry_after = backoff(self.settings, attempt, self.rng)
+        synced = _synced(status)
+        failing_since = _parse_time(synced.get("lastTransitionTime")) if synced.get("status") == "False" else None
+        long_failing = failing_since and now - failing_since >= timedelta(seconds=self.policy.warn_after)
+        if long_failing and failing_since and uid not in self._warned:
+            self._warned.add(uid)
+            began = st.rfc3339(failing_since)
+            result.events.append(Event("Warning", "AwsUnavailable", f"AWS calls have failed since {began}: {message}"))
+        result.retry_after = backoff(self.policy, attempt, self.rng)
         return result
 
     # -- deletion ---------------------------------------------------------------------------------------------
 
     def cancel(self, spec: ExportSpec, status: Mapping[str, Any], *, attempt: int = 0) -> Result:
-        """Cancel a running export and wait until AWS reports it finished; ``done`` lets the object go."""
+        """Cancel this object's own running export and wait until AWS reports it finished; ``done`` lets it go.
+
+        Objects that never started or adopted a task (queued, refused, Observe) make no AWS call at all.
+        """
         result = Result()
+        if not spec.cancels_on_delete or status.get("ownership") not in OWNED or not has_task(status):
+            result.done = True
+            return result
         try:
             if status.get("status") == "CANCELING":
-                task = self.rds.describe(spec.region, spec.identifier)
+                task = self.aws.describe(spec.region, spec.identifier)
             else:
-                task = self.rds.cancel(spec.region, spec.identifier)
+                task = self.aws.cancel(spec.region, spec.identifier)
                 result.events.append(Event("Normal", "Canceling", f"canceling export task {spec.identifier}"))
         except AwsError as error:
             if error.kind is ErrorKind.NOT_FOUND:
-                result.done = True  # never started (queued) or no longer known: nothing to cancel
+                result.done = True  # no longer known: nothing to cancel
                 return result
-            if error.kind is ErrorKind.INVALID_STATE:
-                # Not cancelable: it finished, or a cancel is under way (we may have crashed after asking).
-                try:
-                    task = self.rds.describe(spec.region, spec.identifier)
-                except AwsError:
-                    result.retry_after = backoff(self.settings, attempt, self.rng)
-                    return result
-                if task is not None and st.normalize_status(task.get("Status")) in ("COMPLETE", "FAILED"):
-                    result.events.append(Event("Normal", "AlreadyFinished", "export had already finished"))
-            elif error.kind is ErrorKind.TERMINAL:  # e.g. AccessDenied: cancel can never succeed, say so, let go
-                result.events.append(Event("Warning", error.code, f"could not cancel: {error.message}"))
-                result.done = True
-                return result
-            else:
+            if error.kind is not ErrorKind.INVALID_STATE:
+                # Never let go of a running export because one call failed: retry (a user who wants the object
+                # gone anyway sets deletionPolicy: Retain).
                 result.events.append(Event("Warning", error.code, f"cancel failed, retrying: {error.message}"))
-                result.retry_after = backoff(self.settings, attempt, self.rng)
+                result.retry_after = backoff(self.policy, attempt, self.rng)
                 return result
+            try:  # not cancelable: it finished, or a cancel is under way (we may have crashed after asking)
+                task = self.aws.describe(spec.region, spec.identifier)
+            except AwsError:
+                result.retry_after = backoff(self.policy, attempt, self.rng)
+                return result
+            if task is not None and st.normalize_status(task.get("Status")) in ("COMPLETE", "FAILED"):
+                result.events.append(Event("Normal", "AlreadyFinished", "export had already finished"))
         if task is None:
             result.done = True
             return result
-        self._report(task, status, result)
+        self._report(task, status, result, "")
         result.done = result.status["status"] in st.TERMINAL_STATUSES
         if not result.done:
-            result.retry_after = self.settings.poll_interval
+            result.retry_after = self.policy.poll_interval
         return result
 
 
-def _synced_reason(status: Mapping[str, Any]) -> str | None:
+def _terminal(result: Result, reason: str, message: str) -> Result:
+    """A verdict: the spec must change. Status shows REFUSED, never a task that is not this object's."""
+    result.status.update(st.cleared_task_fields())
+    result.status.update({"status": st.REFUSED, "queuedSince": None, "waitingSince": None})
+    result.status["conditions"] = [
+        st.Condition(st.COMPLETE, "False", reason),
+        st.Condition(st.FAILED, "True", reason, message),
+        st.Condition(st.SYNCED, "False", reason, message),
+    ]
+    result.events.append(Event("Warning", reason, message))
+    return result
+
+
+def refused(reason: str, message: str) -> Result:
+    return _terminal(Result(), reason, message)
+
+
+def _synced(status: Mapping[str, Any]) -> Mapping[str, Any]:
     for cond in status.get("conditions") or []:
         if cond.get("type") == st.SYNCED:
-            return str(cond.get("reason"))
-    return None
+            return dict(cond)
+    return {}
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m" if seconds >= 60 else f"{seconds:g}s"
 
 
 def _transition_event(new: str, fields: Mapping[str, Any]) -> Event:

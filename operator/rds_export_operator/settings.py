@@ -10,14 +10,6 @@ from dataclasses import dataclass
 
 from rds_export_operator.tenancy import Tenancy
 
-GROUP = "rdsexport.dev"
-VERSION = "v1alpha1"
-PLURAL = "rdsexporttasks"
-KIND = "RdsExportTask"
-# Prefix for the operator's own annotations (kopf progress, diff-base) and its finalizer.
-ANNOTATION_PREFIX = "rdsexport.dev"
-FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -28,6 +20,9 @@ class Settings:
     max_concurrent_exports: int = 5  # AWS's per-account quota; raise it if AWS raised yours
     retry_base_delay: float = 5.0
     retry_max_delay: float = 300.0
+    source_wait: float = 43200.0  # how long "source not ready" (InvalidExportSourceState) is waited out
+    iam_wait: float = 900.0  # how long "IAM role not usable yet" is waited out (IAM propagation)
+    aws_warn_after: float = 600.0  # AWS failing this long for an object: a Warning Event
     default_region: str = ""
     log_level: str = "INFO"
     log_format: str = "plain"
@@ -56,6 +51,8 @@ class Settings:
             raise ValueError(f"polling must be coalesced or per-object, not {self.polling!r}")
         if self.max_concurrent_exports < 1:
             raise ValueError("max concurrent exports must be at least 1")
+        if min(self.source_wait, self.iam_wait, self.aws_warn_after) < 0:
+            raise ValueError("wait deadlines must not be negative")
         if not 0 < self.retry_base_delay <= self.retry_max_delay:
             raise ValueError("retry delays must satisfy 0 < base <= max")
         if self.log_format not in ("plain", "json"):
@@ -114,6 +111,24 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         "--retry-max-delay", type=float, default=env.get("RDS_EXPORT_RETRY_MAX_DELAY", str(d.retry_max_delay))
     )
     p.add_argument(
+        "--source-wait",
+        type=float,
+        default=env.get("RDS_EXPORT_SOURCE_WAIT", str(d.source_wait)),
+        help="seconds to wait out InvalidExportSourceState (source busy or not available) before failing",
+    )
+    p.add_argument(
+        "--iam-wait",
+        type=float,
+        default=env.get("RDS_EXPORT_IAM_WAIT", str(d.iam_wait)),
+        help="seconds to wait out IamRoleNotFound / IamRoleMissingPermissions (IAM propagation) before failing",
+    )
+    p.add_argument(
+        "--aws-warn-after",
+        type=float,
+        default=env.get("RDS_EXPORT_AWS_WARN_AFTER", str(d.aws_warn_after)),
+        help="seconds of failing AWS calls after which an object gets a Warning Event",
+    )
+    p.add_argument(
         "--default-region",
         default=env.get("RDS_EXPORT_DEFAULT_REGION", env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", ""))),
         help="region for objects that name none and have no sourceArn (Observe); AWS_REGION by default",
@@ -160,6 +175,9 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             max_concurrent_exports=args.max_concurrent_exports,
             retry_base_delay=args.retry_base_delay,
             retry_max_delay=args.retry_max_delay,
+            source_wait=args.source_wait,
+            iam_wait=args.iam_wait,
+            aws_warn_after=args.aws_warn_after,
             default_region=args.default_region,
             log_level=args.log_level.upper(),
             log_format=args.log_format,

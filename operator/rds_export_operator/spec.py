@@ -90,6 +90,7 @@ class ExportSpec:
     kms_key_id: str | None = None
     s3_prefix: str | None = None
     export_only: tuple[str, ...] = ()
+    namespace: str = ""
 
     @property
     def creates(self) -> bool:
@@ -138,4 +139,5 @@ def parse_spec(spec: Mapping[str, Any], *, namespace: str, name: str, uid: str, 
         kms_key_id=spec.get("kmsKeyId"),
         s3_prefix=spec.get("s3Prefix"),
         export_only=tuple(spec.get("exportOnly") or ()),
+        namespace=namespace,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,12 +12,12 @@ from typing import Any
 ACTIVE_STATUSES = frozenset({"STARTING", "IN_PROGRESS", "CANCELING"})
 TERMINAL_STATUSES = frozenset({"COMPLETE", "FAILED", "CANCELED"})
 QUEUED = "QUEUED"  # operator-owned: no AWS task yet, waiting for one of the 5 export slots
+REFUSED = "REFUSED"  # operator-owned: Failed=True before any task was this object's (the spec must change)
 
 COMPLETE, FAILED, SYNCED = "Complete", "Failed", "Synced"
 
 # ExportTask field -> status field, for the fields copied as they are.
 _COPIED = {
-    "ExportTaskIdentifier": "exportTaskIdentifier",
     "SourceArn": "sourceArn",
     "SourceType": "sourceType",
     "S3Bucket": "s3Bucket",
@@ -27,6 +28,27 @@ _COPIED = {
 _TIMES = {"SnapshotTime": "snapshotTime", "TaskStartTime": "taskStartTime", "TaskEndTime": "taskEndTime"}
 _INTEGERS = {"PercentProgress": "percentProgress", "TotalExtractedDataInGB": "totalExtractedDataInGB"}
 AWS_FIELDS = frozenset([*_COPIED.values(), *_TIMES.values(), *_INTEGERS.values(), "status"])
+
+
+def cleared_task_fields() -> dict[str, None]:
+    """A status patch that removes everything AWS told about a task (a refused object shows none of it)."""
+    return dict.fromkeys(AWS_FIELDS)
+
+
+def s3_prefix_as_stored(prefix: str | None) -> str | None:
+    """The prefix as AWS stores and reports it: backslash, backtick, double quote and space become ``_``."""
+    return None if prefix is None else re.sub(r'[\\`" ]', "_", prefix)
+
+
+def same_kms_key(ours: str, theirs: str) -> bool:
+    """Whether two KMS key references can name the same key. A key id matches the ARN that ends with it; an
+    alias cannot be resolved without a KMS call, so an alias against a key ARN is not counted as a difference."""
+    if ours == theirs:
+        return True
+    if "alias/" in ours or "alias/" in theirs:
+        return "alias/" not in ours or "alias/" not in theirs
+    both_arns = ours.startswith("arn:") and theirs.startswith("arn:")
+    return not both_arns and ours.rsplit("/", 1)[-1] == theirs.rsplit("/", 1)[-1]
 
 
 def rfc3339(value: datetime) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from typing import Any
 
 import pytest
 
+from rds_export_operator.aws_errors import AwsError, ErrorKind
 from rds_export_operator.polling import ACTIVE_FILTER, Poller
 from rds_export_operator.spec import parse_spec
 
@@ -13,13 +17,14 @@ REGION = "us-east-1"
 
 
 class FakeRds:
-    def __init__(self) -> None:
+    def __init__(self, *, ignore_filters: bool = False) -> None:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, Any]] = []
+        self.ignore_filters = ignore_filters  # as moto's server and LocalStack: every task, whatever the filter
 
     def describe_by_status(self, region: str, statuses: list[str], page_size: int = 100) -> Any:
         self.calls.append(("page", tuple(statuses)))
-        return [dict(t) for t in self.tasks.values() if t["Status"].lower() in statuses]
+        return [dict(t) for t in self.tasks.values() if self.ignore_filters or t["Status"].lower() in statuses]
 
     def describe(self, region: str, identifier: str) -> dict[str, Any] | None:
         self.calls.append(("describe", identifier))
@@ -57,7 +62,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def poller(rds: FakeRds, clock: Clock) -> Poller:
-    return Poller(rds, interval=30, max_concurrent=5, clock=clock)  # type: ignore[arg-type]
+    return Poller(rds, interval=30, max_concurrent=5, clock=clock, rng=random.Random(1))  # type: ignore[arg-type]
 
 
 def task(rds: FakeRds, ident: str, status: str) -> None:
@@ -104,7 +109,7 @@ def test_a_task_that_left_the_active_set_gets_one_targeted_describe(poller: Poll
 def test_a_fresh_start_and_an_unknown_task_cost_no_call_until_the_next_refresh(
     poller: Poller, rds: FakeRds, clock: Clock
 ) -> None:
-    poller.snapshot(REGION)
+    poller.page(REGION)
     poller.start(spec("new"))
     assert poller.describe(REGION, "new")["Status"] == "STARTING"  # type: ignore[index]
     assert poller.describe(REGION, "ghost") is None
@@ -123,53 +128,160 @@ def test_peek_never_calls_beyond_the_page(poller: Poller, rds: FakeRds) -> None:
     assert [c[0] for c in rds.calls] == ["page"]
 
 
-def test_queue_starts_oldest_first_within_free_slots(poller: Poller, rds: FakeRds) -> None:
-    for i in range(3):
-        task(rds, f"busy{i}", "IN_PROGRESS")  # 2 of 5 slots free
-    created = {"c": "2026-01-03T00:00:00Z", "a": "2026-01-01T00:00:00Z", "b": "2026-01-02T00:00:00Z"}
-    for uid in ("c", "b", "a"):  # c asked first, but a and b are older
-        poller.may_start(REGION, uid, created[uid])
-    assert not poller.may_start(REGION, "c", created["c"])
-    assert poller.may_start(REGION, "a", created["a"])
-    assert poller.may_start(REGION, "b", created["b"])
+CREATED = {"c": "2026-01-03T00:00:00Z", "a": "2026-01-01T00:00:00Z", "b": "2026-01-02T00:00:00Z"}
+
+
+def test_queue_starts_oldest_first_within_free_slots(poller: Poller, rds: FakeRds, clock: Clock) -> None:
+    for i in range(5):
+        task(rds, f"busy{i}", "IN_PROGRESS")  # every slot taken
+    for uid in ("c", "b", "a"):
+        assert not poller.may_start(REGION, uid, CREATED[uid])
+    assert poller.queue_length() == 3
+    rds.tasks["busy0"]["Status"] = rds.tasks["busy1"]["Status"] = "COMPLETE"
+    clock.now += 30  # the next page: 2 slots free
+    assert not poller.may_start(REGION, "c", CREATED["c"])  # c asks first, but a and b are older
+    assert poller.may_start(REGION, "a", CREATED["a"])
     poller.start(spec("a"))
-    poller.forget("a")
-    assert not poller.may_start(REGION, "c", created["c"])  # b still ahead; one slot left
+    poller.mark_started(REGION, "a", "a")
+    poller.release("a")  # status shows a's task: its uid goes, its slot stays counted until a page shows it
+    assert not poller.may_start(REGION, "c", CREATED["c"])  # b is still ahead for the last slot
+    assert poller.may_start(REGION, "b", CREATED["b"])
     poller.start(spec("b"))
-    poller.forget("b")
-    assert not poller.may_start(REGION, "c", created["c"])  # full: 3 running + 2 just started
+    poller.mark_started(REGION, "b", "b")
+    assert not poller.may_start(REGION, "c", CREATED["c"])  # full: 3 running + 2 just started
     assert poller.queue_length() == 1
+    clock.now += 30  # the page now shows a and b themselves: still full
+    assert not poller.may_start(REGION, "c", CREATED["c"])
+
+
+def test_filters_ignored_by_the_endpoint_do_not_fill_the_queue(clock: Clock) -> None:
+    # Bug (issue 9): an endpoint that ignores the status filter returned finished tasks, which were counted
+    # as running exports: with 5 finished tasks nothing ever started again.
+    rds = FakeRds(ignore_filters=True)
+    for i in range(7):
+        task(rds, f"done{i}", "COMPLETE")
+    task(rds, "odd", "in_progress")  # lower case, as moto reports it: active all the same
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock)  # type: ignore[arg-type]
+    assert poller.page(REGION).running == 1
+    for uid in ("a", "b", "c", "d"):
+        assert poller.may_start(REGION, uid, CREATED.get(uid, "2026-01-04T00:00:00Z"))
+    assert not poller.may_start(REGION, "e", "2026-01-05T00:00:00Z")
+    assert poller.describe(REGION, "done3")["Status"] == "COMPLETE"  # type: ignore[index]  # from the page
+    assert [c[0] for c in rds.calls] == ["page"]
 
 
 def test_a_refusal_from_aws_closes_the_queue_until_the_next_page(poller: Poller, rds: FakeRds, clock: Clock) -> None:
-    assert poller.may_start(REGION, "x", "2026-01-01T00:00:00Z")
-    poller.limit_reached(REGION)  # exports started by someone else took the slots
-    assert not poller.may_start(REGION, "x", "2026-01-01T00:00:00Z")
+    assert poller.may_start(REGION, "x", CREATED["a"])
+    poller.limit_reached("x")  # exports started by someone else took the slots
+    assert not poller.may_start(REGION, "x", CREATED["a"])
+    assert poller.queue_length() == 1
     clock.now += 30
-    assert poller.may_start(REGION, "x", "2026-01-01T00:00:00Z")
+    assert poller.may_start(REGION, "x", CREATED["a"])
 
 
 def test_cancel_answer_is_used_until_the_next_page(poller: Poller, rds: FakeRds) -> None:
-    poller.snapshot(REGION)
+    poller.page(REGION)
     task(rds, "c", "IN_PROGRESS")
     poller.cancel(REGION, "c")
     assert poller.describe(REGION, "c")["Status"] == "CANCELING"  # type: ignore[index]
     assert ("describe", "c") not in rds.calls
 
 
-def test_a_failed_page_is_shared_instead_of_retried_by_every_object(poller: Poller, rds: FakeRds, clock: Clock) -> None:
-    boom = RuntimeError("Throttling")
-
+def failing_pages(rds: FakeRds, code: str = "Throttling") -> None:
     def failing(*args: Any, **kwargs: Any) -> Any:
         rds.calls.append(("page", "failed"))
-        raise boom
+        raise AwsError.of("DescribeExportTasks", code, "Rate exceeded")
 
     rds.describe_by_status = failing  # type: ignore[method-assign]
+
+
+def test_a_failed_page_is_shared_instead_of_retried_by_every_object(poller: Poller, rds: FakeRds, clock: Clock) -> None:
+    failing_pages(rds)
     for _ in range(20):
-        with pytest.raises(RuntimeError):
+        with pytest.raises(AwsError):
             poller.describe(REGION, "x")
     assert rds.calls == [("page", "failed")]
     clock.now += 5
-    with pytest.raises(RuntimeError):
+    with pytest.raises(AwsError):
         poller.describe(REGION, "x")
-    assert len(rds.calls) == 2
+    assert len(rds.calls) == 1  # still backing off
+
+
+@pytest.mark.parametrize("code", ["Throttling", "InternalFailure", "AccessDenied"])
+def test_failing_aws_is_called_no_more_often_than_healthy_aws(rds: FakeRds, clock: Clock, code: str) -> None:
+    # Bug (issue 9): after a failed page every object's next tick retried after 5 s: under throttling the shared
+    # describe ran about 6x as often as when healthy. Now: backoff from the interval up, per scope.
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock, rng=random.Random(7))  # type: ignore[arg-type]
+    failing_pages(rds, code)
+    for _ in range(600):  # 10 minutes, 100 objects ticking every second
+        for _obj in range(100):
+            try:
+                poller.describe(REGION, "x")
+            except AwsError as error:
+                assert error.kind in (ErrorKind.RETRYABLE, ErrorKind.UNAUTHORIZED)
+        clock.now += 1
+    healthy = 600 / 30
+    assert len(rds.calls) <= healthy
+    assert len(rds.calls) >= 4  # it does keep trying
+
+
+def test_a_hanging_region_neither_blocks_nor_starves_another(rds: FakeRds) -> None:
+    # Bug (issue 9): the region lock was held across the AWS call, and forget() took every region's lock.
+    release = threading.Event()
+    entered = threading.Event()
+    slow_region = "ap-south-1"
+    fast = rds.describe_by_status
+
+    def hanging(region: str, statuses: list[str], page_size: int = 100) -> Any:
+        if region == slow_region:
+            entered.set()
+            release.wait(10)
+        return fast(region, statuses, page_size)
+
+    rds.describe_by_status = hanging  # type: ignore[method-assign]
+    task(rds, "t", "IN_PROGRESS")
+    poller = Poller(rds, interval=30, max_concurrent=5, wait_for_page=0.2, threads_per_scope=2)  # type: ignore[arg-type]
+    threads = [threading.Thread(target=lambda: _swallow(lambda: poller.page(slow_region))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    assert entered.wait(5)
+    began = time.monotonic()
+    assert poller.describe(REGION, "t") is not None  # another region answers at once
+    poller.release("anyone")
+    assert poller.may_start(REGION, "u", CREATED["a"])
+    assert time.monotonic() - began < 1.0
+    with pytest.raises(AwsError) as info:  # the slow region's threads are all busy: no third one is taken
+        poller.page(slow_region)
+    assert info.value.code in ("RegionBusy", "RefreshPending")
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert poller.page(slow_region).tasks
+
+
+def _swallow(fn: Any) -> None:
+    try:
+        fn()
+    except AwsError:
+        pass
+
+
+def test_waiters_share_one_page_call(rds: FakeRds) -> None:
+    gate = threading.Event()
+    fast = rds.describe_by_status
+
+    def slow(region: str, statuses: list[str], page_size: int = 100) -> Any:
+        gate.wait(5)
+        return fast(region, statuses, page_size)
+
+    rds.describe_by_status = slow  # type: ignore[method-assign]
+    poller = Poller(rds, interval=30, max_concurrent=5, threads_per_scope=8)  # type: ignore[arg-type]
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(poller.page(REGION).running)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert results == [0] * 6
+    assert len(rds.calls) == 1

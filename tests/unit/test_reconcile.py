@@ -11,25 +11,54 @@ from hypothesis import given
 from hypothesis import strategies as hs
 
 from rds_export_operator import status as st
-from rds_export_operator.rds import AwsError, ErrorKind, ExportTask
-from rds_export_operator.reconcile import Event, RdsApi, Reconciler, Result, backoff, has_task
-from rds_export_operator.settings import Settings
+from rds_export_operator.aws_errors import AwsError, ErrorKind, ExportTask
+from rds_export_operator.reconcile import Event, Gateway, Reconciler, Result, RetryPolicy, backoff, has_task
+from rds_export_operator.slots import ExportSlots, State
 from rds_export_operator.spec import ExportSpec, parse_spec
 
 SOURCE = "arn:aws:rds:eu-west-1:123456789012:snapshot:nightly"
 OTHER_SOURCE = "arn:aws:rds:eu-west-1:123456789012:snapshot:other"
 
 
-SETTINGS = Settings(poll_interval=30.0, retry_base_delay=4.0, retry_max_delay=120.0)
+SETTINGS = RetryPolicy(poll_interval=30.0, base_delay=4.0, max_delay=120.0)
+OWNED = {"ownership": "Started"}
 
 
 @dataclass
 class FakeRds:
-    """RdsApi in memory: tasks by identifier, plus errors to raise from the next calls, and a call log."""
+    """The gateway in memory: tasks by identifier, errors to raise from the next calls, a call log, and the
+    export slots (``free`` False: every slot taken; ``known``: tasks the shared page shows)."""
 
     tasks: dict[str, ExportTask] = field(default_factory=dict)
     errors: dict[str, list[AwsError]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    known: dict[str, ExportTask] = field(default_factory=dict)
+    free: bool = True
+    slots: ExportSlots = field(default_factory=lambda: ExportSlots(limit=5))
+    slot_calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def peek(self, region: str, identifier: str) -> ExportTask | None:
+        self._maybe_raise("DescribeExportTasks")  # the shared page is a describe too
+        return self.known.get(identifier)
+
+    def may_start(self, region: str, uid: str, created: str) -> bool:
+        self.slot_calls.append(("may_start", uid))
+        return self.slots.want(region, uid, created, running=0 if self.free else 5)
+
+    def started(self, uid: str) -> bool:
+        return self.slots.state(uid) is State.STARTED
+
+    def mark_started(self, region: str, uid: str, identifier: str, *, visible: bool = False) -> None:
+        self.slot_calls.append(("started", uid))
+        self.slots.started(region, uid, identifier, None)
+
+    def limit_reached(self, uid: str) -> None:
+        self.slot_calls.append(("limit_reached", uid))
+        self.slots.limit_reached(uid)
+
+    def release(self, uid: str) -> None:
+        self.slot_calls.append(("release", uid))
+        self.slots.release(uid)
 
     def fail(self, operation: str, kind: ErrorKind, code: str, message: str = "boom") -> None:
         self.errors.setdefault(operation, []).append(AwsError(kind, code, message, operation))
@@ -71,8 +100,8 @@ class FakeRds:
         return dict(task)
 
 
-def _check_protocol(fake: FakeRds) -> RdsApi:
-    return fake  # mypy: FakeRds implements RdsApi
+def _check_protocol(fake: FakeRds) -> Gateway:
+    return fake  # mypy: FakeRds implements Gateway
 
 
 def make_spec(**overrides: Any) -> ExportSpec:
@@ -161,11 +190,11 @@ def test_backoff_without_rng_uses_module_random() -> None:
     hs.randoms(use_true_random=False),
 )
 def test_backoff_is_bounded(base: float, factor: float, attempt: int, rng: random.Random) -> None:
-    settings = Settings(retry_base_delay=base, retry_max_delay=base * factor)
-    delay = backoff(settings, attempt, rng)
-    ceiling = min(settings.retry_max_delay, base * 2.0 ** min(attempt, 64))  # factor <= 10: capped by attempt 4
+    policy = RetryPolicy(base_delay=base, max_delay=base * factor)
+    delay = backoff(policy, attempt, rng)
+    ceiling = min(policy.max_delay, base * 2.0 ** min(attempt, 64))  # factor <= 10: capped by attempt 4
     assert ceiling / 2 <= delay <= ceiling
-    assert base / 2 <= delay <= settings.retry_max_delay
+    assert base / 2 <= delay <= policy.max_delay
 
 
 # -- sync: create path ------------------------------------------------------------------------------------------------
@@ -175,7 +204,7 @@ def test_sync_starts_a_new_export(reconciler: Reconciler, rds: FakeRds) -> None:
     result = reconciler.sync(SPEC, {})
     assert rds.calls == [("StartExportTask", SPEC.identifier)]
     assert result.status["status"] == "STARTING"
-    assert result.status["exportTaskIdentifier"] == SPEC.identifier
+    assert result.status["ownership"] == "Started"
     assert result.status["sourceArn"] == SOURCE
     assert result.events == [Event("Normal", "Started", f"started export task {SPEC.identifier}")]
     c = conditions(result)
@@ -194,7 +223,7 @@ def test_sync_starts_a_queued_export_when_a_slot_frees(reconciler: Reconciler, r
 
 def test_sync_polls_instead_of_starting_when_a_task_is_known(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="IN_PROGRESS", PercentProgress=10)
-    result = reconciler.sync(SPEC, {"status": "STARTING"})
+    result = reconciler.sync(SPEC, {**OWNED, "status": "STARTING"})
     assert rds.calls == [("DescribeExportTasks", SPEC.identifier)]
     assert result.status["status"] == "IN_PROGRESS"
     assert result.status["percentProgress"] == 10
@@ -223,10 +252,11 @@ def test_sync_refuses_a_task_of_another_source(reconciler: Reconciler, rds: Fake
     c = conditions(result)
     assert c["Failed"].status == "True"
     assert c["Failed"].reason == "IdentifierInUse"
-    assert OTHER_SOURCE in c["Failed"].message
+    assert "different sourceArn" in c["Failed"].message
     assert c["Synced"] == st.Condition("Synced", "False", "IdentifierInUse", c["Failed"].message)
     assert c["Complete"].status == "False"
-    assert "status" not in result.status  # the other task's fields are not reported as ours
+    assert result.status["status"] == st.REFUSED  # the other task's fields are not reported as ours
+    assert result.status["sourceArn"] is None
     assert result.events[0].type == "Warning" and reasons(result) == ["IdentifierInUse"]
     assert result.retry_after is None
     assert st.is_finished(status_of(result))
@@ -265,7 +295,7 @@ def test_sync_queued_again_posts_no_second_event(reconciler: Reconciler, rds: Fa
     assert reasons(first) == ["Queued"]
     assert second.events == []
     assert second.status["status"] == st.QUEUED
-    assert [c for c, _ in rds.calls] == ["StartExportTask", "StartExportTask"]
+    assert [c for c, _ in rds.calls] == ["StartExportTask"]  # the queue stays closed until the next page
 
 
 @pytest.mark.parametrize("code", ["Throttling", "ServiceUnavailable", "RequestTimeout", "EndpointConnectionError"])
@@ -277,7 +307,7 @@ def test_sync_retryable_start_error(reconciler: Reconciler, rds: FakeRds, code: 
     assert c["Synced"] == st.Condition("Synced", "False", code, "StartExportTask: try later")
     assert result.events == [Event("Warning", code, "StartExportTask: try later; retrying with backoff")]
     assert result.retry_after is not None
-    assert SETTINGS.retry_base_delay / 2 <= result.retry_after <= SETTINGS.retry_max_delay
+    assert SETTINGS.base_delay / 2 <= result.retry_after <= SETTINGS.max_delay
     assert "status" not in result.status
 
 
@@ -291,16 +321,18 @@ def test_sync_retryable_error_without_message(reconciler: Reconciler, rds: FakeR
 def test_sync_retry_after_is_bounded(attempt: int, seed: int) -> None:
     rds = FakeRds()
     rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, "Throttling")
-    result = Reconciler(rds, SETTINGS, random.Random(seed)).sync(SPEC, {"status": "IN_PROGRESS"}, attempt=attempt)
+    result = Reconciler(rds, SETTINGS, random.Random(seed)).sync(
+        SPEC, {**OWNED, "status": "IN_PROGRESS"}, attempt=attempt
+    )
     assert result.retry_after is not None
-    assert SETTINGS.retry_base_delay / 2 <= result.retry_after <= SETTINGS.retry_max_delay
+    assert SETTINGS.base_delay / 2 <= result.retry_after <= SETTINGS.max_delay
     assert conditions(result)["Synced"].status == "False"
 
 
 def test_sync_same_retryable_error_posts_one_event(reconciler: Reconciler, rds: FakeRds) -> None:
     for code in ("Throttling", "Throttling", "ServiceUnavailable"):
         rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, code)
-    first = reconciler.sync(SPEC, {"status": "IN_PROGRESS"})
+    first = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS"})
     second = reconciler.sync(SPEC, {**status_of(first), "status": "IN_PROGRESS"}, attempt=1)
     assert reasons(first) == ["Throttling"]
     assert second.events == [] and second.retry_after is not None
@@ -325,7 +357,7 @@ def test_sync_terminal_start_error_fails(reconciler: Reconciler, rds: FakeRds) -
 
 def test_sync_poll_without_news_posts_nothing(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="IN_PROGRESS", PercentProgress=30)
-    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS", "percentProgress": 30})
+    result = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS", "percentProgress": 30})
     assert result.events == []
     assert result.status["percentProgress"] == 30
 
@@ -347,14 +379,14 @@ def test_sync_progress_milestones(
     reconciler: Reconciler, rds: FakeRds, old: int, new: int, milestones: list[int]
 ) -> None:
     put(rds, Status="IN_PROGRESS", PercentProgress=new)
-    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS", "percentProgress": old})
+    result = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS", "percentProgress": old})
     assert [e.message for e in result.events if e.reason == "Progress"] == [f"export is {m}% done" for m in milestones]
     assert all(e.reason == "Progress" for e in result.events)
 
 
 def test_sync_no_progress_events_once_complete(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="COMPLETE", PercentProgress=100, TotalExtractedDataInGB=12)
-    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS", "percentProgress": 10})
+    result = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS", "percentProgress": 10})
     assert result.events == [Event("Normal", "Complete", "export complete: 12 GB extracted")]
     c = conditions(result)
     assert c["Complete"].status == "True" and c["Failed"].status == "False"
@@ -363,7 +395,7 @@ def test_sync_no_progress_events_once_complete(reconciler: Reconciler, rds: Fake
 
 def test_sync_reports_failure_cause(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="FAILED", FailureCause="S3 bucket is gone")
-    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS"})
+    result = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS"})
     assert result.events == [Event("Warning", "Failed", "export failed: S3 bucket is gone")]
     assert conditions(result)["Failed"].message == "S3 bucket is gone"
     assert result.status["failureCause"] == "S3 bucket is gone"
@@ -371,13 +403,13 @@ def test_sync_reports_failure_cause(reconciler: Reconciler, rds: FakeRds) -> Non
 
 def test_sync_reports_failure_without_cause(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="FAILED")
-    result = reconciler.sync(SPEC, {"status": "IN_PROGRESS"})
+    result = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS"})
     assert result.events == [Event("Warning", "Failed", "export failed: no cause given")]
 
 
 def test_sync_reports_canceled(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="canceled")
-    result = reconciler.sync(SPEC, {"status": "CANCELING"})
+    result = reconciler.sync(SPEC, {**OWNED, "status": "CANCELING"})
     assert result.status["status"] == "CANCELED"
     assert result.events == [Event("Normal", "Canceled", "export canceled")]
     assert conditions(result)["Failed"].reason == "ExportCanceled"
@@ -400,18 +432,17 @@ def test_sync_observe_first_sight_of_starting_task_posts_no_event(reconciler: Re
 
 def test_sync_reports_starting_after_another_known_status(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="STARTING")
-    result = reconciler.sync(SPEC, {"status": "UNKNOWN"})
+    result = reconciler.sync(SPEC, {**OWNED, "status": "UNKNOWN"})
     assert result.events == [Event("Normal", "Starting", "export is STARTING")]
 
 
 def test_sync_missing_task_once(reconciler: Reconciler, rds: FakeRds) -> None:
-    first = reconciler.sync(SPEC, {"status": "IN_PROGRESS"})
+    first = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS"})
     c = conditions(first)
     assert set(c) == {"Synced"}
     assert (c["Synced"].status, c["Synced"].reason) == ("False", "ExportTaskNotFound")
     assert "does not start it again" in c["Synced"].message
     assert [(e.type, e.reason) for e in first.events] == [("Warning", "ExportTaskNotFound")]
-    assert first.retry_after is None
     assert [name for name, _ in rds.calls] == ["DescribeExportTasks"]  # never restarted
     second = reconciler.sync(SPEC, {**status_of(first), "status": "IN_PROGRESS"})
     assert second.events == []
@@ -438,7 +469,7 @@ def test_sync_recovers_after_missing(reconciler: Reconciler, rds: FakeRds) -> No
 
 def test_cancel_running_task_waits_for_aws(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="IN_PROGRESS", PercentProgress=40)
-    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS", "percentProgress": 40})
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "IN_PROGRESS", "percentProgress": 40})
     assert rds.calls == [("CancelExportTask", SPEC.identifier)]
     assert not result.done
     assert result.retry_after == SETTINGS.poll_interval
@@ -449,7 +480,7 @@ def test_cancel_running_task_waits_for_aws(reconciler: Reconciler, rds: FakeRds)
 
 def test_cancel_while_canceling_only_describes(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="CANCELING")
-    result = reconciler.cancel(SPEC, {"status": "CANCELING"})
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "CANCELING"})
     assert rds.calls == [("DescribeExportTasks", SPEC.identifier)]
     assert not result.done
     assert result.retry_after == SETTINGS.poll_interval
@@ -458,7 +489,7 @@ def test_cancel_while_canceling_only_describes(reconciler: Reconciler, rds: Fake
 
 def test_cancel_done_when_canceled(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="CANCELED")
-    result = reconciler.cancel(SPEC, {"status": "CANCELING"})
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "CANCELING"})
     assert result.done
     assert result.retry_after is None
     assert reasons(result) == ["Canceled"]
@@ -466,21 +497,38 @@ def test_cancel_done_when_canceled(reconciler: Reconciler, rds: FakeRds) -> None
 
 
 def test_cancel_done_when_task_vanished_while_canceling(reconciler: Reconciler) -> None:
-    result = reconciler.cancel(SPEC, {"status": "CANCELING"})
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "CANCELING"})
     assert result.done and result.events == [] and result.status == {}
 
 
-@pytest.mark.parametrize("status", [{}, {"status": "QUEUED"}, {"status": "IN_PROGRESS"}])
-def test_cancel_not_found_is_done(reconciler: Reconciler, rds: FakeRds, status: dict[str, Any]) -> None:
-    result = reconciler.cancel(SPEC, status)
+def test_cancel_not_found_is_done(reconciler: Reconciler, rds: FakeRds) -> None:
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "IN_PROGRESS"})
     assert rds.calls == [("CancelExportTask", SPEC.identifier)]
     assert result.done
     assert result.events == [] and result.retry_after is None
 
 
+@pytest.mark.parametrize(
+    "status",
+    [
+        {},
+        {"status": "QUEUED"},
+        {"status": "REFUSED"},
+        {"status": "IN_PROGRESS"},  # no ownership: never started nor adopted by this object
+        {"status": "IN_PROGRESS", "ownership": "Observed"},
+    ],
+)
+def test_cancel_of_what_is_not_ours_makes_no_call(reconciler: Reconciler, rds: FakeRds, status: dict[str, Any]) -> None:
+    # Bug (issue 10): deleting a QUEUED object with an explicit identifier canceled whatever task held it.
+    put(rds, Status="IN_PROGRESS")
+    result = reconciler.cancel(SPEC, status)
+    assert rds.calls == []
+    assert result.done
+
+
 def test_cancel_finished_task_is_done(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="COMPLETE", PercentProgress=100, TotalExtractedDataInGB=3)
-    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS", "percentProgress": 90})
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "IN_PROGRESS", "percentProgress": 90})
     assert result.done
     assert result.retry_after is None
     assert rds.calls == [("CancelExportTask", SPEC.identifier), ("DescribeExportTasks", SPEC.identifier)]
@@ -491,7 +539,7 @@ def test_cancel_finished_task_is_done(reconciler: Reconciler, rds: FakeRds) -> N
 def test_cancel_invalid_state_with_a_failing_describe_retries(reconciler: Reconciler, rds: FakeRds) -> None:
     rds.fail("CancelExportTask", ErrorKind.INVALID_STATE, "InvalidExportTaskStateFault")
     rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, "Throttling")
-    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "IN_PROGRESS"})
     assert not result.done
     assert result.retry_after is not None and result.retry_after > 0
     assert reasons(result) == []
@@ -502,44 +550,45 @@ def test_cancel_already_under_way_waits_for_canceled(reconciler: Reconciler, rds
     # The operator asked, crashed before writing CANCELING, and asks again: AWS refuses, the task is CANCELING.
     put(rds, Status="CANCELING")
     rds.fail("CancelExportTask", ErrorKind.INVALID_STATE, "InvalidExportTaskStateFault")
-    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "IN_PROGRESS"})
     assert not result.done
     assert result.status["status"] == "CANCELING"
     assert "AlreadyFinished" not in reasons(result)
     assert result.retry_after is not None
 
 
-def test_cancel_terminal_error_lets_go(reconciler: Reconciler, rds: FakeRds) -> None:
-    rds.fail("CancelExportTask", ErrorKind.TERMINAL, "AccessDenied", "not allowed")
-    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
-    assert result.done
-    assert result.events == [Event("Warning", "AccessDenied", "could not cancel: not allowed")]
+def test_cancel_access_denied_keeps_the_export_tracked(reconciler: Reconciler, rds: FakeRds) -> None:
+    # Bug (issue 9): an AccessDenied on cancel let the object go while its export kept running.
+    rds.fail("CancelExportTask", ErrorKind.UNAUTHORIZED, "AccessDenied", "not allowed")
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "IN_PROGRESS"})
+    assert not result.done and result.retry_after is not None
+    assert result.events == [Event("Warning", "AccessDenied", "cancel failed, retrying: not allowed")]
 
 
 @pytest.mark.parametrize("attempt", [0, 3, 50])
 def test_cancel_retryable_error_backs_off(reconciler: Reconciler, rds: FakeRds, attempt: int) -> None:
     rds.fail("CancelExportTask", ErrorKind.RETRYABLE, "Throttling", "slow down")
-    result = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"}, attempt=attempt)
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "IN_PROGRESS"}, attempt=attempt)
     assert not result.done
     assert result.retry_after is not None
-    ceiling = min(SETTINGS.retry_max_delay, SETTINGS.retry_base_delay * 2**attempt)
+    ceiling = min(SETTINGS.max_delay, SETTINGS.base_delay * 2**attempt)
     assert ceiling / 2 <= result.retry_after <= ceiling
     assert result.events == [Event("Warning", "Throttling", "cancel failed, retrying: slow down")]
 
 
 def test_cancel_retryable_describe_error_while_canceling(reconciler: Reconciler, rds: FakeRds) -> None:
     rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, "ServiceUnavailable")
-    result = reconciler.cancel(SPEC, {"status": "CANCELING"})
+    result = reconciler.cancel(SPEC, {**OWNED, "status": "CANCELING"})
     assert not result.done and result.retry_after is not None
     assert reasons(result) == ["ServiceUnavailable"]
 
 
 def test_cancel_then_poll_until_canceled(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="IN_PROGRESS")
-    first = reconciler.cancel(SPEC, {"status": "IN_PROGRESS"})
+    first = reconciler.cancel(SPEC, {**OWNED, "status": "IN_PROGRESS"})
     assert not first.done
     rds.tasks[SPEC.identifier]["Status"] = "CANCELED"
-    second = reconciler.cancel(SPEC, status_of(first))
+    second = reconciler.cancel(SPEC, {**OWNED, **status_of(first)})
     assert second.done
     assert [name for name, _ in rds.calls] == ["CancelExportTask", "DescribeExportTasks"]
 
@@ -558,113 +607,91 @@ def test_full_lifecycle(reconciler: Reconciler, rds: FakeRds) -> None:
     assert [name for name, _ in rds.calls].count("StartExportTask") == 1
 
 
-# -- the export queue (Slots) ------------------------------------------------------------------------------------------
+# -- the export queue (slots) --------------------------------------------------------------------------------------
 
 
-@dataclass
-class FakeSlots:
-    known: dict[str, ExportTask] = field(default_factory=dict)
-    free: bool = True
-    calls: list[tuple[str, ...]] = field(default_factory=list)
-
-    def peek(self, region: str, identifier: str) -> ExportTask | None:
-        self.calls.append(("peek", region, identifier))
-        return self.known.get(identifier)
-
-    def may_start(self, region: str, uid: str, created: str) -> bool:
-        self.calls.append(("may_start", region, uid, created))
-        return self.free
-
-    def forget(self, uid: str) -> None:
-        self.calls.append(("forget", uid))
-
-    def limit_reached(self, region: str) -> None:
-        self.calls.append(("limit_reached", region))
-
-
-@pytest.fixture
-def slots() -> FakeSlots:
-    return FakeSlots()
-
-
-@pytest.fixture
-def queued_reconciler(rds: FakeRds, slots: FakeSlots) -> Reconciler:
-    return Reconciler(rds, SETTINGS, random.Random(1), slots=slots)
-
-
-def test_default_slots_never_queue(reconciler: Reconciler, rds: FakeRds) -> None:
-    result = reconciler.sync(SPEC, {}, uid="u1", created="2026-01-01T00:00:00Z")
+def test_queue_start_when_a_slot_is_free(reconciler: Reconciler, rds: FakeRds) -> None:
+    result = reconciler.sync(SPEC, {}, uid="u1", created="t1")
     assert reasons(result) == ["Started"]
-    assert reconciler.slots.peek("eu-west-1", SPEC.identifier) is None
-
-
-def test_queue_start_when_a_slot_is_free(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
-    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
-    assert reasons(result) == ["Started"]
-    assert slots.calls == [
-        ("peek", "eu-west-1", SPEC.identifier),
-        ("may_start", "eu-west-1", "u1", "t1"),
-        ("forget", "u1"),
-    ]
+    assert rds.slot_calls == [("may_start", "u1"), ("started", "u1")]
     assert rds.calls == [("StartExportTask", SPEC.identifier)]
+    # A tick on a body older than our own status write describes instead of starting again.
+    again = reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    assert rds.calls == [("StartExportTask", SPEC.identifier), ("DescribeExportTasks", SPEC.identifier)]
+    assert "Started" not in reasons(again)
 
 
-def test_queue_waits_without_calling_aws(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
-    slots.free = False
-    first = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+def test_queue_waits_without_calling_aws(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.free = False
+    first = reconciler.sync(SPEC, {}, uid="u1", created="t1")
     assert rds.calls == []
     assert first.status["status"] == st.QUEUED
+    assert first.status["queuedSince"]
     synced = conditions(first)["Synced"]
     assert (synced.status, synced.reason) == ("True", "ExportLimitReached")
     assert "oldest waiting exports start first" in synced.message
     assert reasons(first) == ["Queued"]
-    assert ("forget", "u1") not in slots.calls  # still waiting in line
-    second = queued_reconciler.sync(SPEC, status_of(first), uid="u1", created="t1")
+    assert rds.slots.waiting() == 1
+    second = reconciler.sync(SPEC, status_of(first), uid="u1", created="t1")
     assert second.events == [] and second.status["status"] == st.QUEUED
+    assert "queuedSince" not in second.status  # kept as it was
     assert rds.calls == []
 
 
-def test_queue_adopts_a_known_running_task_without_calls(
-    queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots
-) -> None:
-    slots.known[SPEC.identifier] = {"ExportTaskIdentifier": SPEC.identifier, "SourceArn": SOURCE, "Status": "STARTING"}
-    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+def test_a_queued_object_gets_its_finalizer_before_it_starts(reconciler: Reconciler, rds: FakeRds) -> None:
+    queued = {"status": "QUEUED", "queuedSince": "2026-01-01T00:00:00Z"}
+    result = reconciler.sync(SPEC, queued, uid="u1", created="t1", has_finalizer=False)
+    assert rds.calls == []
+    assert result.status == {"status": None, "queuedSince": None}  # no longer queued: the finalizer filter matches
+    assert result.retry_after is not None and result.retry_after <= 1
+    started = reconciler.sync(SPEC, {}, uid="u1", created="t1", has_finalizer=True)
+    assert reasons(started) == ["Started"]
+    retained = make_spec(deletionPolicy="Retain", exportTaskIdentifier="kept")
+    assert reasons(reconciler.sync(retained, {}, uid="u2", created="t2", has_finalizer=False)) == ["Started"]
+
+
+def test_queue_adopts_a_known_running_task_without_calls(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.known[SPEC.identifier] = {"ExportTaskIdentifier": SPEC.identifier, "SourceArn": SOURCE, "Status": "STARTING"}
+    result = reconciler.sync(SPEC, {}, uid="u1", created="t1")
     assert rds.calls == []
     assert reasons(result) == ["Adopted"]
     assert result.status["status"] == "STARTING"
-    assert ("forget", "u1") in slots.calls
-    assert not any(c[0] == "may_start" for c in slots.calls)
+    assert result.status["ownership"] == "Adopted"
+    assert not any(c[0] == "may_start" for c in rds.slot_calls)
 
 
-def test_queue_known_task_of_another_source(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
-    slots.known[SPEC.identifier] = {"ExportTaskIdentifier": SPEC.identifier, "SourceArn": OTHER_SOURCE}
-    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+def test_queue_known_task_of_another_source(reconciler: Reconciler, rds: FakeRds) -> None:
+    rds.known[SPEC.identifier] = {"ExportTaskIdentifier": SPEC.identifier, "SourceArn": OTHER_SOURCE}
+    result = reconciler.sync(SPEC, {}, uid="u1", created="t1")
     assert rds.calls == []
     failed = conditions(result)["Failed"]
     assert (failed.status, failed.reason) == ("True", "IdentifierInUse")
-    assert OTHER_SOURCE in failed.message
-    assert ("forget", "u1") in slots.calls
+    assert ("release", "u1") in rds.slot_calls
 
 
-def test_queue_limit_reached_tells_the_slots(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
+def test_queue_limit_reached_keeps_the_place_in_line(reconciler: Reconciler, rds: FakeRds) -> None:
     rds.fail("StartExportTask", ErrorKind.LIMIT_REACHED, "ExportTaskLimitReachedFault", "limit")
-    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    result = reconciler.sync(SPEC, {}, uid="u1", created="t1")
     assert result.status["status"] == st.QUEUED
-    assert ("limit_reached", "eu-west-1") in slots.calls
-    assert ("forget", "u1") not in slots.calls  # keeps its place in line
+    assert ("limit_reached", "u1") in rds.slot_calls
+    assert rds.slots.waiting() == 1
 
 
-def test_queue_terminal_start_error_leaves_the_line(
-    queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots
-) -> None:
-    rds.fail("StartExportTask", ErrorKind.TERMINAL, "InvalidS3BucketFault", "no bucket")
-    result = queued_reconciler.sync(SPEC, {}, uid="u1", created="t1")
-    assert conditions(result)["Failed"].status == "True"
-    assert slots.calls[-1] == ("forget", "u1")
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [(ErrorKind.TERMINAL, "InvalidS3BucketFault"), (ErrorKind.NOT_YET, "InvalidExportSourceState")]
+    + [(ErrorKind.RETRYABLE, "Throttling"), (ErrorKind.UNAUTHORIZED, "AccessDenied")],
+)
+def test_every_start_error_leaves_the_line(reconciler: Reconciler, rds: FakeRds, kind: ErrorKind, code: str) -> None:
+    # Bug (issue 9): an object that failed while queued kept its place for ever; newer ones waited behind a ghost.
+    rds.fail("StartExportTask", kind, code, "no")
+    reconciler.sync(SPEC, {}, uid="u1", created="t1")
+    assert rds.slots.state("u1") is None and rds.slots.waiting() == 0
 
 
-def test_queue_is_not_consulted_for_known_tasks(queued_reconciler: Reconciler, rds: FakeRds, slots: FakeSlots) -> None:
+def test_queue_is_not_consulted_for_known_tasks(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="IN_PROGRESS")
-    queued_reconciler.sync(SPEC, {"status": "STARTING"}, uid="u1", created="t1")
-    queued_reconciler.sync(OBSERVE, {}, uid="u2", created="t2")
-    assert slots.calls == []
+    reconciler.sync(SPEC, {**OWNED, "status": "STARTING"}, uid="u1", created="t1")
+    put(rds, "theirs", Status="IN_PROGRESS")
+    reconciler.sync(OBSERVE, {}, uid="u2", created="t2")
+    assert rds.slot_calls == []

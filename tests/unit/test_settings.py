@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from rds_export_operator.settings import FINALIZER, Settings, parse
+from rds_export_operator.resources import FINALIZER
+from rds_export_operator.settings import Settings, parse
 
 
 def test_defaults() -> None:

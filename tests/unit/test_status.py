@@ -90,7 +90,6 @@ def test_task_fields_full_task() -> None:
     }
     assert task_fields(task) == {
         "status": "IN_PROGRESS",
-        "exportTaskIdentifier": "team-orders-abc",
         "sourceArn": "arn:aws:rds:eu-west-1:1:snapshot:s",
         "sourceType": "SNAPSHOT",
         "s3Bucket": "bucket",
