@@ -679,8 +679,12 @@ def test_queue_limit_reached_keeps_the_place_in_line(reconciler: Reconciler, rds
 
 @pytest.mark.parametrize(
     ("kind", "code"),
-    [(ErrorKind.TERMINAL, "InvalidS3BucketFault"), (ErrorKind.NOT_YET, "InvalidExportSourceState")]
-    + [(ErrorKind.RETRYABLE, "Throttling"), (ErrorKind.UNAUTHORIZED, "AccessDenied")],
+    [
+        (ErrorKind.TERMINAL, "InvalidS3BucketFault"),
+        (ErrorKind.NOT_YET, "InvalidExportSourceState"),
+        (ErrorKind.RETRYABLE, "Throttling"),
+        (ErrorKind.UNAUTHORIZED, "AccessDenied"),
+    ],
 )
 def test_every_start_error_leaves_the_line(reconciler: Reconciler, rds: FakeRds, kind: ErrorKind, code: str) -> None:
     # Bug (issue 9): an object that failed while queued kept its place for ever; newer ones waited behind a ghost.
