@@ -144,6 +144,7 @@ class ConfigMapSource:
         self.state = SourceState()
         self._path = f"/api/v1/namespaces/{_quote(namespace)}/configmaps/{_quote(name)}"
         self._seen: str | None = None  # resourceVersion (or _ABSENT) last acted on
+        self._seen_error: str | None = None  # why that version was refused; None: it is in force
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -174,19 +175,23 @@ class ConfigMapSource:
         except Exception as exc:
             self._unreadable(f"cannot read {self.where}: {exc}")
             return
-        if configmap is None:
-            if self._seen != _ABSENT:
-                self._seen = _ABSENT
-                self._apply(IdentityMapping(), None)
-            return
-        meta = configmap.get("metadata") or {}
-        version = str(meta.get("resourceVersion", ""))
+        meta = (configmap or {}).get("metadata") or {}
+        version = _ABSENT if configmap is None else str(meta.get("resourceVersion", ""))
         if version == self._seen:
+            if self.state.error != self._seen_error:  # readable again, and unchanged
+                logger.info("%s is readable again", self.where)
+                self.state.valid, self.state.error = self._seen_error is None, self._seen_error
+                if not self.state.loaded and self._seen_error:
+                    self.identities.load_error = f"the identity mapping in {self.where} is invalid: {self._seen_error}"
             return
-        self._seen = version
+        self._seen, self._seen_error = version, None
+        if configmap is None:
+            self._apply(IdentityMapping(), None)
+            return
         try:
             mapping = IdentityMapping.from_configmap_data(configmap.get("data"))
         except MappingError as exc:
+            self._seen_error = str(exc)
             self._reject(str(exc), meta)
             return
         self._apply(mapping, meta)
@@ -220,7 +225,6 @@ class ConfigMapSource:
         first = self.state.error != error
         self.state.valid, self.state.error = False, error
         self.state.outcomes["unreadable"] += 1
-        self._seen = None  # read it whole again once reachable
         if not self.state.loaded:
             self.identities.load_error = error
         if first:  # once per distinct problem, not every interval

@@ -297,7 +297,7 @@ def test_an_invalid_or_unreadable_mapping_at_start_gives_no_namespace_any_identi
 
 
 def test_namespace_selectors_follow_label_changes(
-    kubectl: Kubectl, namespace: str, installed: tuple[str, KubeApi]
+    kubectl: Kubectl, namespace: str, installed: tuple[str, KubeApi], control_plane: ControlPlane
 ) -> None:
     name, api = installed
     labels = NamespaceLabels(api, ttl=0.5)
@@ -317,3 +317,40 @@ def test_namespace_selectors_follow_label_changes(
         timeout=DEADLINE,
         what="the removed label to unmap the namespace",
     )
+
+    # The API server unreachable: known labels serve on; unknown ones make the identity unavailable (retryable).
+    unreachable = kopf.ConnectionInfo(server="https://127.0.0.1:1", ca_path=str(control_plane.ca_file), token="t")
+    labels.api = KubeApi(login=lambda: unreachable, timeout=2)
+    labels.ttl = 0
+    assert isinstance(identities.resolve(namespace), Refusal)
+    with pytest.raises(IdentityUnavailable) as caught:
+        identities.resolve("never-seen")
+    assert caught.value.code == "NamespaceLabelsUnavailable"
+
+
+def test_an_unreachable_api_server_keeps_the_last_good_mapping(
+    kubectl: Kubectl, namespace: str, installed: tuple[str, KubeApi], control_plane: ControlPlane
+) -> None:
+    name, api = installed
+    identities = Identities()
+    source = ConfigMapSource(identities, namespace, name, api=api)
+    source.poll_once()
+    assert identities.resolve("team-a", {}) == Identity(ROLE_A, "team-a-3f9c2b", 900, "team-a")
+    applied = len([e for e in kubectl.events(namespace, name) if e["reason"] == "IdentityMappingApplied"])
+
+    # Nothing listens on port 1: a real connection failure.
+    unreachable = kopf.ConnectionInfo(server="https://127.0.0.1:1", ca_path=str(control_plane.ca_file), token="t")
+    source.api = KubeApi(login=lambda: unreachable, timeout=2)
+    source.poll_once()
+    assert source.state.valid is False
+    assert source.state.error is not None and source.state.error.startswith(f"cannot read ConfigMap {namespace}/")
+    assert identities.resolve("team-a", {}) == Identity(ROLE_A, "team-a-3f9c2b", 900, "team-a")
+
+    # Reachable again and unchanged: valid again, nothing re-applied (no new Event).
+    source.api = api
+    source.poll_once()
+    assert source.state.valid is True
+    assert source.state.error is None
+    assert source.state.outcomes == {"applied": 1, "unreadable": 1}
+    events = [e for e in kubectl.events(namespace, name) if e["reason"] == "IdentityMappingApplied"]
+    assert len(events) == applied
