@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rds_export_operator.tenancy import Tenancy
 
+_OBJECT_REF = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 @dataclass(frozen=True)
 class Settings:
@@ -31,6 +33,7 @@ class Settings:
     api_connections: int = 32  # concurrent connections to the Kubernetes API server
     aws_timeout: float = 20.0  # seconds to wait for an AWS answer
     tenancy: str = ""  # JSON policy: which accounts, regions, roles each namespace may use (tenancy.py)
+    identities_configmap: str = ""  # "namespace/name" of the identity mapping (identity.py); empty: own identity
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330
     metrics_port: int = 9090  # 0: no metrics endpoint
@@ -60,6 +63,8 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError(f"unknown log level {self.log_level!r}")
         Tenancy.parse(self.tenancy)  # raises ValueError with the reason
+        if self.identities_configmap and not _OBJECT_REF.fullmatch(self.identities_configmap):
+            raise ValueError(f"identities ConfigMap must be namespace/name, not {self.identities_configmap!r}")
         if not self.aws_timeout > 0:
             raise ValueError("AWS timeout must be positive")
         if self.api_connections < 4:
@@ -145,6 +150,12 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         default=env.get("RDS_EXPORT_TENANCY", ""),
         help="JSON: namespace -> allowed accounts, regions, iamRoleArns (patterns); empty allows all",
     )
+    p.add_argument(
+        "--identities-configmap",
+        default=env.get("RDS_EXPORT_IDENTITIES_CONFIGMAP", d.identities_configmap),
+        help="ConfigMap (name, or namespace/name; POD_NAMESPACE by default) mapping namespaces to IAM roles; "
+        "empty: the operator's own AWS identity for every namespace",
+    )
     p.add_argument("--aws-timeout", type=float, default=env.get("RDS_EXPORT_AWS_TIMEOUT", str(d.aws_timeout)))
     p.add_argument("--api-connections", type=int, default=env.get("RDS_EXPORT_API_CONNECTIONS", str(d.api_connections)))
     p.add_argument("--max-workers", type=int, default=env.get("RDS_EXPORT_MAX_WORKERS", str(d.max_workers)))
@@ -165,6 +176,9 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     p.add_argument("--renew-deadline", type=float, default=env.get("RDS_EXPORT_RENEW_DEADLINE", str(d.renew_deadline)))
     p.add_argument("--retry-period", type=float, default=env.get("RDS_EXPORT_RETRY_PERIOD", str(d.retry_period)))
     args = p.parse_args(argv)
+    identities = args.identities_configmap.strip()
+    if identities and "/" not in identities:
+        identities = f"{env.get('POD_NAMESPACE') or 'default'}/{identities}"
     namespaces = args.namespaces or [n for n in env.get("RDS_EXPORT_NAMESPACES", "").split(",") if n.strip()]
     try:
         return Settings(
@@ -186,6 +200,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             api_connections=args.api_connections,
             aws_timeout=args.aws_timeout,
             tenancy=args.tenancy,
+            identities_configmap=identities,
             metrics_port=args.metrics_port,
             leader_election=args.leader_election,
             leader_election_namespace=args.leader_election_namespace,

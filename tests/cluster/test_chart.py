@@ -105,6 +105,11 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def not_identities(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without the identity mapping's ConfigMap and RBAC (always rendered; test_identity_configmap.py covers them)."""
+    return [d for d in docs if not d["metadata"]["name"].endswith(("-identities", "-namespace-labels"))]
+
+
 def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = of_kind(docs, kind)
     assert len(found) == 1, f"expected one {kind}, got {[d['metadata'] for d in found]}"
@@ -195,7 +200,7 @@ def test_lint_strict(helm: Helm, args: list[str]) -> None:
 
 def test_defaults_render_a_locked_down_single_replica_operator(render: Render) -> None:
     docs = render()
-    assert sorted(d["kind"] for d in docs) == [
+    assert sorted(d["kind"] for d in not_identities(docs)) == [
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
@@ -244,6 +249,7 @@ def test_defaults_render_a_locked_down_single_replica_operator(render: Render) -
     assert env_of(docs) == {
         "RDS_EXPORT_NAMESPACES": "",
         "RDS_EXPORT_POLL_INTERVAL": "30",
+        "RDS_EXPORT_IDENTITIES_CONFIGMAP": "ops/r1-rds-export-operator-identities",
         "RDS_EXPORT_LOG_LEVEL": "INFO",
         "RDS_EXPORT_LOG_FORMAT": "json",
         "RDS_EXPORT_HEALTH_ENDPOINT": "http://0.0.0.0:8080/healthz",
@@ -282,7 +288,7 @@ def test_defaults_render_a_locked_down_single_replica_operator(render: Render) -
 
 
 def test_watch_namespaces_render_a_role_in_each_and_no_cluster_role(render: Render) -> None:
-    docs = render("--set", "watchNamespaces={team-a,team-b}")
+    docs = not_identities(render("--set", "watchNamespaces={team-a,team-b}"))
     assert not of_kind(docs, "ClusterRole")
     assert not of_kind(docs, "ClusterRoleBinding")
     roles = {r["metadata"]["namespace"]: r for r in of_kind(docs, "Role")}
@@ -300,7 +306,7 @@ def test_watch_namespaces_render_a_role_in_each_and_no_cluster_role(render: Rend
 
 
 def test_two_replicas_roll_with_leader_election_and_a_disruption_budget(render: Render) -> None:
-    docs = render("--set", "replicas=2")
+    docs = not_identities(render("--set", "replicas=2"))
     deployment = only(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"] == {
@@ -328,14 +334,14 @@ def test_two_replicas_roll_with_leader_election_and_a_disruption_budget(render: 
 
 
 def test_leader_election_role_only_when_enabled(render: Render) -> None:
-    assert not of_kind(render(), "Role")
-    docs = render("--set", "leaderElection.enabled=true")
+    assert not of_kind(not_identities(render()), "Role")
+    docs = not_identities(render("--set", "leaderElection.enabled=true"))
     assert only(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
     assert env_of(docs)["RDS_EXPORT_LEADER_ELECTION"] == "true"
     assert only(docs, "Role")["rules"] == leader_election_rules("r1-rds-export-operator")
     assert not of_kind(docs, "PodDisruptionBudget")  # pdb.enabled auto: only with more than one replica
     # Leader election and namespaced mode together: a Role per watched namespace plus the Lease Role.
-    docs = render("--set", "replicas=3,watchNamespaces={ops,team-a}")
+    docs = not_identities(render("--set", "replicas=3,watchNamespaces={ops,team-a}"))
     names = sorted((r["metadata"]["namespace"], r["metadata"]["name"]) for r in of_kind(docs, "Role"))
     assert names == [
         ("ops", "r1-rds-export-operator"),

@@ -100,3 +100,10 @@ each watched namespace. Least privilege: nothing else is needed (see the chart R
   resources: [events]
   verbs: [create]
 {{- end }}
+
+{{/*
+The identity mapping ConfigMap (namespace -> IAM role), in the release namespace.
+*/}}
+{{- define "rds-export-operator.identitiesConfigMap" -}}
+{{- printf "%s-identities" (include "rds-export-operator.fullname" .) }}
+{{- end }}
