@@ -191,7 +191,8 @@ class Handlers:
             return None
 
     def _apply(self, result: Result, spec: ExportSpec | None, body: kopf.Body, patch: kopf.Patch) -> None:
-        _write({"exportTaskIdentifier": spec.identifier, **result.status} if spec else result.status, body, patch)
+        if result.status:  # nothing to say (waiting for the finalizer): no write at all
+            _write({"exportTaskIdentifier": spec.identifier, **result.status} if spec else result.status, body, patch)
         for cond in result.status.get("conditions", []):
             if cond.type == st.SYNCED and cond.status == "False":
                 self.metrics.reconcile_errors.labels(cond.reason).inc()
