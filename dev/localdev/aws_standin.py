@@ -164,9 +164,7 @@ class RdsExportStandIn:
             phase_since=now,
         )
         with self._lock:
-            if (account, region, identifier) in self._exports.tasks:
-                raise ValueError(f"task {identifier} already exists in {account}/{region}")
-            self._exports.tasks[account, region, identifier] = task
+            self._exports.add(task)
         return task
 
     def set_task(
@@ -269,6 +267,10 @@ class RdsExportStandIn:
     def faults_pending(self, action: str) -> float:
         """Injected faults of ``action`` not yet delivered (``inf`` while an every-call rule is active)."""
         return self._faults.pending(action)
+
+    def clear_hooks(self) -> None:
+        with self._lock:
+            self._hooks.clear()
 
     def after(self, action: str, hook: Callable[[dict[str, str]], None] | None) -> None:
         """Call ``hook(params)`` after ``action`` succeeded, before the answer is sent (crash-point tests);

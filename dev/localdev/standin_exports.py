@@ -118,7 +118,8 @@ class ExportService:
         self.script = script
         self.limit = limit
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
-        self.tasks: dict[tuple[str, str, str], Task] = {}
+        self.tasks: dict[tuple[str, str, str], Task] = {}  # (account, region, identifier); never deleted
+        self._keys: dict[str, list[tuple[str, str, str]]] = {}  # identifier -> keys, for ``find``
         self.modes = Modes()
         self.denials: dict[str, RoleDenial] = {}
 
@@ -171,7 +172,7 @@ class ExportService:
             auto=self.auto,
             phase_since=now,
         )
-        self.tasks[account, region, identifier] = task
+        self.add(task)
         return task_xml(task.wire(lowercase_status=self.modes.lowercase_status))
 
     def describe(self, p: dict[str, str], region: str, account: str) -> str:
@@ -274,11 +275,18 @@ class ExportService:
             "IamRoleMissingPermissions", f"The IAM role {role_arn} doesn't have the permissions the export needs."
         )
 
+    def add(self, task: Task) -> None:
+        key = (task.account, task.region, task.identifier)
+        if key in self.tasks:
+            raise ValueError(f"task {task.identifier} already exists in {task.account}/{task.region}")
+        self.tasks[key] = task
+        self._keys.setdefault(task.identifier, []).append(key)
+
     def find(self, identifier: str, account: str | None, region: str | None) -> tuple[str, str, str]:
         found = [
             k
-            for k in self.tasks
-            if k[2] == identifier and (account is None or k[0] == account) and (region is None or k[1] == region)
+            for k in self._keys.get(identifier, [])
+            if (account is None or k[0] == account) and (region is None or k[1] == region)
         ]
         if not found:
             raise KeyError(identifier)
