@@ -26,12 +26,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from localdev import controlplane
-from localdev.aws_standin import ACCOUNT, StandInServer, Task
+from localdev.aws_standin import ACCOUNT, StandInServer
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess, install_crd
@@ -155,30 +154,20 @@ def process_usage(pid: int) -> tuple[float, float]:
 
 
 def seed(aws: StandInServer, names: list[str], active: int) -> None:
-    now = datetime.now(UTC)
-    with aws.standin.lock:
-        for i, name in enumerate(names):
-            running = i < active
-            aws.standin.tasks[name] = Task(
-                identifier=name,
-                source_arn=SOURCE,
-                source_type="SNAPSHOT",
-                s3_bucket="bench-exports",
-                iam_role_arn=f"arn:aws:iam::{ACCOUNT}:role/export",
-                kms_key_id="alias/bench",
-                s3_prefix=None,
-                export_only=[],
-                account=ACCOUNT,
-                region=REGION,
-                created=now,
-                snapshot_time=now,
-                status="IN_PROGRESS" if running else "COMPLETE",
-                percent=1 if running else 100,
-                gb=0 if running else 3,
-                start_time=now,
-                end_time=None if running else now,
-                auto=False,
-            )
+    for i, name in enumerate(names):
+        running = i < active
+        aws.standin.seed(
+            name,
+            source=SOURCE,
+            bucket="bench-exports",
+            role=f"arn:aws:iam::{ACCOUNT}:role/export",
+            key="alias/bench",
+            status="IN_PROGRESS" if running else "COMPLETE",
+            percent=1 if running else 100,
+            gb=0 if running else 3,
+            account=ACCOUNT,
+            region=REGION,
+        )
 
 
 def objects(names: list[str]) -> Iterator[dict[str, Any]]:
@@ -204,8 +193,8 @@ def in_sync(watch: Watch, aws: StandInServer, names: list[str]) -> bool:
 def out_of_sync(watch: Watch, aws: StandInServer, names: list[str]) -> list[tuple[str, Any, Any]]:
     """(name, seen, truth) for every object whose status does not show its task yet."""
     seen = watch.snapshot()
-    with aws.standin.lock:
-        truth = {n: (aws.standin.tasks[n].status, aws.standin.tasks[n].percent) for n in names}
+    tasks = {t.identifier: t for t in aws.standin.tasks()}
+    truth = {n: (tasks[n].status, tasks[n].percent) for n in names}
     return [(n, seen.get(n, ("", -2, 0))[:2], truth[n]) for n in names if seen.get(n, ("", -2, 0))[:2] != truth[n]]
 
 
@@ -215,8 +204,7 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
     names = [f"{mode[:3]}-{i:05d}" for i in range(args.objects)]
     active = names[: args.active]
     result: dict[str, Any] = {}
-    with StandInServer(auto=False) as aws:
-        aws.standin.limit = args.objects
+    with StandInServer(auto=False, limit=args.objects) as aws:
         seed(aws, names, args.active)
         items = list(objects(names))
         for i in range(0, len(items), 500):
@@ -250,7 +238,7 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
 
         def measure(busy: bool) -> tuple[list[float], list[float], list[float], int]:
             calls, writes, latencies, transitions = [], [], [], 0
-            running = [n for n in active if aws.standin.tasks[n].status == "IN_PROGRESS"]
+            running = [n for n in active if aws.standin.task(n).status == "IN_PROGRESS"]
             for _ in range(args.intervals):
                 c0, w0 = sum(aws.standin.calls_by_action().values()), apiserver_writes(cp)
                 start = time.monotonic()
@@ -262,7 +250,7 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
                     finishing = set(running[: args.transitions])
                     transitions += len(finishing)
                     for n in running:
-                        percent = min(99, aws.standin.tasks[n].percent + 7)
+                        percent = min(99, (aws.standin.task(n).percent or 0) + 7)
                         aws.standin.set_task(n, status="COMPLETE") if n in finishing else aws.standin.set_task(
                             n, percent=percent
                         )
@@ -286,7 +274,7 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
         idle_calls, idle_writes, _, _ = measure(busy=False)
         busy_calls, busy_writes, latencies, transitions = measure(busy=True)
         rss1, cpu1 = process_usage(operator.proc.pid)
-        active_now = sum(aws.standin.tasks[n].status == "IN_PROGRESS" for n in names)
+        active_now = sum(t.status == "IN_PROGRESS" for t in aws.standin.tasks())
         result.update(
             {
                 "AWS calls / interval, idle": statistics.mean(idle_calls),
@@ -304,8 +292,9 @@ def run_mode(cp: ControlPlane, kubectl: Kubectl, mode: str, args: argparse.Names
         # Restart: crash the operator, change every running task, start again, time until all is true again.
         operator.kill()
         for n in names:
-            if aws.standin.tasks[n].status == "IN_PROGRESS":
-                aws.standin.set_task(n, percent=min(99, aws.standin.tasks[n].percent + 11))
+            task = aws.standin.task(n)
+            if task.status == "IN_PROGRESS":
+                aws.standin.set_task(n, percent=min(99, (task.percent or 0) + 11))
         c0 = sum(aws.standin.calls_by_action().values())
         t0 = time.monotonic()
         operator = OperatorProcess(cp.kubeconfig, aws.env(), tmp / f"{mode}-2.log", args=op_args).start()

@@ -5,449 +5,453 @@ actions, which this module answers itself, following ``shared/rds-export-api.md`
 
 - lifecycle STARTING -> IN_PROGRESS -> COMPLETE | FAILED, cancel via CANCELING -> CANCELED, upper-case statuses,
   PercentProgress, TotalExtractedDataInGB, times, FailureCause, WarningMessage;
-- identifier validation, ExportTaskAlreadyExists, the 5-task limit per account (ExportTaskLimitReachedFault),
+- identifier validation, ExportTaskAlreadyExists, the 5-task limit (ExportTaskLimitReachedFault),
   InvalidExportTaskStateFault for a cancel of a finished task;
-- sources looked up in moto's RDS backend: DB snapshots (also automated ``rds:`` ones), cluster snapshots and
-  live clusters, with the right NotFound and InvalidExportSourceState errors;
+- sources looked up in moto's RDS backend of the caller's account: DB snapshots (also automated ``rds:`` ones),
+  cluster snapshots and live clusters, with the right NotFound and InvalidExportSourceState errors;
 - DescribeExportTasks with ExportTaskIdentifier, SourceArn, SourceType, Filters (lower-case status values),
   MaxRecords (20..100) and Marker pagination.
 
-Controls for tests, demo and benchmarks (Python methods, the stand-in runs in-process): ``auto`` mode moves tasks
-along a timed script; ``set_task`` drives one task by hand; ``inject`` makes the next N calls of an action fail
-(throttling, 5xx); ``calls`` records every export-task call.
+Accounts: a caller with credentials from moto's STS ``AssumeRole`` acts in the assumed role's account (as moto
+decides it); other credentials act in 123456789012. Export tasks belong to an account and a region: identifiers,
+the 5-task limit, Describe and Cancel are all per account and region.
+
+Controls for tests, demo and benchmarks are the public methods of :class:`RdsExportStandIn` (the stand-in runs
+in-process): ``seed``, ``set_task``, ``task``, ``tasks``, ``reset``, ``mode``, ``inject`` (see
+:mod:`localdev.standin_faults`), ``deny_role``, ``set_snapshot_status``, ``after``, ``calls``, ``call_count``.
 """
 
 from __future__ import annotations
 
-import base64
 import io
-import itertools
-import re
 import threading
 import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
-from xml.sax.saxutils import escape
 
+import boto3
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localdev.controlplane import free_port
-
-NS = "http://rds.amazonaws.com/doc/2014-10-31/"
-ACTIONS = ("StartExportTask", "DescribeExportTasks", "CancelExportTask")
-ACTIVE = ("STARTING", "IN_PROGRESS", "CANCELING")
-TERMINAL = ("COMPLETE", "FAILED", "CANCELED")
-ACCOUNT = "123456789012"
-_IDENTIFIER = re.compile(r"^[A-Za-z](-?[A-Za-z0-9])*$")
-_SOURCE = re.compile(
-    r"^arn:aws[a-z-]*:rds:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<type>snapshot|cluster-snapshot|cluster):(?P<id>.+)$"
+from localdev.standin_exports import (
+    ACCOUNT,
+    ACTIVE,
+    SOURCE,
+    TERMINAL,
+    ExportService,
+    Modes,
+    RoleDenial,
+    Script,
+    Task,
 )
-_REGION_IN_AUTH = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[a-z0-9-]+)/rds/")
+from localdev.standin_faults import ConnectionAbort, FaultBook, abort_connection, make_fault
+from localdev.standin_sts import Identity, IdentityBook, signature
+from localdev.standin_wire import ApiError, error_xml, result_xml
+
+__all__ = ["ACCOUNT", "ACTIVE", "TERMINAL", "Call", "Modes", "RdsExportStandIn", "Script", "StandInServer", "Task"]
+
+ACTIONS = ("StartExportTask", "DescribeExportTasks", "CancelExportTask")
+_TASK_FIELDS = frozenset(f.name for f in fields(Task))
+_MALFORMED = b"<html>502 Bad Gateway</html><<"
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class ApiError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+@dataclass(frozen=True)
+class Call:
+    """One export-task call as the stand-in received it."""
 
-
-@dataclass
-class Script:
-    """How long each phase takes in ``auto`` mode (seconds)."""
-
-    starting: float = 3.0
-    running: float = 20.0
-    canceling: float = 2.0
-    size_gb: int = 12
-
-
-@dataclass
-class Task:
-    identifier: str
-    source_arn: str
-    source_type: str
-    s3_bucket: str
-    iam_role_arn: str
-    kms_key_id: str
-    s3_prefix: str | None
-    export_only: list[str]
-    account: str
+    action: str
+    params: dict[str, str]
     region: str
-    created: datetime
-    snapshot_time: datetime
-    status: str = "STARTING"
-    percent: int = 0
-    gb: int = 0
-    failure_cause: str | None = None
-    warning: str | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-    auto: bool = True
-    phase_since: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def wire(self) -> dict[str, Any]:
-        return {
-            "ExportTaskIdentifier": self.identifier,
-            "SourceArn": self.source_arn,
-            "ExportOnly": self.export_only,
-            "SnapshotTime": self.snapshot_time,
-            "TaskStartTime": self.start_time,
-            "TaskEndTime": self.end_time,
-            "S3Bucket": self.s3_bucket,
-            "S3Prefix": self.s3_prefix,
-            "IamRoleArn": self.iam_role_arn,
-            "KmsKeyId": self.kms_key_id,
-            "Status": self.status,
-            "PercentProgress": self.percent,
-            "TotalExtractedDataInGB": self.gb,
-            "FailureCause": self.failure_cause,
-            "WarningMessage": self.warning,
-            "SourceType": self.source_type,
-        }
-
-
-@dataclass
-class Fault:
-    code: str = "Throttling"
-    status: int = 400
-    message: str = "Rate exceeded"
-    delay: float = 0.0  # answer (normally) this late: a timeout for a client that waits less
-    malformed: bool = False  # answer 200 with a body that is not XML
+    caller: str  # assumed role ARN, or "default"
+    account: str
+    session_name: str | None
+    fault: str | None  # the name of the fault injected into this call, if any
+    at: datetime
 
 
 class RdsExportStandIn:
-    """WSGI middleware: the three export-task actions handled here, everything else passed to moto."""
+    """WSGI middleware: the three export-task actions handled here, STS AssumeRole watched, the rest to moto."""
 
     def __init__(self, moto_app: WsgiApp, *, auto: bool = True, script: Script | None = None, limit: int = 5):
         self.moto_app = moto_app
-        self.auto = auto
-        self.script = script or Script()
-        self.limit = limit
-        self.tasks: dict[str, Task] = {}  # by identifier; one account in this stand-in
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.faults: dict[str, deque[Fault]] = {}
-        self.hooks: dict[str, Callable[[dict[str, str]], None]] = {}
-        self.lock = threading.RLock()
-        self._seq = itertools.count()
-        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.closing = threading.Event()  # set on shutdown: delayed answers stop waiting
+        self._exports = ExportService(auto=auto, script=script or Script(), limit=limit)
+        self._calls: list[Call] = []
+        self._faults = FaultBook()
+        self._identities = IdentityBook()
+        self._hooks: dict[str, Callable[[dict[str, str]], None]] = {}
+        self._lock = threading.RLock()
 
-    # -- controls --------------------------------------------------------------------------------------------
+    @property
+    def limit(self) -> int:
+        """Concurrent export tasks per account and region (AWS: 5)."""
+        return self._exports.limit
 
-    def inject(self, action: str, *, times: int = 1, **fault: Any) -> None:
-        """Make the next ``times`` calls of ``action`` fail: an error (code, status, message), a late answer
-        (delay) or a malformed one. See :class:`Fault`."""
-        with self.lock:
-            self.faults.setdefault(action, deque()).extend(Fault(**fault) for _ in range(times))
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self._exports.limit = value
 
-    def after(self, action: str, hook: Callable[[dict[str, str]], None] | None) -> None:
-        """Call ``hook(params)`` after ``action`` succeeded, before the answer is sent (crash-point tests)."""
-        with self.lock:
-            if hook is None:
-                self.hooks.pop(action, None)
-            else:
-                self.hooks[action] = hook
+    @property
+    def auto(self) -> bool:
+        """Whether new tasks follow the timed script by themselves (else tests drive them with ``set_task``)."""
+        return self._exports.auto
 
-    def set_task(self, identifier: str, **changes: Any) -> None:
-        """Drive a task by hand (status, percent, gb, failure_cause, warning); it leaves ``auto`` mode."""
-        with self.lock:
-            task = self.tasks[identifier]
+    @auto.setter
+    def auto(self, value: bool) -> None:
+        self._exports.auto = value
+
+    @property
+    def now(self) -> Callable[[], datetime]:
+        return self._exports.now
+
+    # -- controls: tasks -------------------------------------------------------------------------------------
+
+    def seed(
+        self,
+        identifier: str,
+        *,
+        source: str | None = None,
+        bucket: str = "exports-bucket",
+        prefix: str | None = None,
+        role: str | None = None,
+        key: str | None = None,
+        export_only: Sequence[str] = (),
+        status: str = "STARTING",
+        percent: int | None = None,
+        gb: int | None = 0,
+        failure_cause: str | None = None,
+        warning: str | None = None,
+        account: str = ACCOUNT,
+        region: str = "us-east-1",
+        auto: bool = False,
+    ) -> Task:
+        """Create a task directly in ``status`` (no call, no checks but uniqueness); manual unless ``auto``.
+
+        Defaults: source ``arn:aws:rds:<region>:<account>:snapshot:seeded``, role ``...:role/rds-s3-export``,
+        key ``alias/seeded``; percent 100 when COMPLETE, else 0; start time set unless STARTING, end time when
+        finished."""
+        source = source or f"arn:aws:rds:{region}:{account}:snapshot:seeded"
+        now = self.now()
+        parsed = SOURCE.match(source)
+        task = Task(
+            identifier=identifier,
+            source_arn=source,
+            source_type="CLUSTER" if parsed and parsed.group("type") != "snapshot" else "SNAPSHOT",
+            s3_bucket=bucket,
+            iam_role_arn=role or f"arn:aws:iam::{account}:role/rds-s3-export",
+            kms_key_id=key or "alias/seeded",
+            s3_prefix=prefix,
+            export_only=tuple(export_only),
+            account=account,
+            region=region,
+            created=now,
+            snapshot_time=now,
+            status=status,
+            percent=(100 if status == "COMPLETE" else 0) if percent is None else percent,
+            gb=gb,
+            failure_cause=failure_cause,
+            warning=warning,
+            start_time=None if status == "STARTING" else now,
+            end_time=now if status in TERMINAL else None,
+            auto=auto,
+            phase_since=now,
+        )
+        with self._lock:
+            self._exports.add(task)
+        return task
+
+    def set_task(
+        self, identifier: str, *, account: str | None = None, region: str | None = None, **changes: Any
+    ) -> Task:
+        """Drive a task by hand (status, percent, gb, failure_cause, warning, ...); it leaves ``auto`` mode.
+
+        ``account``/``region`` pick the task when its identifier exists in more than one."""
+        unknown = set(changes) - _TASK_FIELDS
+        if unknown:
+            raise AttributeError(", ".join(sorted(unknown)))
+        with self._lock:
+            task_key = self._exports.find(identifier, account, region)
+            task = self._exports.tasks[task_key]
             now = self.now()
             status = changes.get("status")
             if status == "IN_PROGRESS" and task.start_time is None:
-                task.start_time = now
+                changes.setdefault("start_time", now)
             if status in TERMINAL:
-                task.end_time = now
-                task.start_time = task.start_time or now
+                changes.setdefault("end_time", now)
+                changes.setdefault("start_time", task.start_time or now)
                 if status == "COMPLETE":
                     changes.setdefault("percent", 100)
-            for key, value in changes.items():
-                if not hasattr(task, key):
-                    raise AttributeError(key)
-                setattr(task, key, value)
-            task.auto = False
+            if "export_only" in changes:
+                changes["export_only"] = tuple(changes["export_only"])
+            self._exports.tasks[task_key] = task = replace(task, **{**changes, "auto": False})
+            return task
 
-    def call_count(self, action: str, identifier: str | None = None) -> int:
-        with self.lock:
+    def task(self, identifier: str, *, account: str | None = None, region: str | None = None) -> Task:
+        """The task (an immutable snapshot); ``KeyError`` if there is none, ``LookupError`` if ambiguous."""
+        with self._lock:
+            return self._exports.tasks[self._exports.find(identifier, account, region)]
+
+    def tasks(self, *, account: str | None = None, region: str | None = None) -> list[Task]:
+        """Every task (immutable snapshots) in creation order, optionally of one account and/or region."""
+        with self._lock:
+            return [
+                t
+                for t in self._exports.tasks.values()
+                if (account is None or t.account == account) and (region is None or t.region == region)
+            ]
+
+    def reset(self) -> None:
+        """Between tests: finish every active task as CANCELED, clear faults, hooks, modes and role denials.
+
+        The call log stays (count differences, or filter ``calls()`` by identifier)."""
+        now = self.now()
+        self._faults.clear()
+        with self._lock:
+            for task_key, task in self._exports.tasks.items():
+                if task.status not in TERMINAL:
+                    self._exports.tasks[task_key] = replace(
+                        task, status="CANCELED", auto=False, end_time=now, phase_since=now
+                    )
+            self._hooks.clear()
+            self._exports.denials.clear()
+            self._exports.modes = Modes()
+
+    # -- controls: behaviour ---------------------------------------------------------------------------------
+
+    def mode(self, *, ignore_filters: bool | None = None, lowercase_status: bool | None = None) -> Modes:
+        """Switch endpoint personalities (see :class:`Modes`); ``None`` keeps a setting. Returns the modes."""
+        with self._lock:
+            changes = {
+                k: v
+                for k, v in (("ignore_filters", ignore_filters), ("lowercase_status", lowercase_status))
+                if v is not None
+            }
+            self._exports.modes = replace(self._exports.modes, **changes)
+            return self._exports.modes
+
+    def inject(
+        self,
+        action: str | Iterable[str],
+        kind: str | None = None,
+        *,
+        times: int | None = 1,
+        rate: float = 1.0,
+        seed: int = 0,
+        **fault: Any,
+    ) -> None:
+        """Make calls of ``action`` (one of ACTIONS, several, or ``"*"``) suffer a fault.
+
+        ``kind`` is a preset of :data:`localdev.standin_faults.PRESETS` (``access_denied``, ``throttling``,
+        ``internal_failure``, ``service_unavailable``, ``timeout``, ``reset``, ``malformed``, ``lost_answer``);
+        ``fault`` sets or overrides :class:`~localdev.standin_faults.Fault` fields (code, status, message, delay,
+        malformed, reset, applied). Without ``kind`` the default is Throttling; a ``delay`` alone answers
+        correctly, late. ``times``: the next N calls (``None``: every call until :meth:`clear_faults` or
+        :meth:`reset`); ``rate``: each call is hit with this probability, drawn from ``random.Random(seed)``.
+        Injections queue per action and apply in order."""
+        names = ACTIONS if action == "*" else (action,) if isinstance(action, str) else tuple(action)
+        for name in names:
+            if name not in ACTIONS:
+                raise ValueError(f"unknown action {name!r}")
+            self._faults.add(name, make_fault(name, kind, dict(fault)), times=times, rate=rate, seed=seed)
+
+    def clear_faults(self, action: str | None = None) -> None:
+        self._faults.clear(action)
+
+    def faults_pending(self, action: str) -> float:
+        """Injected faults of ``action`` not yet delivered (``inf`` while an every-call rule is active)."""
+        return self._faults.pending(action)
+
+    def clear_hooks(self) -> None:
+        with self._lock:
+            self._hooks.clear()
+
+    def after(self, action: str, hook: Callable[[dict[str, str]], None] | None) -> None:
+        """Call ``hook(params)`` after ``action`` succeeded, before the answer is sent (crash-point tests);
+        ``None`` removes it."""
+        with self._lock:
+            if hook is None:
+                self._hooks.pop(action, None)
+            else:
+                self._hooks[action] = hook
+
+    def deny_role(
+        self,
+        role_arn: str,
+        code: str = "IamRoleMissingPermissions",
+        *,
+        seconds: float | None = None,
+        calls: int | None = None,
+    ) -> None:
+        """StartExportTask with this role answers ``code`` (``IamRoleMissingPermissions`` 400 or ``IamRoleNotFound``
+        404), as right after the role was made, for ``seconds`` or ``calls`` calls (neither: until reset)."""
+        if code not in ("IamRoleMissingPermissions", "IamRoleNotFound"):
+            raise ValueError(code)
+        until = self.now() + timedelta(seconds=seconds) if seconds is not None else None
+        with self._lock:
+            self._exports.denials[role_arn] = RoleDenial(code, until, calls)
+
+    def set_snapshot_status(self, source_arn: str, status: str) -> None:
+        """Set the status of a snapshot, cluster snapshot or cluster in moto (e.g. ``creating``: Start then answers
+        InvalidExportSourceState until it is ``available`` again)."""
+        from moto.rds.models import rds_backends
+
+        parsed = SOURCE.match(source_arn)
+        if not parsed:
+            raise ValueError(source_arn)
+        backend = rds_backends[parsed.group("account")][parsed.group("region")]
+        kind = parsed.group("type")
+        store: MutableMapping[str, Any] = (
+            backend.database_snapshots
+            if kind == "snapshot"
+            else backend.cluster_snapshots
+            if kind == "cluster-snapshot"
+            else backend.clusters
+        )
+        store[parsed.group("id")].status = status
+
+    # -- observation -----------------------------------------------------------------------------------------
+
+    def calls(self, action: str | None = None) -> list[Call]:
+        with self._lock:
+            return [c for c in self._calls if action is None or c.action == action]
+
+    def call_count(self, action: str, identifier: str | None = None, caller: str | None = None) -> int:
+        """Calls of ``action`` (faulted ones too), optionally for one identifier and/or one caller (role ARN or
+        "default")."""
+        with self._lock:
             return sum(
                 1
-                for a, p in self.calls
-                if a == action and (identifier is None or p.get("ExportTaskIdentifier") == identifier)
+                for c in self._calls
+                if c.action == action
+                and (identifier is None or c.params.get("ExportTaskIdentifier") == identifier)
+                and (caller is None or c.caller == caller)
             )
 
     def calls_by_action(self) -> Counter[str]:
-        with self.lock:
-            return Counter(a for a, _ in self.calls)
+        with self._lock:
+            return Counter(c.action for c in self._calls)
 
     # -- WSGI ------------------------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            params = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-            if params.get("Action") in ACTIONS and params.get("Version") == "2014-10-31":
-                match = _REGION_IN_AUTH.search(environ.get("HTTP_AUTHORIZATION", ""))
-                region = match.group("region") if match else "us-east-1"
-                status, xml = self._handle(params["Action"], params, region)
-                start_response(
-                    f"{status} {'OK' if status == 200 else 'Error'}",
-                    [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))],
-                )
-                return [xml]
-        return self.moto_app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self.moto_app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        params = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        if params.get("Action") == "AssumeRole" and params.get("Version") == "2011-06-15":
+            return self._assume_role(environ, start_response, params)
+        if params.get("Action") not in ACTIONS or params.get("Version") != "2014-10-31":
+            return self.moto_app(environ, start_response)
+        access_key, region = signature(environ.get("HTTP_AUTHORIZATION", ""))
+        answer = self._handle(params["Action"], params, region or "us-east-1", self._identities.identify(access_key))
+        if answer is None:
+            raise ConnectionAbort("stand-in fault: connection reset")  # _QuietHandler turns this into a TCP RST
+        status, xml = answer
+        start_response(
+            f"{status} {'OK' if status == 200 else 'Error'}",
+            [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))],
+        )
+        return [xml]
 
-    def _handle(self, action: str, params: dict[str, str], region: str) -> tuple[int, bytes]:
-        request_id = str(uuid.uuid4())
-        with self.lock:
-            self.calls.append((action, params))
-            queue = self.faults.get(action)
-            fault = queue.popleft() if queue else None
-        if fault and fault.delay:
-            threading.Event().wait(fault.delay)
-        if fault and fault.malformed:
-            return 200, b"<html>502 Bad Gateway</html><<"
+    def _assume_role(
+        self, environ: dict[str, Any], start_response: StartResponse, params: dict[str, str]
+    ) -> list[bytes]:
+        """Pass AssumeRole to moto and remember which role and session the returned access key stands for."""
+        seen: list[str] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen.append(status)
+            return start_response(status, headers, exc_info)
+
+        answer = self.moto_app(environ, capture)
         try:
-            if fault and not fault.delay:
-                raise ApiError(fault.code, fault.message, fault.status)
-            handler = {
-                "StartExportTask": self._start,
-                "DescribeExportTasks": self._describe,
-                "CancelExportTask": self._cancel,
-            }[action]
-            with self.lock:
-                self._advance_all()
-                result = handler(params, region)
-        except ApiError as error:
-            kind = "Receiver" if error.status >= 500 else "Sender"
-            xml = (
-                f'<ErrorResponse xmlns="{NS}"><Error><Type>{kind}</Type><Code>{escape(error.code)}</Code>'
-                f"<Message>{escape(error.message)}</Message></Error><RequestId>{request_id}</RequestId>"
-                "</ErrorResponse>"
+            body = b"".join(answer)
+        finally:
+            close = getattr(answer, "close", None)
+            if close:
+                close()
+        if seen and seen[0].startswith("200"):
+            self._identities.record_assume_role(params, body)
+        return [body]
+
+    def _handle(self, action: str, params: dict[str, str], region: str, who: Identity) -> tuple[int, bytes] | None:
+        """The HTTP answer (status, body) of one export-task call, or None to reset the connection."""
+        fault = self._faults.take(action)
+        with self._lock:
+            self._calls.append(
+                Call(
+                    action,
+                    params,
+                    region,
+                    who.caller,
+                    who.account,
+                    who.session_name,
+                    fault.name if fault else None,
+                    self.now(),
+                )
             )
-            return error.status, xml.encode()
-        hook = self.hooks.get(action)
+        if fault and fault.delay:
+            self.closing.wait(fault.delay)
+        answer = self._answer(action, params, region, who) if fault is None or fault.carries_out else None
+        if fault is None or not (fault.answers_error or fault.reset or fault.malformed):
+            assert answer is not None
+            return answer
+        if fault.reset:
+            return None
+        if fault.malformed:
+            return 200, _MALFORMED
+        assert fault.code is not None
+        return fault.status, error_xml(ApiError(fault.code, fault.message, fault.status), str(uuid.uuid4()))
+
+    def _answer(self, action: str, params: dict[str, str], region: str, who: Identity) -> tuple[int, bytes]:
+        request_id = str(uuid.uuid4())
+        handler = {
+            "StartExportTask": self._exports.start,
+            "DescribeExportTasks": self._exports.describe,
+            "CancelExportTask": self._exports.cancel,
+        }
+        try:
+            with self._lock:
+                self._exports.advance_all()
+                result = handler[action](params, region, who.account)
+                hook = self._hooks.get(action)
+        except ApiError as error:
+            return error.status, error_xml(error, request_id)
         if hook:
             hook(params)
-        xml = (
-            f'<{action}Response xmlns="{NS}"><{action}Result>{result}</{action}Result>'
-            f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
-        )
-        return 200, xml.encode()
-
-    # -- the three actions -----------------------------------------------------------------------------------
-
-    def _start(self, p: dict[str, str], region: str) -> str:
-        identifier = p.get("ExportTaskIdentifier", "")
-        for name in ("ExportTaskIdentifier", "SourceArn", "S3BucketName", "IamRoleArn", "KmsKeyId"):
-            if not p.get(name):
-                raise ApiError("MissingParameter", f"The request must contain the parameter {name}")
-        if len(identifier) > 60 or not _IDENTIFIER.match(identifier):
-            raise ApiError(
-                "InvalidParameterValue",
-                f"The parameter ExportTaskIdentifier is not a valid identifier: "
-                f"{identifier}. Identifiers must begin with a letter; must contain only ASCII letters, "
-                "digits, and hyphens; and must not end with a hyphen or contain two consecutive hyphens.",
-            )
-        if identifier in self.tasks:
-            raise ApiError(
-                "ExportTaskAlreadyExists",
-                f"Cannot start export task because a task with the identifier {identifier} already exists.",
-            )
-        if ":" in p.get("S3Prefix", ""):
-            raise ApiError("InvalidParameterValue", "The S3 prefix can't contain a colon (:).")
-        source = _SOURCE.match(p["SourceArn"])
-        if not source:
-            raise ApiError("InvalidParameterValue", f"Invalid source ARN: {p['SourceArn']}")
-        if source.group("region") != region:
-            raise ApiError("InvalidParameterValue", "The source ARN must be in the region of the request.")
-        snapshot_time = self._source_time(source.group("type"), source.group("id"), region)
-        busy = [t for t in self.tasks.values() if t.source_arn == p["SourceArn"] and t.status in ACTIVE]
-        if busy and source.group("type") != "snapshot":
-            raise ApiError("InvalidExportSourceState", "An export task is already running for this source.")
-        if sum(t.status in ACTIVE for t in self.tasks.values()) >= self.limit:
-            raise ApiError("ExportTaskLimitReachedFault", "You have reached the limit of 5 concurrent export tasks.")
-        export_only = [
-            v for k, v in sorted(p.items(), key=lambda kv: _member_index(kv[0])) if k.startswith("ExportOnly.member.")
-        ]
-        now = self.now()
-        task = Task(
-            identifier=identifier,
-            source_arn=p["SourceArn"],
-            source_type="SNAPSHOT" if source.group("type") == "snapshot" else "CLUSTER",
-            s3_bucket=p["S3BucketName"],
-            iam_role_arn=p["IamRoleArn"],
-            kms_key_id=p["KmsKeyId"],
-            s3_prefix=_s3_prefix(p.get("S3Prefix")),
-            export_only=export_only,
-            account=ACCOUNT,
-            region=region,
-            created=now,
-            snapshot_time=snapshot_time,
-            auto=self.auto,
-            phase_since=now,
-        )
-        self.tasks[identifier] = task
-        return _task_xml(task.wire())
-
-    def _describe(self, p: dict[str, str], region: str) -> str:
-        max_records = int(p.get("MaxRecords") or 100)
-        if not 20 <= max_records <= 100:
-            raise ApiError("InvalidParameterValue", "MaxRecords must be between 20 and 100.")
-        filters = _filters(p)
-        tasks = [t for t in self.tasks.values() if t.region == region]
-        if p.get("ExportTaskIdentifier"):
-            tasks = [t for t in tasks if t.identifier == p["ExportTaskIdentifier"]]
-            if not tasks:
-                raise ApiError(
-                    "ExportTaskNotFound",
-                    f"Cannot find export task with the identifier {p['ExportTaskIdentifier']}.",
-                    404,
-                )
-        if p.get("SourceArn"):
-            tasks = [t for t in tasks if t.source_arn == p["SourceArn"]]
-        if p.get("SourceType"):
-            tasks = [t for t in tasks if t.source_type == p["SourceType"]]
-        for name, values in filters.items():
-            key: Callable[[Task], str] = {
-                "export-task-identifier": lambda t: t.identifier,
-                "s3-bucket": lambda t: t.s3_bucket,
-                "source-arn": lambda t: t.source_arn,
-                "status": lambda t: t.status.lower(),
-            }[name]
-            tasks = [t for t in tasks if key(t) in values]
-        offset = int(base64.b64decode(p["Marker"]).decode()) if p.get("Marker") else 0
-        page = tasks[offset : offset + max_records]
-        more = offset + max_records < len(tasks)
-        marker = f"<Marker>{base64.b64encode(str(offset + max_records).encode()).decode()}</Marker>" if more else ""
-        items = "".join(f"<ExportTask>{_task_xml(t.wire())}</ExportTask>" for t in page)
-        return f"{marker}<ExportTasks>{items}</ExportTasks>"
-
-    def _cancel(self, p: dict[str, str], region: str) -> str:
-        task = self.tasks.get(p.get("ExportTaskIdentifier", ""))
-        if task is None or task.region != region:
-            raise ApiError(
-                "ExportTaskNotFound",
-                f"Cannot cancel export task because a task with the identifier "
-                f"{p.get('ExportTaskIdentifier')} is not exist.",
-                404,
-            )
-        if task.status not in ("STARTING", "IN_PROGRESS"):
-            raise ApiError(
-                "InvalidExportTaskStateFault", f"Cannot cancel export task because the task is in {task.status} status."
-            )
-        task.status, task.phase_since = "CANCELING", self.now()
-        return _task_xml(task.wire())
-
-    # -- sources and lifecycle -------------------------------------------------------------------------------
-
-    def _source_time(self, kind: str, ident: str, region: str) -> datetime:
-        from moto.rds.models import rds_backends
-
-        backend = rds_backends[ACCOUNT][region]
-        snap: Any
-        if kind == "snapshot":
-            snap = backend.database_snapshots.get(ident) or backend.database_snapshots.get(ident.split(":", 1)[-1])
-            if snap is None:
-                raise ApiError("DBSnapshotNotFound", f"DBSnapshot {ident} not found.", 404)
-        elif kind == "cluster-snapshot":
-            snap = backend.cluster_snapshots.get(ident)
-            if snap is None:
-                raise ApiError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {ident} not found.", 404)
-        else:
-            cluster = backend.clusters.get(ident)
-            if cluster is None:
-                raise ApiError("DBClusterNotFoundFault", f"DBCluster {ident} not found.", 404)
-            if cluster.status != "available":
-                raise ApiError("InvalidExportSourceState", f"DBCluster {ident} is in {cluster.status} state.")
-            return self.now()
-        if snap.status != "available":
-            raise ApiError("InvalidExportSourceState", f"Snapshot {ident} is in {snap.status} state.")
-        created = getattr(snap, "created", None)
-        return created if isinstance(created, datetime) else self.now()
-
-    def _advance_all(self) -> None:
-        now = self.now()
-        for task in self.tasks.values():
-            if task.auto:
-                _advance(task, self.script, now)
-
-
-def _advance(task: Task, script: Script, now: datetime) -> None:
-    """Move an ``auto`` task along its timed script; called under the lock before every answer."""
-    elapsed = (now - task.phase_since).total_seconds()
-    if task.status == "STARTING" and elapsed >= script.starting:
-        task.status, task.start_time = "IN_PROGRESS", task.phase_since + timedelta(seconds=script.starting)
-        task.phase_since, elapsed = task.start_time, elapsed - script.starting
-    if task.status == "IN_PROGRESS":
-        fraction = min(1.0, elapsed / script.running) if script.running else 1.0
-        task.percent = int(fraction * 100)
-        task.gb = int(fraction * script.size_gb)
-        if fraction >= 1.0:
-            task.status, task.end_time = "COMPLETE", task.phase_since + timedelta(seconds=script.running)
-    if task.status == "CANCELING" and elapsed >= script.canceling:
-        task.status, task.end_time, task.percent = "CANCELED", now, 0
-
-
-def _member_index(key: str) -> int:
-    tail = key.rsplit(".", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def _s3_prefix(prefix: str | None) -> str | None:
-    if prefix is None:
-        return None
-    return re.sub(r'[\\`" ]', "_", prefix)
-
-
-def _filters(p: dict[str, str]) -> dict[str, set[str]]:
-    filters: dict[str, set[str]] = {}
-    for key, name in p.items():
-        m = re.fullmatch(r"Filters\.(?:Filter|member)\.(\d+)\.Name", key)
-        if not m:
-            continue
-        prefix = key[: -len("Name")]
-        values = {v for k, v in p.items() if k.startswith(f"{prefix}Values.")}
-        if name not in ("export-task-identifier", "s3-bucket", "source-arn", "status"):
-            raise ApiError("InvalidParameterValue", f"Unrecognized filter name: {name}")
-        filters[name] = values
-    return filters
-
-
-def _task_xml(fields: dict[str, Any]) -> str:
-    parts = []
-    for key, value in fields.items():
-        if value is None:
-            continue
-        if isinstance(value, list):
-            if value:
-                parts.append(f"<{key}>{''.join(f'<member>{escape(v)}</member>' for v in value)}</{key}>")
-            continue
-        if isinstance(value, datetime):
-            value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        parts.append(f"<{key}>{escape(str(value))}</{key}>")
-    return "".join(parts)
+        return 200, result_xml(action, result, request_id)
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def connection_dropped(self, error: BaseException, environ: dict[str, Any] | None = None) -> None:
+        if isinstance(error, ConnectionAbort):  # a reset fault: RST now, read no further request
+            self.close_connection = True
+            abort_connection(self.connection, self.rfile)
+
 
 class StandInServer:
     """The stand-in served on a free loopback port in a background thread."""
 
-    def __init__(self, *, auto: bool = True, script: Script | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, *, auto: bool = True, script: Script | None = None, port: int | None = None, limit: int = 5
+    ) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        self.standin = RdsExportStandIn(DomainDispatcherApplication(create_backend_app), auto=auto, script=script)
+        self.standin = RdsExportStandIn(
+            DomainDispatcherApplication(create_backend_app), auto=auto, script=script, limit=limit
+        )
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: BaseWSGIServer = make_server(
@@ -460,6 +464,7 @@ class StandInServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.standin.closing.set()
         self._server.shutdown()
         self._thread.join(timeout=10)
 
@@ -473,6 +478,25 @@ class StandInServer:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",
         }
+
+    def session(
+        self, role_arn: str | None = None, *, session_name: str = "standin", external_id: str | None = None
+    ) -> boto3.Session:
+        """A boto3 session with the default credentials, or (``role_arn``) with credentials from this stand-in's
+        STS ``AssumeRole``, so that calls are recorded under that role and act in its account."""
+        base = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        if role_arn is None:
+            return base
+        extra = {"ExternalId": external_id} if external_id else {}
+        creds = base.client("sts", endpoint_url=self.url).assume_role(
+            RoleArn=role_arn, RoleSessionName=session_name, **extra
+        )["Credentials"]
+        return boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name="us-east-1",
+        )
 
 
 def create_snapshot(rds: Any, name: str) -> str:

@@ -24,8 +24,7 @@ KIND = "rdsexporttasks"
 
 
 def tasks_for(aws: StandInServer, source_arn: str) -> list[str]:
-    with aws.standin.lock:
-        return [t.identifier for t in aws.standin.tasks.values() if t.source_arn == source_arn]
+    return [t.identifier for t in aws.standin.tasks() if t.source_arn == source_arn]
 
 
 @pytest.mark.parametrize("crash_point", ["start-in-flight", "start-answered", "status-written", "polling"])
@@ -56,7 +55,7 @@ def test_crash_at_each_step_of_the_create_path(
             wait_until(lambda: first.proc and first.proc.poll() is not None, timeout=30, what="the crash")
         else:
             first.kill()
-    aws.standin.hooks.clear()
+    aws.standin.clear_hooks()
     wait_until(lambda: tasks_for(aws, snapshot_arn), timeout=30, what="the task in AWS")
     (ident,) = tasks_for(aws, snapshot_arn)
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=33)
@@ -98,8 +97,8 @@ def test_crash_between_cancel_and_finalizer_removal(
     aws.standin.after("CancelExportTask", lambda _: first.kill())
     kubectl.run("delete", KIND, "cancel-crash", "-n", namespace, "--wait=false")
     wait_until(lambda: first.proc and first.proc.poll() is not None, timeout=30, what="the crash")
-    aws.standin.hooks.clear()
-    assert aws.standin.tasks[ident].status == "CANCELING"
+    aws.standin.clear_hooks()
+    assert aws.standin.task(ident).status == "CANCELING"
     operator_factory()
     kubectl.wait_for(
         KIND,

@@ -141,6 +141,6 @@ def test_identifier_taken_by_another_source_is_terminal(
         KIND, "clash", namespace, lambda o: condition(o, "Failed").get("status") == "True", timeout=30, what="Failed"
     )
     assert condition(obj, "Failed")["reason"] == "IdentifierInUse"
-    assert aws.standin.tasks[ident].source_arn == other
+    assert aws.standin.task(ident).source_arn == other
     assert "another source" in condition(obj, "Failed")["message"]
     assert 1 <= aws.standin.call_count("StartExportTask", ident) <= 2  # never a second task

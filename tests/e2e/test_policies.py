@@ -42,7 +42,7 @@ def test_observe_reports_but_never_starts_or_cancels(
     kubectl.run("delete", KIND, "watcher", "-n", namespace, "--timeout=30s")
     assert aws.standin.call_count("StartExportTask", ident) == 1  # only the direct one
     assert aws.standin.call_count("CancelExportTask", ident) == 0
-    assert aws.standin.tasks[ident].status == "IN_PROGRESS"
+    assert aws.standin.task(ident).status == "IN_PROGRESS"
 
 
 def test_observe_of_a_missing_task_says_so(kubectl: Kubectl, namespace: str, operator: OperatorProcess) -> None:
@@ -74,7 +74,7 @@ def test_delete_with_cancel_waits_for_canceled(
     assert "rdsexport.dev/finalizer" in obj["metadata"]["finalizers"]
     kubectl.run("delete", KIND, "cancel-me", "-n", namespace, "--wait=false")
     kubectl.wait_for(KIND, "cancel-me", namespace, status_is("CANCELING"), timeout=30, what="CANCELING")
-    assert aws.standin.tasks[ident].status == "CANCELING"
+    assert aws.standin.task(ident).status == "CANCELING"
     aws.standin.set_task(ident, status="CANCELED")
     kubectl.wait_gone(KIND, "cancel-me", namespace, timeout=30)
     assert aws.standin.call_count("CancelExportTask", ident) == 1
@@ -90,7 +90,7 @@ def test_delete_with_retain_leaves_the_export_running(
     ident = obj["status"]["exportTaskIdentifier"]
     kubectl.run("delete", KIND, "keep", "-n", namespace, "--timeout=30s")
     assert aws.standin.call_count("CancelExportTask", ident) == 0
-    assert aws.standin.tasks[ident].status == "STARTING"
+    assert aws.standin.task(ident).status == "STARTING"
 
 
 def test_queued_at_the_limit_then_started_when_a_slot_frees(
@@ -147,7 +147,7 @@ def test_throttling_storm_is_retried_without_losing_an_update(
     )
     assert condition(obj, "Synced")["status"] == "True"
     assert obj["status"]["totalExtractedDataInGB"] == 5
-    assert not aws.standin.faults["DescribeExportTasks"]  # every injected fault was consumed
+    assert aws.standin.faults_pending("DescribeExportTasks") == 0  # every injected fault was consumed
     assert aws.standin.call_count("StartExportTask", ident) == 1
 
 
