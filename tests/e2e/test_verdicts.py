@@ -114,3 +114,18 @@ def test_many_watched_namespaces_do_not_starve_writes(
     finally:
         for name in others:
             kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_an_endpoint_that_ignores_filters_does_not_stall_the_queue(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator: OperatorProcess
+) -> None:
+    # Bug: moto's server and LocalStack ignore the status filter; finished tasks in the page were counted as
+    # running exports and, with 5 of them, nothing ever started again.
+    aws.standin.mode(ignore_filters=True, lowercase_status=True)
+    for i in range(6):
+        aws.standin.seed(f"{namespace}-done-{i}", status="COMPLETE")
+    for name in ("first", "second"):
+        kubectl.apply(export_task(name, snapshot_arn), "-n", namespace)
+    for name in ("first", "second"):
+        obj = kubectl.wait_for(KIND, name, namespace, status_is("STARTING"), timeout=30, what=f"{name} started")
+        assert condition(obj, "Synced")["status"] == "True"
