@@ -353,17 +353,16 @@ def test_several_replicas_prefer_different_nodes(render: Render) -> None:
     }
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     # The affinity value's other parts are kept; its own podAntiAffinity replaces the chart's.
-    node = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": []}]}}
-    mine = {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "topology.kubernetes.io/zone"}]}
-    spec = only(
-        render("--set-json", f"affinity={json.dumps({'nodeAffinity': node})}", "--set", "replicas=3"), "Deployment"
-    )
-    assert spec["spec"]["template"]["spec"]["affinity"]["nodeAffinity"] == node
-    assert "podAntiAffinity" in spec["spec"]["template"]["spec"]["affinity"]
-    spec = only(
-        render("--set-json", f"affinity={json.dumps({'podAntiAffinity': mine})}", "--set", "replicas=2"), "Deployment"
-    )
-    assert spec["spec"]["template"]["spec"]["affinity"] == {"podAntiAffinity": mine}
+    linux = {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}
+    node = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [linux]}]}}
+    zone = {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"team": "data"}}}
+    mine = {"requiredDuringSchedulingIgnoredDuringExecution": [zone]}
+    docs = render("--set-json", f"affinity={json.dumps({'nodeAffinity': node})}", "--set", "replicas=3")
+    affinity = only(docs, "Deployment")["spec"]["template"]["spec"]["affinity"]
+    assert affinity["nodeAffinity"] == node
+    assert affinity["podAntiAffinity"] == pod["spec"]["affinity"]["podAntiAffinity"]
+    docs = render("--set-json", f"affinity={json.dumps({'podAntiAffinity': mine})}", "--set", "replicas=2")
+    assert only(docs, "Deployment")["spec"]["template"]["spec"]["affinity"] == {"podAntiAffinity": mine}
 
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
