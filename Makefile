@@ -1,5 +1,5 @@
 # Everything runs from a fresh clone: `make demo` and `make test` set up what they need.
-# Caches (Go modules and build, kube-apiserver/etcd/kubectl/helm) live in ~/.cache/rds-export-operator.
+# Caches (Go modules and build, kube-apiserver/etcd/kubectl/helm, kube-score) live in ~/.cache/rds-export-operator.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,6 +15,7 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 
 binaries:
 	@bash dev/build-control-plane.sh
+	@bash dev/build-kube-score.sh
 
 demo: $(VENV)/.installed binaries
 	$(PY) -m localdev.demo

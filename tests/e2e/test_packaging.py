@@ -1,9 +1,9 @@
-"""The container image definition: hadolint-clean, non-root, pinned, and its entrypoint starts the operator."""
+"""The container image's entrypoint starts the operator from an installed package (the Dockerfile's static checks,
+hadolint included, are in tests/static/test_dockerfile.py)."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import sysconfig
@@ -13,30 +13,7 @@ from e2e.conftest import export_task
 from localdev.aws_standin import StandInServer
 from localdev.controlplane import REPO, ControlPlane
 from localdev.kube import Kubectl
-
-DOCKERFILE = REPO / "Dockerfile"
-
-
-def directive(name: str) -> list[str]:
-    return re.findall(rf"^{name}\s+(.+)$", DOCKERFILE.read_text(), flags=re.MULTILINE)
-
-
-def test_dockerfile_passes_hadolint() -> None:
-    hadolint = Path(sys.executable).parent / "hadolint"
-    done = subprocess.run(
-        [str(hadolint), "--failure-threshold", "info", str(DOCKERFILE)], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
-    bases = directive("FROM")
-    assert len(bases) == 2
-    assert all(re.match(r"python:\d+\.\d+\.\d+-slim-\w+", b) for b in bases), bases
-    user = directive("USER")[-1]
-    uid = user.split(":")[0]
-    assert uid.isdigit() and int(uid) != 0
-    assert "--require-hashes" in DOCKERFILE.read_text()
+from static.test_dockerfile import directive
 
 
 def test_entrypoint_starts_the_operator_from_an_installed_package(

@@ -58,10 +58,29 @@ not; the RBAC bindings name the same account either way).
 {{- end }}
 
 {{/*
-The container image reference; the tag defaults to the chart's appVersion.
+The container image reference: repository@digest when image.digest is set, else repository:tag, the tag defaulting
+to the chart's appVersion.
 */}}
 {{- define "rds-export-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pods' affinity: the affinity value, plus (with more than one replica, unless it sets podAntiAffinity itself) a
+preferred anti-affinity by hostname, so that one node going down does not take the leader and its standbys along.
+Preferred, not required: a small cluster still schedules every replica. Rendered as YAML ({} when empty).
+*/}}
+{{- define "rds-export-operator.affinity" -}}
+{{- $affinity := deepCopy .Values.affinity }}
+{{- if and (gt (int .Values.replicas) 1) (not (hasKey $affinity "podAntiAffinity")) }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "rds-export-operator.selectorLabels" . | fromYaml)) }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) }}
+{{- end }}
+{{- toYaml $affinity }}
 {{- end }}
 
 {{/*
