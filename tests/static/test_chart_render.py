@@ -77,7 +77,8 @@ def test_lint_strict(helm: Helm, args: list[str]) -> None:
 
 def test_defaults_render_a_locked_down_single_replica_operator(render: Render) -> None:
     docs = render()
-    assert sorted(d["kind"] for d in not_identities(docs)) == [  # no NetworkPolicy, ServiceMonitor or PrometheusRule by default
+    # no NetworkPolicy, ServiceMonitor or PrometheusRule by default
+    assert sorted(d["kind"] for d in not_identities(docs)) == [
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
