@@ -264,13 +264,18 @@ def leadership(config: Settings, loop: asyncio.AbstractEventLoop, probes: Probes
     lead = Leadership(stop_flag=loop.create_future())
     assert lead.stop_flag is not None
     flag = lead.stop_flag
-    # kopf's graceful stop waits for running handlers; past half the margin before a standby may take over, exit.
+    # kopf's graceful stop waits up to 5 s for its tasks (and for running handlers); past half the margin before a
+    # standby may take over, the process exits anyway.
     grace = (config.lease_duration - config.renew_deadline) / 2
+
+    def exit_now() -> None:
+        logger.error("kopf did not stop within %.1fs of losing the lease; exiting", grace)
+        os._exit(1)
 
     def on_lost() -> None:
         lead.lost.set()
         _stop_kopf(loop, flag)
-        watchdog = threading.Timer(grace, os._exit, (1,))
+        watchdog = threading.Timer(grace, exit_now)
         watchdog.daemon = True
         watchdog.start()
 

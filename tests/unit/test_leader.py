@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import http.client
 import json
@@ -14,8 +15,10 @@ from typing import Any
 import kopf
 import pytest
 
+from rds_export_operator.health import Probes
 from rds_export_operator.kubeapi import Conflict, KubeApi
-from rds_export_operator.leader import LeaderElector
+from rds_export_operator.leader import LeaderElector, leadership
+from rds_export_operator.settings import Settings
 
 
 class FakeLeaseApi:
@@ -360,3 +363,14 @@ def test_the_service_account_token_is_read_on_every_request(tmp_path: Path) -> N
     assert api.headers()["Authorization"] == "Bearer first"
     token.write_text("rotated\n")
     assert api.headers()["Authorization"] == "Bearer rotated"
+
+
+def test_without_leader_election_leadership_changes_nothing() -> None:
+    probes, loop = Probes(period=5), asyncio.new_event_loop()
+    try:
+        with leadership(Settings(), loop, probes) as lead:
+            assert (lead.leading, lead.stop_flag) == (True, None)
+            assert probes.role == "single"
+        assert lead.exit_code == 0
+    finally:
+        loop.close()
