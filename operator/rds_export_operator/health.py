@@ -108,16 +108,16 @@ class Probes:
 
 
 def check_api(probes: Probes, call: Callable[[float], object], stop: threading.Event) -> None:
-    """Every ``period``: one API call (bounded by the period); a success records when it started."""
+    """One API call (bounded by the period) every ``period``, at a fixed rate; a success records its start."""
     while not stop.is_set():
+        started = probes.clock()
         if probes.wants_api_check():
-            started = probes.clock()
             try:
                 call(probes.period)
                 probes.api_ok_at = started
             except Exception as exc:
                 logger.debug("readiness API check failed: %s: %s", type(exc).__name__, exc)
-        stop.wait(probes.period)
+        stop.wait(max(0.0, started + probes.period - probes.clock()))
 
 
 @contextlib.contextmanager

@@ -97,6 +97,7 @@ class LeaderElector:
     _observed_at: float = field(default=0.0, init=False)  # our clock when that record first appeared
     holder: str = field(default="", init=False)
     _duration: float = field(default=0.0, init=False)
+    renewed_at: float = field(default=0.0, init=False)  # our clock when the last successful attempt started
 
     @property
     def is_leader(self) -> bool:
@@ -143,8 +144,12 @@ class LeaderElector:
 
     def try_acquire_or_renew(self, timeout: float | None = None) -> bool:
         """One attempt; True if we hold the Lease afterwards. Never raises: any failure is a failed attempt."""
+        started = self.clock()
         try:
-            return self._attempt(self.request_timeout if timeout is None else timeout)
+            if not self._attempt(self.request_timeout if timeout is None else timeout):
+                return False
+            self.renewed_at = started  # others saw the write only after this: judging from here is conservative
+            return True
         except Exception as exc:
             log = logger.warning if self.is_leader else logger.debug
             log("lease attempt failed: %s: %s", type(exc).__name__, exc)
@@ -171,21 +176,18 @@ class LeaderElector:
             on_lost()
 
     def _renew_until_lost(self, done: threading.Event) -> None:
-        renewed = self.clock()  # when the last successful attempt started
         while True:
-            left = renewed + self.renew_deadline - self.clock()
+            left = self.renewed_at + self.renew_deadline - self.clock()
             if self.wait(done, min(self.retry_period, max(0.0, left))):
                 return
-            started = self.clock()
-            left = renewed + self.renew_deadline - started
+            left = self.renewed_at + self.renew_deadline - self.clock()
             if left > 0 and self.try_acquire_or_renew(timeout=min(self.request_timeout, left)):
-                renewed = started
                 continue
             if self.holder and not self.is_leader:
                 logger.error("lost the leader lease to %s; stopping", self.holder)
                 return
-            if self.clock() - renewed >= self.renew_deadline:
-                logger.error("lost the leader lease (no renewal for %.1fs); stopping", self.clock() - renewed)
+            if self.clock() - self.renewed_at >= self.renew_deadline:
+                logger.error("lost the leader lease (no renewal for %.1fs); stopping", self.clock() - self.renewed_at)
                 return
 
     def release(self) -> bool:

@@ -258,8 +258,9 @@ def test_each_exception_in_renew_counts_as_a_failed_renew(
     api.errors = [error] * 3  # three failed renewals (6 s), then it works again: within the deadline
     assert renew(le, clock, until=start + 30) == []
     assert api.holder == "me"
+    assert le.renewed_at == start + 28  # the last renewal before the stop
     api.errors = [error] * 1000  # failing for good: lost at the deadline, the renewal thread did not just die
-    assert renew(le, clock, until=clock.now + 60) == [start + 30 + 10]
+    assert renew(le, clock, until=clock.now + 60) == [start + 28 + 10]
 
 
 def test_an_error_outside_an_attempt_still_ends_in_on_lost(api: FakeLeaseApi, clock: FakeClock) -> None:
