@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 namespaces=config.namespaces,
                 stop_flag=lead.stop_flag,
             )
+    if lead.exit_code:
+        logging.getLogger(__name__).error(
+            "leadership lost: exiting with code %d to restart as a standby", lead.exit_code
+        )
     return lead.exit_code
 
 

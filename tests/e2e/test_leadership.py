@@ -51,10 +51,16 @@ def test_a_leader_that_cannot_renew_exits_1_and_the_standby_takes_over(
     try:
         killed = time.monotonic()
         assert a.op.proc is not None and b.op.proc is not None
-        wait_until(lambda: a.op.proc.poll() is not None, timeout=20, what="the leader to stop")  # type: ignore[union-attr]
+        wait_until(
+            lambda: a.op.proc.poll() is not None,  # type: ignore[union-attr]
+            timeout=20,
+            what="the leader to stop",
+            max_interval=0.2,  # the time it took is asserted below
+        )
         took = time.monotonic() - killed
         assert a.op.proc.returncode == 1
         assert "lost the leader lease (no renewal" in a.op.log()
+        assert "leadership lost: exiting with code 1" in a.op.log()
         # It stopped before any standby could have taken over: no two leaders even for a moment.
         assert took < LEASE_DURATION, f"the leader stopped only {took:.1f}s after its last chance to renew"
         assert b.op.proc.poll() is None

@@ -50,7 +50,9 @@ def test_readiness_follows_the_api_server_and_liveness_stays(
     control_plane.stop_component("kube-apiserver", kill=True)  # gone at once, as on a network partition
     try:
         stopped = time.monotonic()
-        wait_until(lambda: replica.ready()[0] == 503, timeout=15, what="not Ready without an API server")
+        wait_until(
+            lambda: replica.ready()[0] == 503, timeout=15, what="not Ready without an API server", max_interval=0.2
+        )
         took = time.monotonic() - stopped
         status, body = replica.ready()
         assert status == 503

@@ -144,7 +144,7 @@ error_ids = [type(e).__name__ for e in RENEW_ERRORS]
 @pytest.mark.parametrize("error", RENEW_ERRORS, ids=error_ids)
 def test_any_exception_in_an_attempt_is_a_failed_attempt(error: BaseException) -> None:
     api = FakeLeaseApi()
-    le = LeaderElector(api, "me")  # type: ignore[arg-type]
+    le = LeaderElector(api, "me")
     assert le.try_acquire_or_renew()
     api.errors = [error]
     assert le.try_acquire_or_renew() is False
@@ -157,7 +157,7 @@ def test_a_garbage_renew_time_of_another_holder_is_no_crash_and_no_takeover() ->
     api.held_by("other", LONG_AGO)
     assert api.lease is not None
     api.lease["spec"]["renewTime"] = "yesterday"
-    le = LeaderElector(api, "me")  # type: ignore[arg-type]
+    le = LeaderElector(api, "me")
     assert le.try_acquire_or_renew() is False
     assert api.holder == "other"
 
