@@ -295,7 +295,6 @@ class Reconciler:
         result.status["conditions"] = [st.Condition(st.SYNCED, "False", "ExportTaskNotFound", message)]
         if _synced(status).get("reason") != "ExportTaskNotFound":
             result.events.append(Event("Warning", "ExportTaskNotFound", message))
-        result.retry_after = self.policy.poll_interval
         return result
 
     def _aws_error(
