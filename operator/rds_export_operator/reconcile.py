@@ -79,22 +79,22 @@ def has_task(status: Mapping[str, Any]) -> bool:
 
 
 def mismatches(spec: ExportSpec, task: ExportTask) -> list[str]:
-    """The spec fields that differ from what AWS reports for a task (fields AWS omits cannot differ)."""
-    prefix = st.s3_prefix_as_stored(spec.s3_prefix)
-    pairs = {
-        "sourceArn": (spec.source_arn, task.get("SourceArn")),
-        "s3BucketName": (spec.s3_bucket_name, task.get("S3Bucket")),
-        "s3Prefix": (prefix or "", task.get("S3Prefix") or ""),
-        "iamRoleArn": (spec.iam_role_arn, task.get("IamRoleArn")),
-    }
-    differ = [name for name, (ours, theirs) in pairs.items() if theirs is not None and ours != theirs]
-    if "S3Prefix" not in task and prefix:  # an answer without the key says nothing; "" would
-        differ = [d for d in differ if d != "s3Prefix"]
-    if task.get("KmsKeyId") and not st.same_kms_key(spec.kms_key_id or "", str(task["KmsKeyId"])):
-        differ.append("kmsKeyId")
-    if "ExportOnly" in task and sorted(task.get("ExportOnly") or []) != sorted(spec.export_only):
-        differ.append("exportOnly")
-    return differ
+    """The spec fields that differ from what AWS reports for a task. The required fields (source, bucket, role,
+    key) cannot differ when an odd answer omits them; the optional ones mean "none" when absent, as at Start."""
+
+    def differs(ours: object, theirs: object) -> bool:
+        return theirs is not None and ours != theirs
+
+    key = task.get("KmsKeyId")
+    checks = [
+        ("sourceArn", differs(spec.source_arn, task.get("SourceArn"))),
+        ("s3BucketName", differs(spec.s3_bucket_name, task.get("S3Bucket"))),
+        ("s3Prefix", (st.s3_prefix_as_stored(spec.s3_prefix) or "") != (task.get("S3Prefix") or "")),
+        ("iamRoleArn", differs(spec.iam_role_arn, task.get("IamRoleArn"))),
+        ("kmsKeyId", bool(key) and not st.same_kms_key(spec.kms_key_id or "", str(key))),
+        ("exportOnly", sorted(task.get("ExportOnly") or []) != sorted(spec.export_only)),
+    ]
+    return [name for name, differ in checks if differ]
 
 
 class Reconciler:
