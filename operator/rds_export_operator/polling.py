@@ -1,8 +1,9 @@
 """Coalesced polling, shared by every object of one AWS account and region (a "scope").
 
-Cost grows with pages, not with objects: one paginated ``DescribeExportTasks`` filtered to the active statuses per
-interval serves every active object; an object whose task is not in that page (it just finished, or was never
-seen) gets one targeted describe. The page also counts the account's running exports for the export slots.
+Cost grows with pages, not with objects: per interval, one paginated ``DescribeExportTasks`` filtered to the active
+statuses, plus the tasks that unfinished objects asked about but that page does not hold (they just finished, or
+are unknown), fetched by identifier in batches of 100. Every unfinished object reads the shared page; only an
+identifier never asked about before costs a targeted describe. The page also counts the running exports.
 
 Failure is never a verdict and never a stampede:
 - the page is fetched by one caller (single flight through a shared future; no lock held across the call), and
@@ -50,6 +51,7 @@ class Page:
     tasks: dict[str, ExportTask]  # every task the page held, whatever the filter asked for
     running: int  # tasks whose own status is active
     fetched_at: float  # monotonic
+    unknown: frozenset[str] = frozenset()  # asked for by identifier, and AWS does not know them
 
 
 @dataclass
@@ -62,6 +64,7 @@ class _Scope:
     retry_at: float = 0.0  # after a failure: no new page before this
     error: AwsError | None = None
     recent: dict[str, ExportTask | None] = field(default_factory=dict)  # learned since the page: Start, misses
+    asked: dict[str, float] = field(default_factory=dict)  # identifier -> when an object last asked for it
 
 
 class Poller:
@@ -130,9 +133,15 @@ class Poller:
                 return future.result(timeout=self.wait_for_page)
             except FutureTimeout:
                 raise AwsError(ErrorKind.RETRYABLE, "RefreshPending", "waiting for AWS to answer", DESCRIBE) from None
+        with state.lock:  # identifiers still asked for since the last page (their objects are unfinished)
+            since = state.page.fetched_at if state.page else 0.0
+            state.asked = {i: at for i, at in state.asked.items() if at >= since}
+            asked = sorted(state.asked)
         try:
             found = self.rds.describe_by_status(region, ACTIVE_FILTER, identity=identity)
             tasks = {t["ExportTaskIdentifier"]: t for t in found}
+            absent = [i for i in asked if i not in tasks]
+            more = self.rds.describe_many(region, absent, identity) if absent else []
         except AwsError as error:
             with state.lock:
                 state.failures += 1
@@ -142,7 +151,8 @@ class Poller:
             future.set_exception(error)
             raise
         running = [i for i, t in tasks.items() if normalize_status(t.get("Status")) in ACTIVE_STATUSES]
-        page = Page(tasks, len(running), now)
+        tasks.update((t["ExportTaskIdentifier"], t) for t in more)
+        page = Page(tasks, len(running), now, frozenset(absent) - tasks.keys())
         with state.lock:
             state.page, state.failures, state.error, state.inflight = page, 0, None, None
             state.recent.clear()
@@ -162,8 +172,11 @@ class Poller:
         StartExportTask returned, rather than a call per tick; likewise an identifier AWS does not know.
         """
         with self._using(region, identity, DESCRIBE) as state:
-            task = self._page(region, identity, state).tasks.get(identifier)
-            if task is not None:
+            with state.lock:
+                state.asked[identifier] = self.clock()
+            page = self._page(region, identity, state)
+            task = page.tasks.get(identifier)
+            if task is not None or identifier in page.unknown:
                 return task
             with state.lock:
                 if identifier in state.recent:

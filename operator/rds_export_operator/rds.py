@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MAX_PAGES = 100  # 10,000 tasks: far beyond what one account runs; a server that pages for ever is an error
+# Identifiers per DescribeExportTasks: AWS documents no limit on filter values; 100 is one full page (MaxRecords).
+BATCH = 100
 
 
 def classify(exc: Exception, operation: str) -> AwsError:
@@ -138,13 +140,28 @@ class Rds:
         """Every task in one of ``statuses`` (lower case, as the filter wants), one paginated call per page.
 
         Endpoints that ignore the filter (moto, LocalStack) return other tasks too: callers check each status.
-        A marker seen twice or more than MAX_PAGES pages is a broken endpoint: a retryable error, not a loop.
         """
+        return self._describe_filtered(region, "status", statuses, page_size, identity)
+
+    def describe_many(self, region: str, identifiers: list[str], identity: Identity | None = None) -> list[ExportTask]:
+        """The tasks with these identifiers, BATCH per call (the export-task-identifier filter); AWS omits unknown
+        ones. Endpoints that ignore the filter return others too: only the asked identifiers are kept."""
+        wanted, found = set(identifiers), list[ExportTask]()
+        for start in range(0, len(identifiers), BATCH):
+            chunk = identifiers[start : start + BATCH]
+            found.extend(self._describe_filtered(region, "export-task-identifier", chunk, BATCH, identity))
+        return [t for t in found if t.get("ExportTaskIdentifier") in wanted]
+
+    def _describe_filtered(
+        self, region: str, name: str, values: list[str], page_size: int, identity: Identity | None
+    ) -> Iterator[ExportTask]:
+        """One paginated DescribeExportTasks with one filter. A marker seen twice or more than MAX_PAGES pages is
+        a broken endpoint: a retryable error, not a loop."""
         client = self.client(region, identity)
         marker: str | None = None
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
-            kwargs: dict[str, Any] = {"Filters": [{"Name": "status", "Values": statuses}], "MaxRecords": page_size}
+            kwargs: dict[str, Any] = {"Filters": [{"Name": name, "Values": values}], "MaxRecords": page_size}
             if marker:
                 kwargs["Marker"] = marker
             response = self._call("DescribeExportTasks", lambda kw=kwargs: client.describe_export_tasks(**kw))  # type: ignore[misc]
