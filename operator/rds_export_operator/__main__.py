@@ -16,6 +16,8 @@ from rds_export_operator.health import standby_health
 from rds_export_operator.leader import LeaderElector, LeaseApi
 from rds_export_operator.metrics import Metrics
 from rds_export_operator.rds import Rds
+from rds_export_operator.s3 import S3
+from rds_export_operator.table_handlers import TableReportHandlers
 
 logger = logging.getLogger("rds_export_operator")
 
@@ -31,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # kopf logs every successful timer tick and watch event at INFO; a poll is not news.
-    quiet = ("Timer 'sync' succeeded", "Handler 'track' succeeded")
+    quiet = ("Timer 'sync' succeeded", "Handler 'track' succeeded", "Timer 'tables' succeeded")
     logging.getLogger("kopf.objects").addFilter(lambda r: not r.getMessage().startswith(quiet))
 
     metrics = Metrics()
@@ -39,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics.serve(config.metrics_port)
     registry = kopf.OperatorRegistry()
     handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics).register(registry)
+    if config.table_report:
+        TableReportHandlers(config, S3(observe=metrics.observe_call, timeout=config.aws_timeout)).register(registry)
 
     # Leadership lost: kopf stops, the process exits non-zero and restarts as a standby. An asyncio flag, because
     # kopf waits on a threading.Event in an executor thread that would then block the loop's shutdown.

@@ -300,4 +300,4 @@ def test_every_spec_and_status_field_is_explained(kubectl: Kubectl, crd: None) -
 def test_printer_columns(kubectl: Kubectl, crd: None, namespace: str) -> None:
     kubectl.create(obj(namespace, "cols"))
     header = kubectl.run("get", "rdsexporttasks", "-n", namespace).splitlines()[0].split()
-    assert header == ["NAME", "IDENTIFIER", "STATUS", "PROGRESS", "GB", "AGE"]
+    assert header == ["NAME", "IDENTIFIER", "STATUS", "PROGRESS", "GB", "TABLES", "AGE"]
