@@ -8,6 +8,7 @@ cannot be read is a :class:`Refused` outcome with a reason, never an exception.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -100,8 +101,8 @@ def parse_export_info(name: str, data: bytes) -> dict[str, Any] | Refused:
 
 @dataclass
 class _Tally:
-    outcomes: dict[str, str] = field(default_factory=dict)  # target -> status
-    reasons: dict[str, str] = field(default_factory=dict)  # target -> reason, for problems only
+    outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (shown target, status)
+    reasons: dict[str, str] = field(default_factory=dict)  # key -> reason, for problems only
     truncated: bool = False
     ignored: int = 0
 
@@ -109,28 +110,31 @@ class _Tally:
         if not isinstance(entry, Mapping):
             self.ignored += 1
             return
-        target = text(entry.get("target"))
-        if not target:
+        raw = entry.get("target")
+        target = text(raw)
+        if not target or not isinstance(raw, str):
             self.ignored += 1
             return
+        # Keyed by the whole name (two long names may share their shortened form), bounded in memory.
+        key = raw if len(raw) <= 1024 else raw[:512] + hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()
         status = text(entry.get("status"), 32).upper()[:32] or "UNKNOWN"
-        old = self.outcomes.get(target)
+        old = self.outcomes.get(key)
         if old is None and len(self.outcomes) >= MAX_ENTRIES:
             self.truncated = True
             return
-        if old is not None and _RANK.get(old, 1) >= _RANK.get(status, 1):
+        if old is not None and _RANK.get(old[1], 1) >= _RANK.get(status, 1):
             return
-        self.outcomes[target] = status
+        self.outcomes[key] = (target, status)
         if status != COMPLETE:
-            self.reasons[target] = _reason(entry)
+            self.reasons[key] = _reason(entry)
 
     def report(self) -> Report:
-        counts = {o: 0 for o in OUTCOMES}
-        for status in self.outcomes.values():
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for _, status in self.outcomes.values():
             if status in counts:
                 counts[status] += 1
         problems = sorted(
-            (Problem(t, s, self.reasons.get(t, "")) for t, s in self.outcomes.items() if s != COMPLETE),
+            (Problem(t, s, self.reasons.get(k, "")) for k, (t, s) in self.outcomes.items() if s != COMPLETE),
             key=lambda p: -_RANK.get(p.status, 1),  # stable: file order within each outcome
         )
         return Report(
