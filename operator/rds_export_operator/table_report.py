@@ -47,6 +47,7 @@ class Target:
     folder: str
     identifier: str
     export_status: str
+    ended: datetime | None = None  # the export's taskEndTime
 
     @property
     def url(self) -> str:
@@ -61,7 +62,9 @@ def target_of(spec: Mapping[str, Any], status: Mapping[str, Any], *, region: str
     prefix = status.get("s3Prefix") if "s3Prefix" in status else st.s3_prefix_as_stored(spec.get("s3Prefix"))
     identifier = status.get("exportTaskIdentifier") or identifier
     folder = f"{prefix.rstrip('/')}/{identifier}/" if prefix and prefix.strip("/") else f"{identifier}/"
-    return Target(region, str(bucket), folder, str(identifier), str(status.get("status")))
+    return Target(
+        region, str(bucket), folder, str(identifier), str(status.get("status")), _parse_time(status.get("taskEndTime"))
+    )
 
 
 def enabled(spec: Mapping[str, Any]) -> bool:
@@ -174,6 +177,8 @@ class TableReporter:
         wait = self.policy.wait
         if problem.reason == "NotFound" and target.export_status == "FAILED":
             wait = 0.0  # a failed export often writes no report at all: say so at once
+        elif problem.reason == "NotFound" and target.ended and now - target.ended > timedelta(seconds=wait):
+            wait = 0.0  # long finished (an object from before the report existed): the files will not come now
         deadline = since + timedelta(seconds=wait)
         if problem.retryable and now < deadline:
             result.status["tablesPendingSince"] = st.rfc3339(since)

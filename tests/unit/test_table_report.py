@@ -206,6 +206,15 @@ def test_a_failed_export_without_files_says_so_at_once(reporter: TableReporter) 
     assert result.events == []  # the export's own Failed event says enough
 
 
+def test_an_export_that_ended_long_ago_is_not_waited_for(reporter: TableReporter) -> None:
+    ended = Target("us-east-1", "bucket", FOLDER, ID, "COMPLETE", NOW - timedelta(days=30))
+    result = reporter.report(ended, {})
+    assert (cond(result).status, cond(result).reason) == ("Unknown", "NotFound")
+    assert result.retry_after is None and result.status["tablesPendingSince"] is None
+    recent = Target("us-east-1", "bucket", FOLDER, ID, "COMPLETE", NOW - timedelta(seconds=10))
+    assert reporter.report(recent, {}).retry_after is not None
+
+
 def test_a_failed_export_with_files_is_reported(reporter: TableReporter, s3: FakeS3) -> None:
     s3.put_report({"db.public.a": "COMPLETE", "db.public.b": "FAILED"})
     assert cond(reporter.report(target("FAILED"), {})).reason == "TablesFailed"
@@ -249,6 +258,8 @@ def test_target_of_prefers_what_aws_reported() -> None:
         identifier="x",
     )
     assert t == Target("r", "aws-bucket", f"aws/prefix/{ID}/", ID, "None")
+    t = target_of({"s3BucketName": "b"}, {"taskEndTime": "2026-01-01T11:00:00Z"}, region="r", identifier=ID)
+    assert t is not None and t.ended == NOW - timedelta(hours=1)
     t = target_of(spec, {"status": "COMPLETE"}, region="r", identifier=ID)
     assert t is not None and (t.bucket, t.folder) == ("spec-bucket", f"spec_prefix/{ID}/")
     t = target_of({"s3BucketName": "b"}, {}, region="r", identifier=ID)
