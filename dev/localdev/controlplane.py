@@ -177,16 +177,23 @@ class ControlPlane:
 
     def restart(self, name: str, timeout: float = 60.0) -> None:
         """Stop one component (etcd or kube-apiserver) and start it again as it was, keeping its data."""
+        self.stop_component(name)
+        self.start_component(name, timeout)
+
+    def stop_component(self, name: str, kill: bool = False) -> None:
+        """Stop one component (SIGTERM, or SIGKILL: gone at once), keeping its data for :meth:`start_component`."""
         index, proc = next((i, p) for i, (n, p) in enumerate(self.processes) if n == name)
-        proc.terminate()
+        proc.kill() if kill else proc.terminate()
         try:
             proc.wait(timeout=10)  # kube-apiserver may hold open watches longer: then it is a crash restart
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         del self.processes[index]
+
+    def start_component(self, name: str, timeout: float = 60.0) -> None:
         self._spawn(name, self.commands[name])
-        wait_until(self._ready, timeout=timeout, what=f"kube-apiserver /readyz after restarting {name}")
+        wait_until(self._ready, timeout=timeout, what=f"kube-apiserver /readyz after starting {name}")
 
     def _ready(self) -> bool:
         self._check_alive()

@@ -6,7 +6,7 @@ import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -99,6 +99,11 @@ class Metrics:
             ["operation"],
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.leader = Gauge(
+            "rds_export_leader",
+            "1 while this replica reconciles (the leader, or the only replica), 0 while it waits as a standby",
+            registry=self.registry,
         )
         self.reconcile_errors = Counter(
             "rds_export_reconcile_errors",

@@ -30,6 +30,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "plain"
     health_endpoint: str = "http://0.0.0.0:8080/healthz"
+    readiness_period: float = 5.0  # seconds between readiness API checks; not Ready after 2 periods without one
     max_workers: int = 16
     api_connections: int = 32  # concurrent connections to the Kubernetes API server
     aws_timeout: float = 20.0  # seconds to wait for an AWS answer
@@ -68,6 +69,8 @@ class Settings:
         Tenancy.parse(self.tenancy)  # raises ValueError with the reason
         if self.identities_configmap and not _OBJECT_REF.fullmatch(self.identities_configmap):
             raise ValueError(f"identities ConfigMap must be namespace/name, not {self.identities_configmap!r}")
+        if not self.readiness_period > 0:
+            raise ValueError("readiness period must be positive")
         if not self.aws_timeout > 0:
             raise ValueError("AWS timeout must be positive")
         if self.api_connections < 4:
@@ -148,7 +151,13 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     p.add_argument(
         "--health-endpoint",
         default=env.get("RDS_EXPORT_HEALTH_ENDPOINT", d.health_endpoint),
-        help="liveness endpoint URL to serve, empty to disable",
+        help="liveness endpoint URL to serve (readiness on /readyz of the same port), empty to disable both",
+    )
+    p.add_argument(
+        "--readiness-period",
+        type=float,
+        default=env.get("RDS_EXPORT_READINESS_PERIOD", str(d.readiness_period)),
+        help="seconds between readiness checks of the API server; not Ready after two periods without success",
     )
     p.add_argument(
         "--tenancy",
@@ -214,6 +223,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             log_level=args.log_level.upper(),
             log_format=args.log_format,
             health_endpoint=args.health_endpoint,
+            readiness_period=args.readiness_period,
             max_workers=args.max_workers,
             api_connections=args.api_connections,
             aws_timeout=args.aws_timeout,

@@ -463,7 +463,9 @@ def test_prometheus_rule_alerts_and_thresholds(render: Render, tmp_path: Path) -
         "RdsExportThrottled",
     ]
     own = 'job="r1-rds-export-operator-metrics", namespace="ops"'  # what the chart's ServiceMonitor scrapes
-    assert found["RdsExportFailed"]["expr"] == f'sum(delta(rds_export_tasks{{status="FAILED", {own}}}[15m])) > 0'
+    assert (
+        found["RdsExportFailed"]["expr"] == f'sum(delta(rds_export_tasks{{status=~"FAILED|REFUSED", {own}}}[15m])) > 0'
+    )
     assert found["RdsExportAwsCallsFailing"]["expr"] == (
         f'sum by (operation, outcome) (rate(rds_export_aws_calls_total{{outcome!="Success", {own}}}[5m])) > 0'
     )
@@ -504,7 +506,8 @@ def test_prometheus_rule_alerts_and_thresholds(render: Render, tmp_path: Path) -
     assert only(docs, "PrometheusRule")["metadata"]["labels"]["release"] == "prom"
     found = alerts(docs)
     assert (
-        found["RdsExportFailed"]["expr"] == 'sum(delta(rds_export_tasks{status="FAILED", service="exports"}[1h])) > 0'
+        found["RdsExportFailed"]["expr"]
+        == 'sum(delta(rds_export_tasks{status=~"FAILED|REFUSED", service="exports"}[1h])) > 0'
     )
     assert "[2m]" in found["RdsExportAwsCallsFailing"]["expr"]
     assert found["RdsExportAwsCallsFailing"]["for"] == "20m"

@@ -23,11 +23,11 @@ class FakeRds:
         self.calls: list[tuple[str, Any]] = []
         self.ignore_filters = ignore_filters  # as moto's server and LocalStack: every task, whatever the filter
 
-    def describe_by_status(self, region: str, statuses: list[str], page_size: int = 100) -> Any:
+    def describe_by_status(self, region: str, statuses: list[str], page_size: int = 100, identity: Any = None) -> Any:
         self.calls.append(("page", tuple(statuses)))
         return [dict(t) for t in self.tasks.values() if self.ignore_filters or t["Status"].lower() in statuses]
 
-    def describe(self, region: str, identifier: str) -> dict[str, Any] | None:
+    def describe(self, region: str, identifier: str, identity: Any = None) -> dict[str, Any] | None:
         self.calls.append(("describe", identifier))
         task = self.tasks.get(identifier)
         return dict(task) if task else None
@@ -37,7 +37,7 @@ class FakeRds:
         self.tasks[spec.identifier] = {"ExportTaskIdentifier": spec.identifier, "Status": "STARTING"}
         return dict(self.tasks[spec.identifier])
 
-    def cancel(self, region: str, identifier: str) -> dict[str, Any]:
+    def cancel(self, region: str, identifier: str, identity: Any = None) -> dict[str, Any]:
         self.calls.append(("cancel", identifier))
         self.tasks[identifier]["Status"] = "CANCELING"
         return dict(self.tasks[identifier])
@@ -233,7 +233,7 @@ def test_a_hanging_region_neither_blocks_nor_starves_another(rds: FakeRds) -> No
     slow_region = "ap-south-1"
     fast = rds.describe_by_status
 
-    def hanging(region: str, statuses: list[str], page_size: int = 100) -> Any:
+    def hanging(region: str, statuses: list[str], page_size: int = 100, identity: Any = None) -> Any:
         if region == slow_region:
             entered.set()
             release.wait(10)
@@ -269,7 +269,7 @@ def test_waiters_share_one_page_call(rds: FakeRds) -> None:
     gate = threading.Event()
     fast = rds.describe_by_status
 
-    def slow(region: str, statuses: list[str], page_size: int = 100) -> Any:
+    def slow(region: str, statuses: list[str], page_size: int = 100, identity: Any = None) -> Any:
         gate.wait(5)
         return fast(region, statuses, page_size)
 
