@@ -24,7 +24,8 @@ S3 is moto's, with the export's info files (:mod:`localdev.standin_s3`): a task 
 script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
 under ``<prefix>/<id>/`` in its bucket (created when missing). Controls: ``table_outcomes`` (which tables FAILED or
 were SKIPPED), ``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a
-FAILED task, or raw bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket).
+FAILED task, or raw bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket);
+``s3_calls`` lists the S3 requests with the role each ran as.
 """
 
 from __future__ import annotations
@@ -56,11 +57,22 @@ from localdev.standin_exports import (
     Task,
 )
 from localdev.standin_faults import ConnectionAbort, FaultBook, abort_connection, make_fault
-from localdev.standin_s3 import TableFiles, put_files, validate_outcomes
+from localdev.standin_s3 import S3Call, TableFiles, put_files, s3_request, validate_outcomes
 from localdev.standin_sts import Identity, IdentityBook, signature
 from localdev.standin_wire import ApiError, error_xml, result_xml
 
-__all__ = ["ACCOUNT", "ACTIVE", "TERMINAL", "Call", "Modes", "RdsExportStandIn", "Script", "StandInServer", "Task"]
+__all__ = [
+    "ACCOUNT",
+    "ACTIVE",
+    "TERMINAL",
+    "Call",
+    "Modes",
+    "RdsExportStandIn",
+    "S3Call",
+    "Script",
+    "StandInServer",
+    "Task",
+]
 
 ACTIONS = ("StartExportTask", "DescribeExportTasks", "CancelExportTask")
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))
@@ -98,6 +110,7 @@ class RdsExportStandIn:
         self._hooks: dict[str, Callable[[dict[str, str]], None]] = {}
         self._lock = threading.RLock()
         self._tables = TableFiles()
+        self._s3_calls: list[S3Call] = []
         self._exports.on_finish = self._finished
 
     @property
@@ -376,6 +389,11 @@ class RdsExportStandIn:
         with self._lock:
             self._tables.denied.add(bucket)
 
+    def s3_calls(self, bucket: str | None = None) -> list[S3Call]:
+        """S3 requests (method, bucket, key, caller: the assumed role ARN or "default"), optionally of one bucket."""
+        with self._lock:
+            return [c for c in self._s3_calls if bucket is None or c.bucket == bucket]
+
     def _finished(self, task: Task) -> None:
         """A task became COMPLETE or FAILED (called under the lock): RDS writes the info files of a complete one."""
         if task.status != "COMPLETE" or self._tables.is_held(task):
@@ -410,11 +428,17 @@ class RdsExportStandIn:
     # -- WSGI ------------------------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        with self._lock:
-            denied = self._tables.deny(environ)
-        if denied is not None:
-            start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(denied)))])
-            return [denied]
+        s3 = s3_request(environ)
+        if s3 is not None:
+            caller = self._identities.identify(signature(environ.get("HTTP_AUTHORIZATION", ""))[0]).caller
+            with self._lock:
+                self._s3_calls.append(S3Call(str(environ.get("REQUEST_METHOD", "")), s3[0], s3[1], caller))
+                denied = self._tables.deny(s3[0])
+            if denied is not None:
+                start_response(
+                    "403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(denied)))]
+                )
+                return [denied]
         if environ.get("REQUEST_METHOD") != "POST":
             return self.moto_app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)

@@ -89,21 +89,37 @@ class TableFiles:
             files[name] = json.dumps({"perTableStatus": chunk}).encode()
         return files
 
-    def deny(self, environ: Mapping[str, Any]) -> bytes | None:
+    def deny(self, bucket: str) -> bytes | None:
         """The S3 AccessDenied answer for a request to a denied bucket, or None to let it through."""
-        if not self.denied:
-            return None
-        match = _SERVICE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
-        if not match or match.group("service") != "s3":
-            return None
-        host = str(environ.get("HTTP_HOST", "")).split(":")[0]
-        path_bucket = str(environ.get("PATH_INFO", "")).lstrip("/").split("/", 1)[0]
-        if path_bucket in self.denied or any(host.startswith(f"{b}.") for b in self.denied):
+        if bucket in self.denied:
             return (
                 '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
                 f"<Message>Access Denied</Message><RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>"
             ).encode()
         return None
+
+
+@dataclass(frozen=True)
+class S3Call:
+    """One S3 request as the stand-in received it (path-style or virtual-hosted)."""
+
+    method: str
+    bucket: str
+    key: str
+    caller: str  # assumed role ARN, or "default"
+
+
+def s3_request(environ: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(bucket, key) of a SigV4-signed S3 request, or None for any other request."""
+    match = _SERVICE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    if not match or match.group("service") != "s3":
+        return None
+    host = str(environ.get("HTTP_HOST", "")).split(":")[0]
+    path = str(environ.get("PATH_INFO", "")).lstrip("/")
+    if host.count(".") >= 2 and not host.replace(".", "").isdigit() and not host.startswith("s3."):
+        return host.split(".", 1)[0], path  # virtual-hosted: bucket.s3.region.amazonaws.com/key
+    bucket, _, key = path.partition("/")
+    return bucket, key
 
 
 def _entry(target: str, status: str, task: Task) -> dict[str, Any]:

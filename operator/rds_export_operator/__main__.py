@@ -39,9 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     registry = kopf.OperatorRegistry()
-    handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics).register(registry)
-    if config.table_report:
-        TableReportHandlers(config, S3(observe=metrics.observe_call, timeout=config.aws_timeout)).register(registry)
+    wiring = handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics)
+    wiring.register(registry)
+    if config.table_report:  # reads S3 as the namespace's identity, the one its exports run as
+        s3 = S3(observe=metrics.observe_call, timeout=config.aws_timeout, identities=wiring.identities)
+        TableReportHandlers(config, s3, wiring.identities).register(registry)
 
     loop = asyncio.new_event_loop()
     probes = health.Probes(config.readiness_period)

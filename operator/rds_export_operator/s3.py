@@ -1,7 +1,8 @@
 """The only module that reads S3: the export's info files, listed and fetched with caps, errors as AwsError.
 
-Calls block: callers run them in kopf's thread pool (sync handlers). One client per region, created once under a
-lock (boto3 clients are thread-safe; sessions are not). The listing is paginated and bounded; an object larger
+Calls block: callers run them in kopf's thread pool (sync handlers). One client per region and identity (the
+operator's own, or a namespace's assumed role from ``identity.Identities``), created once under a lock (boto3
+clients are thread-safe; sessions are not). The listing is paginated and bounded; an object larger
 than the cap is refused from its Content-Length before its body is read, and never more than the cap plus one
 byte is read even if the length was wrong.
 """
@@ -18,6 +19,7 @@ import boto3
 import botocore.config
 
 from rds_export_operator.aws_errors import GET_OBJECT, LIST_OBJECTS, AwsError, ErrorKind
+from rds_export_operator.identity import Identities, Identity
 from rds_export_operator.rds import classify
 
 T = TypeVar("T")
@@ -45,8 +47,9 @@ class S3:
         session_factory: Callable[[], boto3.session.Session] = boto3.session.Session,
         observe: Callable[[str, str, float], None] | None = None,
         timeout: float = 20.0,
+        identities: Identities | None = None,
     ) -> None:
-        self._session_factory = session_factory
+        self._session_factory, self.identities = session_factory, identities
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._observe = observe or (lambda operation, outcome, seconds: None)
@@ -57,7 +60,12 @@ class S3:
             user_agent_extra="rds-export-operator",
         )
 
-    def client(self, region: str) -> Any:
+    def client(self, region: str, identity: Identity | None = None) -> Any:
+        """The client of ``identity`` (a namespace's assumed role) or, for None, of the operator's own identity."""
+        if identity is not None and not identity.is_operator:
+            if self.identities is None:
+                raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityUnavailable", "no identity mapping", "AssumeRole")
+            return self.identities.clients(identity).s3(region, self._config)
         with self._lock:
             if region not in self._clients:
                 self._clients[region] = self._session_factory().client("s3", region_name=region, config=self._config)
@@ -77,9 +85,11 @@ class S3:
         self._observe(operation, "Success", time.monotonic() - started)
         return result
 
-    def list(self, region: str, bucket: str, prefix: str, *, limit: int) -> tuple[list[S3Object], bool]:
+    def list(
+        self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None
+    ) -> tuple[list[S3Object], bool]:
         """Objects under ``prefix`` in key order, at most ``limit``; the flag says whether there were more."""
-        client = self.client(region)
+        client = self.client(region, identity)
         found: list[S3Object] = []
         token: str | None = None
         for _ in range(MAX_PAGES):
@@ -96,11 +106,13 @@ class S3:
                 return found, False
         raise AwsError(ErrorKind.RETRYABLE, "PaginationLimit", f"more than {MAX_PAGES} pages", LIST_OBJECTS)
 
-    def get(self, region: str, bucket: str, key: str, *, max_bytes: int) -> bytes | None:
+    def get(
+        self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
+    ) -> bytes | None:
         """The object's content, None if it does not exist; ``ObjectTooLarge`` past ``max_bytes``."""
-        client = self.client(region)
 
         def fetch() -> bytes:
+            client = self.client(region, identity)
             response = client.get_object(Bucket=bucket, Key=key)
             body = response["Body"]
             try:

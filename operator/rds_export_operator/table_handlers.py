@@ -20,6 +20,7 @@ from kopf._cogs.structs.references import Selector
 from kopf._core.intents.handlers import TimerHandler
 
 from rds_export_operator import status as st
+from rds_export_operator.identity import Identities
 from rds_export_operator.reconcile import Result
 from rds_export_operator.resources import GROUP, PLURAL, VERSION
 from rds_export_operator.settings import Settings
@@ -41,7 +42,8 @@ def needs_report(spec: Mapping[str, Any], status: Mapping[str, Any], body: kopf.
 
 
 class TableReportHandlers:
-    def __init__(self, config: Settings, s3: Reader) -> None:
+    def __init__(self, config: Settings, s3: Reader, identities: Identities | None = None) -> None:
+        """``identities``: per-namespace AWS identities (the ones the namespace's exports use), when mapped."""
         self.config = config
         self.reporter = TableReporter(
             s3,
@@ -50,6 +52,7 @@ class TableReportHandlers:
                 base_delay=config.retry_base_delay,
                 max_delay=config.retry_max_delay,
             ),
+            identity=identities.resolve if identities else None,
         )
         self.rng = random.Random()
 
@@ -95,7 +98,7 @@ class TableReportHandlers:
         except SpecError as exc:  # the sync handler has said why; make the report final so the timer stops
             self._apply(_final_unknown("InvalidSpec", str(exc)), body, patch)
             return
-        target = target_of(body.spec, status, region=spec.region, identifier=spec.identifier)
+        target = target_of(body.spec, status, region=spec.region, identifier=spec.identifier, namespace=spec.namespace)
         if target is None:
             self._apply(_final_unknown("NoBucket", "neither status nor spec names the export's bucket"), body, patch)
             return

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from rds_export_operator import status as st
 from rds_export_operator import tables
 from rds_export_operator.aws_errors import AwsError, ErrorKind
+from rds_export_operator.identity import Identity, IdentityUnavailable, Refusal
 from rds_export_operator.reconcile import Event, Result, RetryPolicy, backoff
 from rds_export_operator.s3 import ObjectTooLarge, S3Object
 
@@ -34,8 +35,12 @@ EVENT_TABLES = 5  # failed tables named in an Event's message
 class Reader(Protocol):
     """``s3.S3``, or a fake in tests."""
 
-    def list(self, region: str, bucket: str, prefix: str, *, limit: int) -> tuple[list[S3Object], bool]: ...
-    def get(self, region: str, bucket: str, key: str, *, max_bytes: int) -> bytes | None: ...
+    def list(
+        self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None
+    ) -> tuple[list[S3Object], bool]: ...
+    def get(
+        self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
+    ) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -48,13 +53,16 @@ class Target:
     identifier: str
     export_status: str
     ended: datetime | None = None  # the export's taskEndTime
+    namespace: str = ""  # whose AWS identity reads the files, with per-namespace identities
 
     @property
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.folder}"
 
 
-def target_of(spec: Mapping[str, Any], status: Mapping[str, Any], *, region: str, identifier: str) -> Target | None:
+def target_of(
+    spec: Mapping[str, Any], status: Mapping[str, Any], *, region: str, identifier: str, namespace: str = ""
+) -> Target | None:
     """The export's location as AWS reported it (status), falling back to the spec; None without a bucket."""
     bucket = status.get("s3Bucket") or spec.get("s3BucketName")
     if not bucket:
@@ -62,9 +70,8 @@ def target_of(spec: Mapping[str, Any], status: Mapping[str, Any], *, region: str
     prefix = status.get("s3Prefix") if "s3Prefix" in status else st.s3_prefix_as_stored(spec.get("s3Prefix"))
     identifier = status.get("exportTaskIdentifier") or identifier
     folder = f"{prefix.rstrip('/')}/{identifier}/" if prefix and prefix.strip("/") else f"{identifier}/"
-    return Target(
-        region, str(bucket), folder, str(identifier), str(status.get("status")), _parse_time(status.get("taskEndTime"))
-    )
+    ended = _parse_time(status.get("taskEndTime"))
+    return Target(region, str(bucket), folder, str(identifier), str(status.get("status")), ended, namespace)
 
 
 def enabled(spec: Mapping[str, Any]) -> bool:
@@ -112,9 +119,12 @@ class TableReporter:
         policy: ReportPolicy | None = None,
         rng: random.Random | None = None,
         *,
+        identity: Callable[[str], Identity | Refusal] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own."""
         self.s3, self.policy, self.rng, self.clock = s3, policy or ReportPolicy(), rng or random.Random(), clock
+        self.resolve = identity
         self._backoff = RetryPolicy(base_delay=self.policy.base_delay, max_delay=self.policy.max_delay)
 
     def report(self, target: Target, status: Mapping[str, Any], *, attempt: int = 0) -> Result:
@@ -138,7 +148,10 @@ class TableReporter:
         pattern = tables.tables_file_pattern(target.identifier)
         listing_prefix = f"{target.folder}export_tables_info_{target.identifier}_from_"
         try:
-            listed, more = self.s3.list(target.region, target.bucket, listing_prefix, limit=tables.MAX_FILES)
+            identity = self._identity(target.namespace)
+            listed, more = self.s3.list(
+                target.region, target.bucket, listing_prefix, limit=tables.MAX_FILES, identity=identity
+            )
             files = sorted(
                 (int(m.group("n")), obj) for obj in listed if (m := pattern.fullmatch(obj.key[len(target.folder) :]))
             )
@@ -149,7 +162,13 @@ class TableReporter:
                     name = obj.key[len(target.folder) :]
                     return tables.Refused("TooLarge", f"{name} has {obj.size} bytes, more than {tables.MAX_FILE_BYTES}")
             info_name = f"export_info_{target.identifier}.json"
-            info = self.s3.get(target.region, target.bucket, target.folder + info_name, max_bytes=tables.MAX_FILE_BYTES)
+            info = self.s3.get(
+                target.region,
+                target.bucket,
+                target.folder + info_name,
+                max_bytes=tables.MAX_FILE_BYTES,
+                identity=identity,
+            )
             if info is not None:  # tolerated when missing: the table files carry the report
                 parsed = tables.parse_export_info(info_name, info)
                 if isinstance(parsed, tables.Refused):
@@ -157,7 +176,9 @@ class TableReporter:
             contents: list[tuple[str, bytes]] = []
             for _, obj in files:
                 name = obj.key[len(target.folder) :]
-                data = self.s3.get(target.region, target.bucket, obj.key, max_bytes=tables.MAX_FILE_BYTES)
+                data = self.s3.get(
+                    target.region, target.bucket, obj.key, max_bytes=tables.MAX_FILE_BYTES, identity=identity
+                )
                 if data is None:  # listed a moment ago: being replaced; look again
                     raise _Unavailable("NotFound", f"{name} disappeared while it was read", retryable=True)
                 contents.append((name, data))
@@ -168,6 +189,18 @@ class TableReporter:
                 _reason(error), f"{error.operation} {target.url}: {error.code}: {error.message}", retryable=True
             ) from error
         return tables.build_report(contents, more_files=more)
+
+    def _identity(self, namespace: str) -> Identity | None:
+        """The namespace's AWS identity, as the export's own calls use it (reconcile.Reconciler._with_identity)."""
+        if self.resolve is None:
+            return None
+        try:
+            identity = self.resolve(namespace)
+        except IdentityUnavailable as exc:
+            raise AwsError(ErrorKind.UNAUTHORIZED, exc.code, exc.message, "AssumeRole") from exc
+        if isinstance(identity, Refusal):
+            raise AwsError(ErrorKind.UNAUTHORIZED, "NoIdentity", identity.message, "AssumeRole")
+        return identity
 
     def _unavailable(
         self, problem: _Unavailable, target: Target, status: Mapping[str, Any], result: Result, attempt: int

@@ -3,15 +3,20 @@ from the stand-in's S3 and reports per-table outcomes, without ever changing Com
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from e2e.conftest import condition, export_task, status_is
-from localdev.aws_standin import StandInServer
+import pytest
+
+from e2e.conftest import RELEASE, RELEASE_NAMESPACE, condition, export_task, status_is
+from localdev.aws_standin import StandInServer, create_snapshot
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 
 KIND = "rdsexporttasks"
+ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
+MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
 
 
 def tables_condition(status: str, reason: str | None = None) -> Callable[[dict[str, Any]], bool]:
@@ -145,3 +150,37 @@ def test_files_appearing_late_are_retried_then_reported(
     aws.standin.write_table_files(ident)
     obj = kubectl.wait_for(KIND, "slow", namespace, tables_condition("True"), timeout=30, what="TablesComplete=True")
     assert obj["status"]["tables"]["total"] == 3 and "tablesPendingSince" not in obj["status"]
+
+
+@pytest.fixture
+def mapped(kubectl: Kubectl, namespace: str) -> Iterator[None]:
+    """The test's namespace acts as ROLE_A (per-namespace identities, the chart's mapping ConfigMap)."""
+    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
+    rules = json.dumps({"rules": [{"namespace": namespace, "roleArn": ROLE_A}]})
+    patch = json.dumps({"data": {"identities.json": rules}})
+    kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
+    yield
+    kubectl.run(
+        "patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", json.dumps({"data": before})
+    )
+
+
+def test_the_report_is_read_as_the_namespace_role(
+    kubectl: Kubectl,
+    namespace: str,
+    mapped: None,
+    aws: StandInServer,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    operator_factory(f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")
+    rds_a: Any = aws.session(ROLE_A).client("rds", endpoint_url=aws.url, region_name="us-east-1")
+    source = create_snapshot(rds_a, f"{namespace}-a")
+    bucket = f"team-a-{namespace}"
+    kubectl.apply(export_task("teams", source, s3BucketName=bucket), "-n", namespace)
+    ident = started(kubectl, namespace, "teams")
+    aws.standin.set_task(ident, status="COMPLETE")
+
+    kubectl.wait_for(KIND, "teams", namespace, tables_condition("True"), timeout=60, what="TablesComplete=True")
+    calls = aws.standin.s3_calls(bucket)
+    assert calls and {c.caller for c in calls} == {ROLE_A}
+    assert {c.method for c in calls} == {"GET"}  # it only reads

@@ -17,6 +17,7 @@ from localdev.controlplane import free_port
 from localdev.standin_s3 import DEFAULT_TABLES, exported_tables
 from rds_export_operator import tables
 from rds_export_operator.aws_errors import AwsError, ErrorKind
+from rds_export_operator.identity import Identity
 from rds_export_operator.s3 import S3, ObjectTooLarge
 from rds_export_operator.table_report import TableReporter, Target
 
@@ -60,6 +61,13 @@ def test_list_is_paginated_and_bounded(aws: StandInServer) -> None:
     assert [o.size for o in found] == [0, 1, 2, 3, 4]
     found, more = s3.list("us-east-1", bucket, "p/", limit=100)
     assert len(found) == 12 and not more
+
+
+def test_the_standin_records_s3_requests_and_their_caller(aws: StandInServer) -> None:
+    bucket = bucket_with(aws, {"p/k": b"v"})
+    S3().get("us-east-1", bucket, "p/k", max_bytes=9)
+    calls = aws.standin.s3_calls(bucket)
+    assert [(c.method, c.key, c.caller) for c in calls][-1] == ("GET", "p/k", "default")
 
 
 def test_get_with_a_cap(aws: StandInServer) -> None:
@@ -212,9 +220,11 @@ def test_max_file_cap_is_what_the_gateway_is_asked_for(aws: StandInServer) -> No
     asked: list[int] = []
 
     class Spy(S3):
-        def get(self, region: str, bucket: str, key: str, *, max_bytes: int) -> bytes | None:
+        def get(
+            self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
+        ) -> bytes | None:
             asked.append(max_bytes)
-            return super().get(region, bucket, key, max_bytes=max_bytes)
+            return super().get(region, bucket, key, max_bytes=max_bytes, identity=identity)
 
     TableReporter(Spy()).report(Target("us-east-1", bucket, f"exports/{identifier}/", identifier, "COMPLETE"), {})
     assert asked and set(asked) == {tables.MAX_FILE_BYTES}

@@ -11,6 +11,7 @@ import pytest
 
 from rds_export_operator import tables
 from rds_export_operator.aws_errors import GET_OBJECT, LIST_OBJECTS, AwsError
+from rds_export_operator.identity import Identity, IdentityUnavailable, Refusal
 from rds_export_operator.reconcile import Result
 from rds_export_operator.s3 import ObjectTooLarge, S3Object
 from rds_export_operator.table_report import (
@@ -34,16 +35,23 @@ class FakeS3:
         self.error: AwsError | None = None
         self.too_large: set[str] = set()
         self.calls: list[tuple[str, str]] = []
+        self.identities: list[Identity | None] = []
 
-    def list(self, region: str, bucket: str, prefix: str, *, limit: int) -> tuple[list[S3Object], bool]:
+    def list(
+        self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None
+    ) -> tuple[list[S3Object], bool]:
         self.calls.append(("list", prefix))
+        self.identities.append(identity)
         if self.error:
             raise self.error
         keys = sorted(k for k in self.objects if k.startswith(prefix))
         return [S3Object(k, self.sizes.get(k, len(self.objects[k]))) for k in keys[:limit]], len(keys) > limit
 
-    def get(self, region: str, bucket: str, key: str, *, max_bytes: int) -> bytes | None:
+    def get(
+        self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
+    ) -> bytes | None:
         self.calls.append(("get", key))
+        self.identities.append(identity)
         if key in self.too_large:
             raise ObjectTooLarge(key, max_bytes + 1, max_bytes)
         return self.objects.get(key)
@@ -247,6 +255,36 @@ def test_a_file_larger_than_announced_is_refused(reporter: TableReporter, s3: Fa
     s3.put_report({"db.public.a": "COMPLETE"})
     s3.too_large.add(f"{FOLDER}export_info_{ID}.json")
     assert cond(reporter.report(target(), {})).reason == "TooLarge"
+
+
+def test_the_files_are_read_as_the_namespace_identity(s3: FakeS3, clock: Clock) -> None:
+    team = Identity(role_arn="arn:aws:iam::111111111111:role/team-a", namespace="team-a")
+    asked: list[str] = []
+
+    def resolve(namespace: str) -> Identity | Refusal:
+        asked.append(namespace)
+        return team
+
+    s3.put_report({"db.public.a": "COMPLETE"})
+    reporter = TableReporter(s3, ReportPolicy(wait=60), identity=resolve, clock=clock)
+    result = reporter.report(Target("us-east-1", "bucket", FOLDER, ID, "COMPLETE", namespace="team-a"), {})
+    assert cond(result).status == "True"
+    assert asked == ["team-a"] and s3.identities == [team, team, team]  # list, export_info, one table file
+
+
+def test_no_identity_for_the_namespace_is_access_denied_and_retried(s3: FakeS3, clock: Clock) -> None:
+    def refused(namespace: str) -> Identity | Refusal:
+        return Refusal(namespace, f"namespace {namespace} has no AWS identity")
+
+    def unavailable(namespace: str) -> Identity | Refusal:
+        raise IdentityUnavailable("MappingNotLoaded", "the identity mapping is not loaded yet")
+
+    for resolve in (refused, unavailable):
+        reporter = TableReporter(s3, ReportPolicy(wait=60), identity=resolve, clock=clock)
+        result = reporter.report(Target("us-east-1", "bucket", FOLDER, ID, "COMPLETE", namespace="team-x"), {})
+        assert (cond(result).status, cond(result).reason) == ("Unknown", "AccessDenied")
+        assert result.retry_after is not None
+    assert s3.calls == []  # no S3 call without the namespace's identity
 
 
 def test_target_of_prefers_what_aws_reported() -> None:
