@@ -184,3 +184,24 @@ def test_the_report_is_read_as_the_namespace_role(
     calls = aws.standin.s3_calls(bucket)
     assert calls and {c.caller for c in calls} == {ROLE_A}
     assert {c.method for c in calls} == {"GET"}  # it only reads
+
+
+def test_malformed_and_huge_info_files_are_refused_safely(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator: OperatorProcess
+) -> None:
+    aws.standin.hold_table_files(f"{namespace}-*")
+    kubectl.apply(export_task("garbled", snapshot_arn), "-n", namespace)
+    kubectl.apply(export_task("bloated", snapshot_arn), "-n", namespace)
+    garbled, bloated = started(kubectl, namespace, "garbled"), started(kubectl, namespace, "bloated")
+    huge = f"export_tables_info_{bloated}_from_1_to_1.json"
+    aws.standin.write_table_files(garbled, {f"export_tables_info_{garbled}_from_1_to_3.json": b'{"perTableStatus": [{'})
+    aws.standin.write_table_files(bloated, {huge: b'{"perTableStatus": [' + b" " * (9 * 1024 * 1024) + b"]}"})
+    aws.standin.set_task(garbled, status="COMPLETE")
+    aws.standin.set_task(bloated, status="COMPLETE")
+
+    for name, reason in (("garbled", "Malformed"), ("bloated", "TooLarge")):
+        obj = kubectl.wait_for(KIND, name, namespace, tables_condition("Unknown", reason), timeout=30, what=reason)
+        assert condition(obj, "Complete")["status"] == "True"  # the export itself is unaffected
+        assert "tables" not in obj["status"] and "tablesPendingSince" not in obj["status"]  # final, no retry
+    assert not [c for c in aws.standin.s3_calls("exports-bucket") if c.key.endswith(huge)]  # never downloaded
+    assert any(e["reason"] == "TableReportMalformed" for e in kubectl.events(namespace, "garbled"))
