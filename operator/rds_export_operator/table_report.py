@@ -152,15 +152,19 @@ class TableReporter:
             listed, more = self.s3.list(
                 target.region, target.bucket, listing_prefix, limit=tables.MAX_FILES, identity=identity
             )
-            files = sorted(
+            numbered = [
                 (int(m.group("n")), obj) for obj in listed if (m := pattern.fullmatch(obj.key[len(target.folder) :]))
-            )
+            ]
+            files = sorted(numbered, key=lambda pair: (pair[0], pair[1].key))
             if not files:
                 raise _Unavailable("NotFound", f"no export_tables_info files under {target.url} (yet)", retryable=True)
+            # Sizes from the listing: refuse before downloading anything (the reads check again as they go).
             for _, obj in files:
                 if obj.size > tables.MAX_FILE_BYTES:
                     name = obj.key[len(target.folder) :]
                     return tables.Refused("TooLarge", f"{name} has {obj.size} bytes, more than {tables.MAX_FILE_BYTES}")
+            if sum(obj.size for _, obj in files) > tables.MAX_TOTAL_BYTES:
+                return tables.Refused("TooLarge", f"the table files have more than {tables.MAX_TOTAL_BYTES} bytes")
             info_name = f"export_info_{target.identifier}.json"
             info = self.s3.get(
                 target.region,
@@ -182,6 +186,8 @@ class TableReporter:
                 if data is None:  # listed a moment ago: being replaced; look again
                     raise _Unavailable("NotFound", f"{name} disappeared while it was read", retryable=True)
                 contents.append((name, data))
+                if sum(len(c) for _, c in contents) > tables.MAX_TOTAL_BYTES:  # grown since it was listed
+                    return tables.Refused("TooLarge", f"the table files have more than {tables.MAX_TOTAL_BYTES} bytes")
         except ObjectTooLarge as exc:
             return tables.Refused("TooLarge", str(exc))
         except AwsError as error:

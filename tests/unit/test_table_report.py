@@ -251,6 +251,27 @@ def test_a_huge_listed_file_is_never_fetched(reporter: TableReporter, s3: FakeS3
     assert ("get", key) not in s3.calls
 
 
+def test_too_many_bytes_together_are_never_fetched(
+    reporter: TableReporter, s3: FakeS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tables, "MAX_TOTAL_BYTES", 150)
+    for n in (1, 2, 3):  # each file is under the per-file cap, together they are over the total
+        s3.objects[f"{FOLDER}export_tables_info_{ID}_from_{n}_to_{n}.json"] = json.dumps(
+            {"perTableStatus": [{"target": f"db.s.t{n}", "status": "COMPLETE", "pad": "x" * 40}]}
+        ).encode()
+    result = reporter.report(target(), {})
+    assert (cond(result).status, cond(result).reason) == ("Unknown", "TooLarge")
+    assert not [c for c in s3.calls if c[0] == "get"]
+
+
+def test_two_files_with_the_same_range_start_are_both_read(reporter: TableReporter, s3: FakeS3) -> None:
+    for m in (1, 2):
+        s3.objects[f"{FOLDER}export_tables_info_{ID}_from_1_to_{m}.json"] = json.dumps(
+            {"perTableStatus": [{"target": f"db.s.t{m}", "status": "COMPLETE"}]}
+        ).encode()
+    assert reporter.report(target(), {}).status["tables"]["total"] == 2
+
+
 def test_a_file_larger_than_announced_is_refused(reporter: TableReporter, s3: FakeS3) -> None:
     s3.put_report({"db.public.a": "COMPLETE"})
     s3.too_large.add(f"{FOLDER}export_info_{ID}.json")
