@@ -14,6 +14,8 @@ from rds_export_operator.kubeapi import KubeApi
 from rds_export_operator.leader import leadership
 from rds_export_operator.metrics import Metrics
 from rds_export_operator.rds import Rds
+from rds_export_operator.s3 import S3
+from rds_export_operator.table_handlers import TableReportHandlers
 
 
 def configure_logging(config: settings.Settings) -> None:
@@ -26,7 +28,7 @@ def configure_logging(config: settings.Settings) -> None:
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # kopf logs every successful timer tick and watch event at INFO; a poll is not news.
-    quiet = ("Timer 'sync' succeeded", "Handler 'track' succeeded")
+    quiet = ("Timer 'sync' succeeded", "Handler 'track' succeeded", "Timer 'tables' succeeded")
     logging.getLogger("kopf.objects").addFilter(lambda r: not r.getMessage().startswith(quiet))
 
 
@@ -37,7 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     registry = kopf.OperatorRegistry()
-    handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics).register(registry)
+    wiring = handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics)
+    wiring.register(registry)
+    if config.table_report:  # reads S3 as the namespace's identity, the one its exports run as
+        s3 = S3(observe=metrics.observe_call, timeout=config.aws_timeout, identities=wiring.identities)
+        TableReportHandlers(config, s3, wiring.identities).register(registry)
 
     loop = asyncio.new_event_loop()
     probes = health.Probes(config.readiness_period)

@@ -163,6 +163,7 @@ class Handlers:
     def track(self, event: kopf.RawEvent, uid: str, status: kopf.Status, spec: kopf.Spec, **_: Any) -> None:
         deleted = event.get("type") == "DELETED"
         self.metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
+        self.metrics.tables.observe(uid, status.get("tables"), deleted=deleted)
         if deleted or has_task(status) or st.is_finished(status) or spec.get("managementPolicy") == "Observe":
             self.reconciler.forget(uid)  # no longer waiting for an export slot, nor a start in flight
 

@@ -46,6 +46,8 @@ class Settings:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    table_report: bool = True  # read each finished export's per-table outcome from S3 (table_report.py)
+    table_report_wait: float = 900.0  # how long missing info files or S3 errors are retried, then Unknown
 
     def __post_init__(self) -> None:
         if self.poll_interval < 1:
@@ -77,6 +79,8 @@ class Settings:
             raise ValueError("max workers must be at least 1")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics port must be 0..65535, not {self.metrics_port}")
+        if not self.table_report_wait >= 0:
+            raise ValueError("table report wait must not be negative")
         if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
             raise ValueError("leader election needs 0 < retry period < renew deadline < lease duration")
 
@@ -185,6 +189,19 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     p.add_argument("--lease-duration", type=float, default=env.get("RDS_EXPORT_LEASE_DURATION", str(d.lease_duration)))
     p.add_argument("--renew-deadline", type=float, default=env.get("RDS_EXPORT_RENEW_DEADLINE", str(d.renew_deadline)))
     p.add_argument("--retry-period", type=float, default=env.get("RDS_EXPORT_RETRY_PERIOD", str(d.retry_period)))
+    p.add_argument(
+        "--table-report",
+        action=argparse.BooleanOptionalAction,
+        default=env.get("RDS_EXPORT_TABLE_REPORT", "true").lower() in ("1", "true", "yes"),
+        help="read each finished export's per-table outcome from its S3 info files (default on; objects can opt "
+        "out with spec.tableReport: Disabled)",
+    )
+    p.add_argument(
+        "--table-report-wait",
+        type=float,
+        default=env.get("RDS_EXPORT_TABLE_REPORT_WAIT", str(d.table_report_wait)),
+        help="seconds to retry missing table info files or S3 errors before TablesComplete=Unknown",
+    )
     args = p.parse_args(argv)
     identities = args.identities_configmap.strip()
     if identities and "/" not in identities:
@@ -220,6 +237,8 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             lease_duration=args.lease_duration,
             renew_deadline=args.renew_deadline,
             retry_period=args.retry_period,
+            table_report=args.table_report,
+            table_report_wait=args.table_report_wait,
         )
     except ValueError as exc:
         p.error(str(exc))

@@ -127,6 +127,7 @@ def test_defaults_render_a_locked_down_single_replica_operator(render: Render) -
     assert env_of(docs) == {
         "RDS_EXPORT_NAMESPACES": "",
         "RDS_EXPORT_POLL_INTERVAL": "30",
+        "RDS_EXPORT_TABLE_REPORT": "true",
         "RDS_EXPORT_IDENTITIES_CONFIGMAP": "ops/r1-rds-export-operator-identities",
         "RDS_EXPORT_LOG_LEVEL": "INFO",
         "RDS_EXPORT_LOG_FORMAT": "json",
