@@ -136,5 +136,5 @@ def test_identifier_taken_by_another_source_is_terminal(
     )
     assert condition(obj, "Failed")["reason"] == "IdentifierInUse"
     assert aws.standin.task(ident).source_arn == other
-    assert "another source" in condition(obj, "Failed")["message"]
+    assert "different sourceArn" in condition(obj, "Failed")["message"]
     assert 1 <= aws.standin.call_count("StartExportTask", ident) <= 2  # never a second task
