@@ -221,6 +221,7 @@ class ControlPlane:
             proc.wait()
         del self.processes[index]
         self._spawn(name, self.commands[name])
+        self.processes.insert(index, self.processes.pop())  # keep start order: stop() goes in reverse
         wait_until(self._ready, timeout=timeout, what=f"kube-apiserver /readyz after restarting {name}")
         wait_until(self._controller_manager_ready, timeout=timeout, what=f"controller-manager after restarting {name}")
 
