@@ -16,7 +16,8 @@ from kopf._core.intents.handlers import TimerHandler
 
 from rds_export_operator import status as st
 from rds_export_operator.identity import Identities
-from rds_export_operator.identity_source import ConfigMapSource, KubeApi, NamespaceLabels
+from rds_export_operator.identity_source import ConfigMapSource, NamespaceLabels
+from rds_export_operator.kubeapi import KubeApi
 from rds_export_operator.metrics import Metrics
 from rds_export_operator.polling import PerObject, Poller
 from rds_export_operator.rds import Rds

@@ -28,7 +28,8 @@ from rds_export_operator.identity import (
     IdentityUnavailable,
     Refusal,
 )
-from rds_export_operator.identity_source import ConfigMapSource, KubeApi, NamespaceLabels
+from rds_export_operator.identity_source import ConfigMapSource, NamespaceLabels
+from rds_export_operator.kubeapi import KubeApi
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "rds-export-operator"
