@@ -25,6 +25,20 @@ ENV_PREFIX = "RDS_EXPORT_"
 T = TypeVar("T")
 
 
+Check = tuple[Callable[[Any], bool], str]  # the test (may raise ValueError itself), the message; {!r} is the value
+
+
+def at_least(low: float, message: str) -> Check:
+    return (lambda value: value >= low, message)
+
+
+def positive(message: str) -> Check:
+    return (lambda value: value > 0, message)
+
+
+NOT_NEGATIVE = at_least(0, "wait deadlines must not be negative")
+
+
 @dataclass(frozen=True)
 class Option:
     """How one setting is set from outside: its flag, the environment variables read (first set wins), and checks."""
@@ -33,27 +47,22 @@ class Option:
     env: tuple[str, ...]
     help: str
     choices: tuple[str, ...] = ()
-    valid: Callable[[Any], bool] | None = None  # may also raise ValueError with its own reason
-    invalid: str = ""  # the message when `valid` says no; {!r} is the value
+    valid: Check | None = None
 
     def named(self, name: str) -> Option:
         """With the flag, variable and choice check that follow from the field's name unless declared."""
-        valid, invalid = self.valid, self.invalid
-        if self.choices and valid is None:
-            choices = self.choices
-            valid = lambda value: value in choices  # noqa: E731
-            invalid = f"{name.replace('_', ' ')} must be {' or '.join(choices)}, not {{!r}}"
-        return replace(
-            self,
-            flag=self.flag or "--" + name.replace("_", "-"),
-            env=self.env or (ENV_PREFIX + name.upper(),),
-            valid=valid,
-            invalid=invalid,
-        )
+        valid, choices = self.valid, self.choices
+        if choices and valid is None:
+            valid = (
+                lambda value: value in choices,
+                f"{name.replace('_', ' ')} must be {' or '.join(choices)}, not {{!r}}",
+            )
+        flag = self.flag or "--" + name.replace("_", "-")
+        return replace(self, flag=flag, env=self.env or (ENV_PREFIX + name.upper(),), valid=valid)
 
     def check(self, value: Any) -> None:
-        if self.valid is not None and not self.valid(value):
-            raise ValueError(self.invalid.format(value))
+        if self.valid is not None and not self.valid[0](value):
+            raise ValueError(self.valid[1].format(value))
 
 
 def setting(
@@ -63,71 +72,49 @@ def setting(
     flag: str = "",
     env: tuple[str, ...] = (),
     choices: tuple[str, ...] = (),
-    valid: Callable[[Any], bool] | None = None,
-    invalid: str = "",
+    check: Check | None = None,
 ) -> T:
     """A `Settings` field with its `Option`; the flag is --<name> and the variable RDS_EXPORT_<NAME> unless told."""
-    option = Option(flag=flag, env=env, help=help, choices=choices, valid=valid, invalid=invalid)
+    option = Option(flag=flag, env=env, help=help, choices=choices, valid=check)
     return field(default=default, metadata={"option": option})
 
 
 @dataclass(frozen=True)
 class Settings:
-    # A new setting is one line here (and a mention in README.md's Configuration paragraph, checked by a test).
+    # A new setting is one entry here (and a mention in README.md's Configuration paragraph, checked by a test).
     namespaces: tuple[str, ...] = setting(
-        (), "namespace to watch (repeatable; env comma-separated); default all", flag="--namespace"
+        (), "namespace to watch (repeatable; env comma-separated)", flag="--namespace"
     )
     poll_interval: float = setting(
         30.0,
         "seconds between DescribeExportTasks calls per account and region",
-        valid=lambda v: v >= 1,
-        invalid="poll interval must be at least 1 second, not {}",
+        check=at_least(1, "poll interval must be at least 1 second, not {}"),
     )
     tick_interval: float = setting(
-        3.0,
-        "seconds between an object's looks at the shared answer (no AWS call; at most the poll interval)",
+        3.0, "seconds between an object's looks at the polled answer (at most the poll interval)"
     )
     polling: str = setting(
-        "coalesced",
-        "coalesced: one paginated call per account and region; per-object: the naive baseline",
-        choices=("coalesced", "per-object"),
+        "coalesced", "one call per account and region, or per object", choices=("coalesced", "per-object")
     )
     max_concurrent_exports: int = setting(
         5,
-        "exports running at once per account and region (AWS's quota; raise it if AWS raised yours)",
-        valid=lambda v: v >= 1,
-        invalid="max concurrent exports must be at least 1",
+        "exports at once per account and region (AWS's quota)",
+        check=at_least(1, "max concurrent exports must be at least 1"),
     )
     retry_base_delay: float = setting(5.0, "seconds before the first retry after an AWS error")
     retry_max_delay: float = setting(300.0, "longest retry delay in seconds (doubling from base)")
     source_wait: float = setting(
-        43200.0,
-        "seconds to wait out InvalidExportSourceState (source busy or not available) before failing",
-        valid=lambda v: v >= 0,
-        invalid="wait deadlines must not be negative",
+        43200.0, "seconds to wait out InvalidExportSourceState before failing", check=NOT_NEGATIVE
     )
-    iam_wait: float = setting(
-        900.0,
-        "seconds to wait out IamRoleNotFound / IamRoleMissingPermissions (IAM propagation) before failing",
-        valid=lambda v: v >= 0,
-        invalid="wait deadlines must not be negative",
-    )
-    aws_warn_after: float = setting(
-        600.0,
-        "seconds of failing AWS calls after which an object gets a Warning Event",
-        valid=lambda v: v >= 0,
-        invalid="wait deadlines must not be negative",
-    )
+    iam_wait: float = setting(900.0, "seconds to wait out IamRoleNotFound/MissingPermissions", check=NOT_NEGATIVE)
+    aws_warn_after: float = setting(600.0, "seconds of failing AWS calls before a Warning Event", check=NOT_NEGATIVE)
     default_region: str = setting(
         "",
-        "region for objects that name none and have no sourceArn (Observe); AWS_REGION by default",
+        "region for objects that name none and have no sourceArn (Observe)",
         env=("RDS_EXPORT_DEFAULT_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
     log_level: str = setting(
-        "INFO",
-        "DEBUG, INFO, WARNING or ERROR",
-        valid=lambda v: v.upper() in _LOG_LEVELS,
-        invalid="unknown log level {!r}",
+        "INFO", "DEBUG, INFO, WARNING or ERROR", check=(lambda v: v.upper() in _LOG_LEVELS, "unknown log level {!r}")
     )
     log_format: str = setting("plain", "plain or json", choices=("plain", "json"))
     health_endpoint: str = setting(
@@ -137,53 +124,41 @@ class Settings:
     readiness_period: float = setting(
         5.0,
         "seconds between readiness checks of the API server; not Ready after two periods without success",
-        valid=lambda v: v > 0,
-        invalid="readiness period must be positive",
+        check=positive("readiness period must be positive"),
     )
     max_workers: int = setting(
-        16,
-        "threads for handlers and AWS calls",
-        valid=lambda v: v >= 1,
-        invalid="max workers must be at least 1",
+        16, "threads for handlers and AWS calls", check=at_least(1, "max workers must be at least 1")
     )
     api_connections: int = setting(
         32,
         "concurrent connections to the Kubernetes API server (watch streams come on top)",
-        valid=lambda v: v >= 4,
-        invalid="API connections must be at least 4 (watch streams hold some)",
+        check=at_least(4, "API connections must be at least 4 (watch streams hold some)"),
     )
     aws_timeout: float = setting(
-        20.0,
-        "seconds to wait for an AWS answer",
-        valid=lambda v: v > 0,
-        invalid="AWS timeout must be positive",
+        20.0, "seconds to wait for an AWS answer", check=positive("AWS timeout must be positive")
     )
     tenancy: str = setting(
         "",
         "JSON: namespace -> allowed accounts, regions, iamRoleArns (patterns); empty allows all",
-        valid=lambda v: Tenancy.parse(v) is not None,  # raises ValueError with the reason
+        check=(lambda v: Tenancy.parse(v) is not None, ""),  # parse raises ValueError with the reason
     )
     identities_configmap: str = setting(
         "",
         "ConfigMap (name, or namespace/name; POD_NAMESPACE by default) mapping namespaces to IAM roles; "
         "empty: the operator's own AWS identity for every namespace",
-        valid=lambda v: not v or _OBJECT_REF.fullmatch(v) is not None,
-        invalid="identities ConfigMap must be namespace/name, not {!r}",
+        check=(
+            lambda v: not v or _OBJECT_REF.fullmatch(v) is not None,
+            "identities ConfigMap must be namespace/name, not {!r}",
+        ),
     )
     metrics_port: int = setting(
         9090,
-        "port of the Prometheus metrics endpoint; 0: none",
-        valid=lambda v: 0 <= v <= 65535,
-        invalid="metrics port must be 0..65535, not {}",
+        "Prometheus metrics port; 0: none",
+        check=(lambda v: 0 <= v <= 65535, "metrics port must be 0..65535, not {}"),
     )
-    leader_election: bool = setting(
-        False,
-        "hold a coordination.k8s.io Lease before reconciling (needed with more than one replica)",
-    )
+    leader_election: bool = setting(False, "hold a coordination.k8s.io Lease before reconciling (for several replicas)")
     leader_election_namespace: str = setting(
-        "default",
-        "namespace of the Lease",
-        env=("RDS_EXPORT_LEADER_ELECTION_NAMESPACE", "POD_NAMESPACE"),
+        "default", "namespace of the Lease", env=("RDS_EXPORT_LEADER_ELECTION_NAMESPACE", "POD_NAMESPACE")
     )
     leader_election_name: str = setting("rds-export-operator", "name of the Lease")
     identity: str = setting("", "this replica's name in the Lease (default: host name and pid)", env=("POD_NAME",))
