@@ -41,3 +41,15 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+_NEEDS_CONTROL_PLANE = ("cluster", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/cluster and tests/e2e needs the control plane: marked ``cluster`` by directory, so that
+    ``-m "not cluster"`` (``make unit``) runs the rest in seconds."""
+    root = Path(__file__).parent
+    for item in items:
+        if item.path.relative_to(root).parts[0] in _NEEDS_CONTROL_PLANE:
+            item.add_marker(pytest.mark.cluster)
