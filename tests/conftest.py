@@ -29,13 +29,23 @@ def crd(kubectl: Kubectl) -> None:
     install_crd(kubectl)
 
 
-@pytest.fixture
-def namespace(kubectl: Kubectl) -> Iterator[str]:
+def _fresh_namespace(kubectl: Kubectl) -> Iterator[str]:
     # No controller-manager runs, so a deleted namespace stays Terminating: names must never repeat.
     name = f"t-{uuid.uuid4().hex[:10]}"
     kubectl.run("create", "namespace", name)
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    yield from _fresh_namespace(kubectl)
+
+
+@pytest.fixture
+def other_namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A second fresh namespace, for what must not reach across namespaces."""
+    yield from _fresh_namespace(kubectl)
 
 
 @pytest.fixture
