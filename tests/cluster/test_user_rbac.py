@@ -205,30 +205,10 @@ def test_an_editor_of_a_namespace_manages_exports_there_and_nowhere_else(
     # Real requests, as the user: create, edit a policy, try to write status, delete.
     ok, out = as_user(kubectl, user, "create", "-f", "-", input=json.dumps(task(namespace, "nightly")))
     assert ok, out
-    ok, out = as_user(
-        kubectl,
-        user,
-        "patch",
-        "rdsexporttask",
-        "nightly",
-        *here,
-        "--type=merge",
-        "-p",
-        '{"spec":{"deletionPolicy":"Cancel"}}',
-    )
+    patch = ("patch", "rdsexporttask", "nightly", *here, "--type=merge")
+    ok, out = as_user(kubectl, user, *patch, "-p", '{"spec":{"deletionPolicy":"Cancel"}}')
     assert ok, out
-    ok, out = as_user(
-        kubectl,
-        user,
-        "patch",
-        "rdsexporttask",
-        "nightly",
-        *here,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status":{"status":"COMPLETE"}}',
-    )
+    ok, out = as_user(kubectl, user, *patch, "--subresource=status", "-p", '{"status":{"status":"COMPLETE"}}')
     assert not ok
     assert "forbidden" in out, out
     ok, out = as_user(kubectl, user, "create", "-f", "-", input=json.dumps(task(other_namespace, "elsewhere")))
