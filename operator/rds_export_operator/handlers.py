@@ -16,7 +16,8 @@ from kopf._core.intents.handlers import TimerHandler
 
 from rds_export_operator import status as st
 from rds_export_operator.identity import Identities
-from rds_export_operator.identity_source import ConfigMapSource, KubeApi, NamespaceLabels
+from rds_export_operator.identity_source import ConfigMapSource, NamespaceLabels
+from rds_export_operator.kubeapi import KubeApi
 from rds_export_operator.metrics import Metrics
 from rds_export_operator.polling import PerObject, Poller
 from rds_export_operator.rds import Rds
@@ -94,28 +95,22 @@ class Handlers:
         kopf.on.login(registry=registry)(self.login)
         kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")(self.track)
         # kopf.timer always adds a finalizer; this timer must not (see needs_finalizer), so it is built directly.
-        registry._spawning.append(
-            TimerHandler(
-                fn=self.sync,
-                id=HandlerId("sync"),
-                param=None,
-                errors=None,
-                timeout=None,
-                retries=None,
-                backoff=None,
-                selector=Selector(GROUP, VERSION, PLURAL),
-                labels=None,
-                annotations=None,
-                when=unfinished,
-                field=None,
-                value=None,
-                initial_delay=self.first_delay,
-                requires_finalizer=False,
-                sharp=None,
-                idle=None,
-                interval=self.tick,
-            )
+        # Everything else unset: no retries or filters of kopf's own (the reconciler decides), not sharp, not idle.
+        unset = dict.fromkeys(("param", "errors", "timeout", "retries", "backoff", "labels", "annotations", "field"))
+        timer = TimerHandler(
+            fn=self.sync,
+            id=HandlerId("sync"),
+            selector=Selector(GROUP, VERSION, PLURAL),
+            when=unfinished,
+            initial_delay=self.first_delay,
+            requires_finalizer=False,
+            interval=self.tick,
+            value=None,
+            sharp=None,
+            idle=None,
+            **unset,
         )
+        registry._spawning.append(timer)
         kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=needs_finalizer)(self.cancel)
 
     def configure(self, settings: kopf.OperatorSettings, **_: Any) -> None:

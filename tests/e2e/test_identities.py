@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from constants import PLURAL as KIND
 from e2e.conftest import RELEASE, RELEASE_NAMESPACE, condition, export_task, status_is
 from localdev.aws_standin import StandInServer, create_snapshot
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
 
-KIND = "rdsexporttasks"
 ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
 ROLE_B = "arn:aws:iam::222222222222:role/team-b-exports"
 MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
