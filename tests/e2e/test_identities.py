@@ -44,7 +44,8 @@ def mapping(kubectl: Kubectl, namespace: str, team_b: str) -> Iterator[None]:
 
 
 def callers(aws: StandInServer, action: str, identifier: str) -> set[str]:
-    return {c.caller for c in aws.standin.calls(action) if c.params.get("ExportTaskIdentifier") == identifier}
+    """Who made the calls of ``action`` that name ``identifier`` (as the parameter, or among a filter's values)."""
+    return {c.caller for c in aws.standin.calls(action) if identifier in c.params.values()}
 
 
 def test_each_namespace_acts_as_its_own_role_and_cannot_touch_the_other(
