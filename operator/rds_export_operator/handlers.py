@@ -187,7 +187,7 @@ class Handlers:
         spec = self._spec(body, patch)
         if spec is None:
             return
-        result = self.reconciler.cancel(spec, status, attempt=retry)
+        result = self.reconciler.cancel(spec, status, attempt=retry, uid=body.metadata.uid or "")
         self._apply(result, spec, body, patch)
         if not result.done:
             raise kopf.TemporaryError("waiting for AWS to finish canceling", delay=result.retry_after or 1.0)

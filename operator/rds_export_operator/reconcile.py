@@ -328,17 +328,28 @@ class Reconciler:
 
     # -- deletion ---------------------------------------------------------------------------------------------
 
-    def cancel(self, spec: ExportSpec, status: Mapping[str, Any], *, attempt: int = 0) -> Result:
+    def cancel(self, spec: ExportSpec, status: Mapping[str, Any], *, attempt: int = 0, uid: str = "") -> Result:
         """Cancel this object's own running export and wait until AWS reports it finished; ``done`` lets it go.
 
-        Objects that never started or adopted a task (queued, refused, Observe) make no AWS call at all.
+        Objects that never started or adopted a task (queued, refused, Observe) make no AWS call at all. A Start
+        whose answer never reached the status (a crash, a lost answer) is found by describing: when the status
+        shows no task yet, the task is this object's if we started it in this process, or if its identifier is
+        derived from this object's UID and it matches the spec; an explicit identifier is never presumed ours.
         """
         result = Result()
-        if not spec.cancels_on_delete or status.get("ownership") not in OWNED or not has_task(status):
+        owned = status.get("ownership") in OWNED and has_task(status)
+        unseen = not has_task(status) and status.get("status") not in (st.QUEUED, st.REFUSED)
+        maybe_ours = unseen and (self.aws.started(uid) or not spec.explicit_identifier)
+        if not spec.cancels_on_delete or not (owned or maybe_ours):
             result.done = True
             return result
         try:
             spec = self._with_identity(spec)
+            if not owned:
+                found = self.aws.describe(spec.region, spec.identifier, spec.identity)
+                if found is None or mismatches(spec, found):
+                    result.done = True  # nothing was started for this object
+                    return result
             if status.get("status") == "CANCELING":
                 task = self.aws.describe(spec.region, spec.identifier, spec.identity)
             else:

@@ -94,6 +94,7 @@ class ExportSpec:
     s3_prefix: str | None = None
     export_only: tuple[str, ...] = ()
     namespace: str = ""
+    explicit_identifier: bool = False  # set in the spec (else derived from the object's UID: only it uses it)
     identity: Identity | None = None  # the AWS identity the namespace uses; None: the operator's own
 
     @property
@@ -144,4 +145,5 @@ def parse_spec(spec: Mapping[str, Any], *, namespace: str, name: str, uid: str, 
         s3_prefix=spec.get("s3Prefix"),
         export_only=tuple(spec.get("exportOnly") or ()),
         namespace=namespace,
+        explicit_identifier=bool(spec.get("exportTaskIdentifier")),
     )

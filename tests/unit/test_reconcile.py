@@ -513,7 +513,6 @@ def test_cancel_not_found_is_done(reconciler: Reconciler, rds: FakeRds) -> None:
 @pytest.mark.parametrize(
     "status",
     [
-        {},
         {"status": "QUEUED"},
         {"status": "REFUSED"},
         {"status": "IN_PROGRESS"},  # no ownership: never started nor adopted by this object
@@ -521,6 +520,7 @@ def test_cancel_not_found_is_done(reconciler: Reconciler, rds: FakeRds) -> None:
     ],
 )
 def test_cancel_of_what_is_not_ours_makes_no_call(reconciler: Reconciler, rds: FakeRds, status: dict[str, Any]) -> None:
+    """(An object whose status shows no task yet is covered by test_cancel_finds_a_start_the_status_never_showed.)"""
     # Bug (issue 10): deleting a QUEUED object with an explicit identifier canceled whatever task held it.
     put(rds, Status="IN_PROGRESS")
     result = reconciler.cancel(SPEC, status)
@@ -701,3 +701,28 @@ def test_queue_is_not_consulted_for_known_tasks(reconciler: Reconciler, rds: Fak
     put(rds, "theirs", Status="IN_PROGRESS")
     reconciler.sync(OBSERVE, {}, uid="u2", created="t2")
     assert rds.slot_calls == []
+
+
+def test_cancel_finds_a_start_the_status_never_showed(reconciler: Reconciler, rds: FakeRds) -> None:
+    # Found by the model-based test: a crash (or a lost answer) right after StartExportTask left the status empty,
+    # and a deletion then let the export run. The derived identifier can only be this object's: cancel it.
+    put(rds, Status="STARTING")
+    result = reconciler.cancel(SPEC, {}, uid="u1")
+    assert ("CancelExportTask", SPEC.identifier) in rds.calls
+    assert not result.done and result.status["status"] == "CANCELING"
+
+
+def test_cancel_of_an_explicit_identifier_needs_proof_of_ownership(reconciler: Reconciler, rds: FakeRds) -> None:
+    explicit = make_spec(exportTaskIdentifier="chosen")
+    put(rds, "chosen", Status="STARTING")
+    assert reconciler.cancel(explicit, {}, uid="u1").done  # someone else's, for all we know
+    assert ("CancelExportTask", "chosen") not in rds.calls
+    rds.tasks.clear()
+    reconciler.sync(explicit, {}, uid="u1")  # we start it in this process: it is ours
+    result = reconciler.cancel(explicit, {}, uid="u1")
+    assert ("CancelExportTask", "chosen") in rds.calls and not result.done
+
+
+def test_cancel_of_an_unseen_start_that_never_happened_is_done(reconciler: Reconciler, rds: FakeRds) -> None:
+    assert reconciler.cancel(SPEC, {}, uid="u1").done
+    assert rds.calls == [("DescribeExportTasks", SPEC.identifier)]
