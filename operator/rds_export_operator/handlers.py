@@ -57,6 +57,8 @@ class _Looks:
 
     attempt: int = 0  # failed looks in a row (the backoff's exponent)
     sleep: float | None = None  # how long to wait for a wake-up before the next look; None: look at once
+    generation: int | None = None  # of the spec, as last seen in a watch event
+    written: str | None = None  # resourceVersion our last status write was based on
 
 
 UP_TO_DATE = "up to date; asleep until the task changes"
@@ -133,7 +135,7 @@ class Handlers:
                 initial_delay=self.first_delay,
                 requires_finalizer=False,
                 cancellation_backoff=None,
-                cancellation_timeout=None,
+                cancellation_timeout=5.0,  # it only ever sleeps: cancel it at once when the object finishes
                 cancellation_polling=None,
             )
         )
@@ -196,10 +198,13 @@ class Handlers:
             self.reconciler.drop(uid)  # nothing left to watch or wake
             self.wakeups.forget(uid)
             self._looks.pop(uid, None)
-        elif has_task(status) or spec.get("managementPolicy") == "Observe":
+            return
+        if has_task(status) or spec.get("managementPolicy") == "Observe":
             self.reconciler.forget(uid)  # no longer waiting for an export slot, nor a start in flight
-        if not deleted and meta.get("generation") != status.get("observedGeneration"):
+        looks = self._looks.setdefault(uid, _Looks())
+        if looks.generation not in (None, meta.get("generation")):
             self.wakeups.wake([uid])  # the spec changed (a policy): look now
+        looks.generation = meta.get("generation")
 
     def first_delay(self, status: Mapping[str, Any], **_: Any) -> float:
         # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).
@@ -214,9 +219,15 @@ class Handlers:
         looks = self._looks.setdefault(uid, _Looks())
         if looks.sleep is not None:
             await self.wakeups.wait(uid, looks.sleep)
+        # Never decide on a body older than our own last write: wait (briefly) for its watch event.
+        for _ in range(40):
+            if looks.written is None or body.metadata.get("resourceVersion") != looks.written:
+                break
+            await asyncio.sleep(0.05)
         # The live body changes under us (watch events): decide on one version of it.
         snapshot = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
         result = await asyncio.to_thread(self._look, snapshot, patch, looks.attempt)
+        looks.written = snapshot.metadata.get("resourceVersion") if patch else None
         if result is not None and result.retry_after is not None:
             looks.attempt, looks.sleep = looks.attempt + 1, None
             raise kopf.TemporaryError(_synced_message(result), delay=result.retry_after)
