@@ -220,7 +220,7 @@ class Handlers:
         if looks.sleep is not None:
             await self.wakeups.wait(uid, looks.sleep)
         # Never decide on a body older than our own last write: wait (briefly) for its watch event.
-        for _ in range(40):
+        for _try in range(40):
             if looks.written is None or body.metadata.get("resourceVersion") != looks.written:
                 break
             await asyncio.sleep(0.05)
