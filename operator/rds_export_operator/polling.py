@@ -159,18 +159,22 @@ class Poller:
                 delay = min(self.max_backoff, self.interval * 2 ** min(state.failures - 1, 20))
                 state.retry_at, state.error = self.clock() + self.rng.uniform(delay, 1.5 * delay), error
                 state.inflight = None
+                # The first failure is news for every watcher (Synced=False); later ones are not.
+                told = [uid for uids in state.watched.values() for uid in uids] if state.failures == 1 else []
             future.set_exception(error)
+            self.wake(told)
             raise
         running = [i for i, t in tasks.items() if normalize_status(t.get("Status")) in ACTIVE_STATUSES]
         tasks.update((t["ExportTaskIdentifier"], t) for t in more)
         page = Page(tasks, len(running), now, frozenset(absent) - tasks.keys())
         with state.lock:
+            recovered = state.failures > 0  # watchers showed the failure: all of them are news now
             state.page, state.failures, state.error, state.inflight = page, 0, None, None
             state.recent.clear()
             changed = [
                 uid
                 for identifier, uids in state.watched.items()
-                if before is None or before.tasks.get(identifier) != page.tasks.get(identifier)
+                if recovered or before is None or before.tasks.get(identifier) != page.tasks.get(identifier)
                 for uid in uids
             ]
         scope = slot_scope(region, identity)
