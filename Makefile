@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/dev:$(CURDIR)/operator
 
-.PHONY: demo test lint binaries bench-control-plane bench-scale clean
+.PHONY: demo test unit lint binaries bench-control-plane bench-scale clean
 
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(VENV)/.installed binaries
 
 test: $(VENV)/.installed binaries
 	$(PY) -m pytest
+
+# Seconds, no control plane: tests/unit and tests/static (tests/cluster and tests/e2e are marked `cluster`).
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit tests/static -m "not cluster"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -29,8 +29,7 @@ def crd(kubectl: Kubectl) -> None:
     install_crd(kubectl)
 
 
-@pytest.fixture
-def namespace(kubectl: Kubectl) -> Iterator[str]:
+def _fresh_namespace(kubectl: Kubectl) -> Iterator[str]:
     # Unique names: deletion (by kube-controller-manager) is asynchronous, so the last test's namespace may still
     # be Terminating while the next one starts.
     name = f"t-{uuid.uuid4().hex[:10]}"
@@ -40,5 +39,28 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
 
 
 @pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    yield from _fresh_namespace(kubectl)
+
+
+@pytest.fixture
+def other_namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A second fresh namespace, for what must not reach across namespaces."""
+    yield from _fresh_namespace(kubectl)
+
+
+@pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+_NEEDS_CONTROL_PLANE = ("cluster", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/cluster and tests/e2e needs the control plane: marked ``cluster`` by directory, so that
+    ``-m "not cluster"`` (``make unit``) runs the rest in seconds."""
+    root = Path(__file__).parent
+    for item in items:
+        if item.path.relative_to(root).parts[0] in _NEEDS_CONTROL_PLANE:
+            item.add_marker(pytest.mark.cluster)

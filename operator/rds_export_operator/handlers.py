@@ -14,13 +14,12 @@ from typing import Any, cast
 
 import aiohttp
 import kopf
-from kopf._cogs.structs.ids import HandlerId
-from kopf._cogs.structs.references import Selector
-from kopf._core.intents.handlers import DaemonHandler
 
+from rds_export_operator import spawning
 from rds_export_operator import status as st
 from rds_export_operator.identity import Identities
-from rds_export_operator.identity_source import ConfigMapSource, KubeApi, NamespaceLabels
+from rds_export_operator.identity_source import ConfigMapSource, NamespaceLabels
+from rds_export_operator.kubeapi import KubeApi
 from rds_export_operator.metrics import Metrics
 from rds_export_operator.polling import PerObject, Poller
 from rds_export_operator.rds import Rds
@@ -115,30 +114,8 @@ class Handlers:
         kopf.on.cleanup(registry=registry)(self.cleanup)
         kopf.on.login(registry=registry)(self.login)
         kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")(self.track)
-        # One daemon per unfinished object, asleep until the poller wakes it (push, not tick). kopf.daemon always
-        # adds a finalizer; this one must not (see needs_finalizer), so it is built directly.
-        registry._spawning.append(
-            DaemonHandler(
-                fn=self.sync,
-                id=HandlerId("sync"),
-                param=None,
-                errors=None,
-                timeout=None,
-                retries=None,
-                backoff=None,
-                selector=Selector(GROUP, VERSION, PLURAL),
-                labels=None,
-                annotations=None,
-                when=unfinished,
-                field=None,
-                value=None,
-                initial_delay=self.first_delay,
-                requires_finalizer=False,
-                cancellation_backoff=None,
-                cancellation_timeout=5.0,  # it only ever sleeps: cancel it at once when the object finishes
-                cancellation_polling=None,
-            )
-        )
+        # One daemon per unfinished object, asleep until the poller wakes it (push, not tick); no finalizer.
+        registry._spawning.append(spawning.daemon(self.sync, "sync", when=unfinished, initial_delay=self.first_delay))
         kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=needs_finalizer)(self.cancel)
 
     async def configure(self, settings: kopf.OperatorSettings, **_: Any) -> None:

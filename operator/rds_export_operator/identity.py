@@ -31,7 +31,6 @@ STS failures (AccessDenied while a trust policy is created or changed, throttlin
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import time
@@ -45,6 +44,8 @@ import botocore.config
 import botocore.credentials
 import botocore.exceptions
 import botocore.session
+
+from rds_export_operator.jsontext import load_json
 
 if TYPE_CHECKING:
     from mypy_boto3_rds.client import RDSClient
@@ -198,13 +199,8 @@ class IdentityMapping:
     @classmethod
     def parse(cls, text: str) -> IdentityMapping:
         """Parse and validate the JSON mapping; raise MappingError listing every problem. Blank: no mapping."""
-        if not text.strip():
-            return cls()
-        try:
-            raw: Any = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MappingError([f"not JSON: {exc}"]) from None
-        return cls.from_object(raw)
+        raw = load_json(text, lambda reason: MappingError([reason]))
+        return cls() if raw is None else cls.from_object(raw)
 
     @classmethod
     def from_configmap_data(cls, data: Mapping[str, str] | None) -> IdentityMapping:

@@ -22,95 +22,29 @@ Namespace labels, needed only when a rule has a ``namespaceSelector``, are fetch
 (a GET per namespace, cached for ``ttl`` seconds): ``get`` on namespaces, no cluster-wide list or watch, and no
 cost at all when no rule has a selector.
 
-Requests use the operator's own Kubernetes credentials (ServiceAccount, else $KUBECONFIG), as ``leader.py`` does.
+Requests go through ``kubeapi.KubeApi`` with the operator's own Kubernetes credentials, as ``leader.py``'s do.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import ssl
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rds_export_operator.identity import Identities, IdentityMapping, IdentityUnavailable, MappingError
+from rds_export_operator.kubeapi import KubeApi
+from rds_export_operator.resources import COMPONENT
 
 logger = logging.getLogger(__name__)
-COMPONENT = "rds-export-operator"
-
-
-class KubeApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-
-
-def login_from_environment() -> kopf.ConnectionInfo:
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None:
-        raise RuntimeError("no Kubernetes credentials (no ServiceAccount, no KUBECONFIG)")
-    return info
-
-
-class KubeApi:
-    """GET and POST of core objects over HTTPS as the operator; logs in again after a 401 (rotated tokens)."""
-
-    def __init__(self, login: Callable[[], kopf.ConnectionInfo] = login_from_environment, timeout: float = 10.0):
-        self._login, self._timeout = login, timeout
-        self._lock = threading.Lock()
-        self._session: tuple[str, dict[str, str], ssl.SSLContext] | None = None
-
-    def _connection(self, renew: bool = False) -> tuple[str, dict[str, str], ssl.SSLContext]:
-        with self._lock:
-            if self._session is None or renew:
-                info = self._login()
-                headers = {"Accept": "application/json", "Content-Type": "application/json", **info.as_http_headers()}
-                self._session = (info.server.rstrip("/"), headers, info.as_ssl_context())
-            return self._session
-
-    def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        data = json.dumps(body).encode() if body is not None else None
-        for attempt in (0, 1):
-            server, headers, context = self._connection(renew=attempt > 0)
-            request = urllib.request.Request(server + path, data=data, method=method, headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=self._timeout, context=context) as response:
-                    return dict(json.load(response))
-            except urllib.error.HTTPError as error:
-                if error.code == 401 and attempt == 0:
-                    continue
-                if error.code == 404 and method == "GET":
-                    return None
-                raise KubeApiError(error.code, _status_message(error)) from None
-        raise AssertionError("unreachable")
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        """The object at ``path``, or None if it does not exist."""
-        return self._request("GET", path)
-
-    def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
-        return self._request("POST", path, body)
-
-
-def _status_message(error: urllib.error.HTTPError) -> str:
-    text = error.read().decode(errors="replace")
-    try:
-        return str(json.loads(text).get("message", text))
-    except (ValueError, AttributeError):
-        return text[:500]
 
 
 @dataclass

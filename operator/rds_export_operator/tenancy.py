@@ -10,12 +10,12 @@ without an entry (and no ``"*"``) may do nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from rds_export_operator.jsontext import load_json
 from rds_export_operator.spec import ExportSpec, SpecError, parse_arn
 
 _KEYS = {"accounts": "accounts", "regions": "regions", "iamRoleArns": "iam_role_arns"}
@@ -38,12 +38,9 @@ class Tenancy:
 
     @classmethod
     def parse(cls, text: str) -> Tenancy:
-        if not text.strip():
+        raw = load_json(text, lambda reason: ValueError(f"tenancy policy is {reason}"))
+        if raw is None:
             return cls()
-        try:
-            raw: Any = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"tenancy policy is not JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise ValueError("tenancy policy must be an object of namespace -> grant")
         grants = {}

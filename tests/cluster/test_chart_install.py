@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from helmchart import CHART, CRD_NAME, OPERATOR_RULES, SCHEMA_ERROR, Helm, helm_runner
+from helmchart import CHART, CRD_NAME, OPERATOR_RULES, SCHEMA_ERROR, Helm
 from localdev.aws_standin import Script, StandInServer, create_snapshot
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
@@ -30,12 +30,6 @@ OPTIONAL_SCANS = re.compile(
     r"Not enough permissions to|"
     r'cannot (list|watch) resource \\?"(customresourcedefinitions|namespaces)\\?" .* at the cluster scope'
 )
-
-
-@pytest.fixture(scope="session")
-def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    """Helm pointed at the control plane, its cache, config and data kept out of the user's home."""
-    return helm_runner(control_plane.helm, control_plane.env(), tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture

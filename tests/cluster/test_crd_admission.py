@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
+from constants import API_VERSION, KEY, KIND, ROLE
 from localdev.kube import Kubectl
 
 SNAPSHOT = "arn:aws:rds:us-east-1:123456789012:snapshot:nightly"
-ROLE = "arn:aws:iam::123456789012:role/rds-s3-export"
-KEY = "arn:aws:kms:us-east-1:123456789012:key/0b4a2e46-1f86-4b34-9d4f-0fbd5d2c3b7f"
 VALID = {"sourceArn": SNAPSHOT, "s3BucketName": "my-exports", "iamRoleArn": ROLE, "kmsKeyId": KEY}
 RDS = "arn:aws:rds:us-east-1:123456789012"
 KMS = "arn:aws:kms:us-east-1:123456789012"
@@ -23,8 +22,8 @@ MRK = "mrk-1234abcd12ab34cd56ef1234567890ab"
 def obj(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
     body = {**VALID, **spec}
     return {
-        "apiVersion": "rdsexport.dev/v1alpha1",
-        "kind": "RdsExportTask",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": name, "namespace": namespace},
         "spec": {k: v for k, v in body.items() if v is not None},
     }

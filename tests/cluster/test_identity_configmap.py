@@ -6,9 +6,8 @@ deletion, without a restart.
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from helmchart import CHART, Helm
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.waiting import wait_until
@@ -28,33 +28,12 @@ from rds_export_operator.identity import (
     IdentityUnavailable,
     Refusal,
 )
-from rds_export_operator.identity_source import ConfigMapSource, KubeApi, NamespaceLabels
+from rds_export_operator.identity_source import ConfigMapSource, NamespaceLabels
+from rds_export_operator.kubeapi import KubeApi
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "rds-export-operator"
 ROLE_A = "arn:aws:iam::111111111111:role/rds-export-team-a"
 ROLE_B = "arn:aws:iam::222222222222:role/rds-export-team-b"
 DEADLINE = 15.0  # seconds for a change to apply; the source reads every 0.5 s here (10 s in the chart)
-
-Helm = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="module")
-def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **control_plane.env(),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [control_plane.helm, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
-
-    return run
 
 
 def values_file(tmp_path: Path, identities: dict[str, Any]) -> str:

@@ -13,17 +13,15 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
-from localdev.controlplane import ControlPlane
+from helmchart import CHART, Helm
 from localdev.kube import Kubectl
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "rds-export-operator"
 TASKS = "rdsexporttasks.rdsexport.dev"
 WRITE = ["create", "update", "patch", "delete", "deletecollection"]
 READ = ["get", "list", "watch"]
@@ -52,26 +50,6 @@ ROLES = {
     "edit": ("edit", "rbac.authorization.k8s.io/aggregate-to-edit", USER_WRITE_RULES),
     "view": ("view", "rbac.authorization.k8s.io/aggregate-to-view", USER_READ_RULES),
 }
-
-Helm = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="module")
-def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **control_plane.env(),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [control_plane.helm, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
-
-    return run
 
 
 def cluster_roles(helm: Helm, *args: str) -> dict[str, dict[str, Any]]:
@@ -206,14 +184,6 @@ def as_user(kubectl: Kubectl, user: str, *args: str, input: str | None = None) -
     return done.returncode == 0, (done.stdout + done.stderr).strip()
 
 
-@pytest.fixture
-def other_namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    kubectl.run("create", "namespace", name)
-    yield name
-    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
-
-
 def test_an_editor_of_a_namespace_manages_exports_there_and_nowhere_else(
     kubectl: Kubectl, namespace: str, other_namespace: str, release: str
 ) -> None:
@@ -235,30 +205,10 @@ def test_an_editor_of_a_namespace_manages_exports_there_and_nowhere_else(
     # Real requests, as the user: create, edit a policy, try to write status, delete.
     ok, out = as_user(kubectl, user, "create", "-f", "-", input=json.dumps(task(namespace, "nightly")))
     assert ok, out
-    ok, out = as_user(
-        kubectl,
-        user,
-        "patch",
-        "rdsexporttask",
-        "nightly",
-        *here,
-        "--type=merge",
-        "-p",
-        '{"spec":{"deletionPolicy":"Cancel"}}',
-    )
+    patch = ("patch", "rdsexporttask", "nightly", *here, "--type=merge")
+    ok, out = as_user(kubectl, user, *patch, "-p", '{"spec":{"deletionPolicy":"Cancel"}}')
     assert ok, out
-    ok, out = as_user(
-        kubectl,
-        user,
-        "patch",
-        "rdsexporttask",
-        "nightly",
-        *here,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status":{"status":"COMPLETE"}}',
-    )
+    ok, out = as_user(kubectl, user, *patch, "--subresource=status", "-p", '{"status":{"status":"COMPLETE"}}')
     assert not ok
     assert "forbidden" in out, out
     ok, out = as_user(kubectl, user, "create", "-f", "-", input=json.dumps(task(other_namespace, "elsewhere")))

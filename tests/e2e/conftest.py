@@ -11,14 +11,14 @@ from typing import Any
 import boto3
 import pytest
 
+from constants import API_VERSION, BUCKET, KEY, KIND, PLURAL, ROLE
 from localdev.aws_standin import Script, StandInServer, create_snapshot
 from localdev.controlplane import REPO, ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 
+OperatorFactory = Callable[..., OperatorProcess]  # the operator_factory fixture: start(*args, **env)
 POLL = 1.0  # the operator's poll interval in these tests (seconds)
-ROLE = "arn:aws:iam::123456789012:role/rds-s3-export"
-KEY = "arn:aws:kms:us-east-1:123456789012:key/0b4a2e46-1f86-4b34-9d4f-0fbd5d2c3b7f"
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +74,7 @@ def operator_kubeconfig(
 @pytest.fixture
 def operator_factory(
     operator_kubeconfig: Path, aws: StandInServer, crd: None, namespace: str, tmp_path: Path
-) -> Iterator[Callable[..., OperatorProcess]]:
+) -> Iterator[OperatorFactory]:
     """Operators that watch only the test's namespace: objects other tests leave behind (their namespaces are
     deleted asynchronously) must not disturb this test's counts."""
     started: list[OperatorProcess] = []
@@ -104,16 +104,16 @@ def operator_factory(
 
 
 @pytest.fixture
-def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
+def operator(operator_factory: OperatorFactory) -> OperatorProcess:
     return operator_factory()
 
 
 def export_task(name: str, source_arn: str, **spec: Any) -> dict[str, Any]:
-    body = {"sourceArn": source_arn, "s3BucketName": "exports-bucket", "iamRoleArn": ROLE, "kmsKeyId": KEY}
+    body = {"sourceArn": source_arn, "s3BucketName": BUCKET, "iamRoleArn": ROLE, "kmsKeyId": KEY}
     body.update(spec)
     return {
-        "apiVersion": "rdsexport.dev/v1alpha1",
-        "kind": "RdsExportTask",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": name},
         "spec": {k: v for k, v in body.items() if v is not None},
     }
@@ -134,17 +134,30 @@ def free_export_slots(aws: StandInServer) -> Iterator[None]:
     aws.standin.reset()
 
 
-def start_direct(rds_client: Any, identifier: str, source_arn: str) -> None:
+def start_direct(rds_client: Any, identifier: str, source_arn: str, role: str = ROLE, key: str = KEY) -> None:
     """Start an export behind the operator's back, as another tool would."""
     rds_client.start_export_task(
-        ExportTaskIdentifier=identifier,
-        SourceArn=source_arn,
-        S3BucketName="exports-bucket",
-        IamRoleArn=ROLE,
-        KmsKeyId=KEY,
+        ExportTaskIdentifier=identifier, SourceArn=source_arn, S3BucketName=BUCKET, IamRoleArn=role, KmsKeyId=key
     )
+
+
+def progress_is(percent: int) -> Callable[[dict[str, Any]], bool]:
+    """A predicate for ``Kubectl.wait_for``: the object reports ``percent`` progress."""
+    return lambda o: o.get("status", {}).get("percentProgress") == percent
+
+
+def condition_is(kind: str, **fields: str) -> Callable[[dict[str, Any]], bool]:
+    """A predicate for ``Kubectl.wait_for``: the condition ``kind`` has these fields (status, reason, ...)."""
+    return lambda o: all(condition(o, kind).get(key) == value for key, value in fields.items())
 
 
 def status_is(value: str) -> Callable[[dict[str, Any]], bool]:
     """A predicate for ``Kubectl.wait_for``: the object's status.status is ``value``."""
     return lambda o: o.get("status", {}).get("status") == value
+
+
+def start_export(kubectl: Kubectl, namespace: str, name: str, source_arn: str, **spec: Any) -> str:
+    """Apply an export, wait until the operator has started it (STARTING) and return its AWS identifier."""
+    kubectl.apply(export_task(name, source_arn, **spec), "-n", namespace)
+    obj = kubectl.wait_for(PLURAL, name, namespace, status_is("STARTING"), timeout=30, what="STARTING")
+    return str(obj["status"]["exportTaskIdentifier"])

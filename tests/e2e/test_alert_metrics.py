@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from e2e.conftest import export_task, status_is
+from constants import PLURAL as KIND
+from e2e.conftest import OperatorFactory, export_task, status_is
 from helmchart import helm_runner, only, renderer
 from localdev.aws_standin import StandInServer
 from localdev.controlplane import ControlPlane, free_port
 from localdev.kube import Kubectl
-from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
 
-KIND = "rdsexporttasks"
 # Labels Prometheus adds when it scrapes (target labels), not served on /metrics.
 TARGET_LABELS = {"job", "namespace", "instance", "pod", "service", "endpoint", "container"}
 
@@ -89,7 +87,7 @@ def test_every_series_the_alerts_use_is_served_by_a_running_operator(
     namespace: str,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
     rule_exprs: dict[str, str],
 ) -> None:
     port = free_port()

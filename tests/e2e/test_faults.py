@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from e2e.conftest import condition, export_task, status_is
+from constants import PLURAL as KIND
+from e2e.conftest import OperatorFactory, condition, condition_is, export_task, progress_is, start_export, status_is
 from localdev.aws_standin import StandInServer
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
-
-KIND = "rdsexporttasks"
 
 
 def tasks_for(aws: StandInServer, source_arn: str) -> list[str]:
@@ -33,7 +31,7 @@ def test_crash_at_each_step_of_the_create_path(
     namespace: str,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
     crash_point: str,
 ) -> None:
     first = operator_factory()
@@ -62,12 +60,7 @@ def test_crash_at_each_step_of_the_create_path(
 
     operator_factory()
     obj = kubectl.wait_for(
-        KIND,
-        "crashy",
-        namespace,
-        lambda o: o.get("status", {}).get("percentProgress") == 33,
-        timeout=30,
-        what="the restarted operator to converge",
+        KIND, "crashy", namespace, progress_is(33), timeout=30, what="the restarted operator to converge"
     )
     assert obj["status"]["exportTaskIdentifier"] == ident
     assert tasks_for(aws, snapshot_arn) == [ident]  # exactly one export for this object
@@ -84,16 +77,10 @@ def test_crash_at_each_step_of_the_create_path(
 
 
 def test_crash_between_cancel_and_finalizer_removal(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     first = operator_factory()
-    kubectl.apply(export_task("cancel-crash", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "cancel-crash", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "cancel-crash", snapshot_arn)
     aws.standin.after("CancelExportTask", lambda _: first.kill())
     kubectl.run("delete", KIND, "cancel-crash", "-n", namespace, "--wait=false")
     wait_until(lambda: first.proc and first.proc.poll() is not None, timeout=30, what="the crash")
@@ -124,18 +111,11 @@ def test_control_plane_restart_while_exports_run(
     operator: OperatorProcess,
     component: str,
 ) -> None:
-    kubectl.apply(export_task("survivor", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "survivor", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "survivor", snapshot_arn)
     control_plane.restart(component)
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=44)
     kubectl.wait_for(
-        KIND,
-        "survivor",
-        namespace,
-        lambda o: o["status"].get("percentProgress") == 44,
-        timeout=60,
-        what=f"progress after the {component} restart",
+        KIND, "survivor", namespace, progress_is(44), timeout=60, what=f"progress after the {component} restart"
     )
     aws.standin.set_task(ident, status="COMPLETE")
     kubectl.run("wait", f"{KIND}/survivor", "-n", namespace, "--for=condition=Complete", "--timeout=60s")
@@ -157,13 +137,11 @@ def test_aws_faults_on_describe_are_survived_with_bounded_retries(
     namespace: str,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
     fault: str,
 ) -> None:
     operator = operator_factory("--aws-timeout=1")
-    kubectl.apply(export_task("faulty", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "faulty", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "faulty", snapshot_arn)
     before = aws.standin.call_count("DescribeExportTasks")
     aws.standin.inject("DescribeExportTasks", times=8, **FAULTS[fault])
     started = time.monotonic()
@@ -172,18 +150,13 @@ def test_aws_faults_on_describe_are_survived_with_bounded_retries(
         KIND,
         "faulty",
         namespace,
-        lambda o: condition(o, "Synced").get("status") == "False",
+        condition_is("Synced", status="False"),
         timeout=30,
         what="Synced=False during the fault",
     )
     assert condition(obj, "Synced")["message"]
     obj = kubectl.wait_for(
-        KIND,
-        "faulty",
-        namespace,
-        lambda o: o["status"].get("percentProgress") == 61,
-        timeout=60,
-        what="the update made during the fault",
+        KIND, "faulty", namespace, progress_is(61), timeout=60, what="the update made during the fault"
     )
     elapsed = time.monotonic() - started
     calls = aws.standin.call_count("DescribeExportTasks") - before
@@ -211,9 +184,7 @@ def test_odd_but_parseable_answers(
     changes: dict[str, Any],
     expected: tuple[str, int | None],
 ) -> None:
-    kubectl.apply(export_task("odd", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "odd", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "odd", snapshot_arn)
     aws.standin.set_task(ident, **changes)
     obj = kubectl.wait_for(KIND, "odd", namespace, status_is(expected[0]), timeout=30, what=expected[0])
     assert obj["status"].get("percentProgress", None if expected[1] is None else -1) in (expected[1], 0)
@@ -225,11 +196,7 @@ def test_odd_but_parseable_answers(
 
 
 def test_sigterm_stops_gracefully_within_the_grace_period(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     operator = operator_factory()
     for i in range(5):
@@ -243,11 +210,7 @@ def test_sigterm_stops_gracefully_within_the_grace_period(
 
 
 def test_credentials_never_reach_status_events_or_logs(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     secret = "SECRETMARKER" + "x" * 28
     operator = operator_factory(
@@ -273,11 +236,7 @@ def test_credentials_never_reach_status_events_or_logs(
 
 
 def test_tenancy_policy_refuses_what_a_namespace_was_not_granted(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     policy = json.dumps(
         {
@@ -300,9 +259,7 @@ def test_tenancy_policy_refuses_what_a_namespace_was_not_granted(
         ("escalating", "may not use IAM role arn:aws:iam::123456789012:role/admin"),
         ("foreign", "may not use AWS account 210987654321"),
     ]:
-        obj = kubectl.wait_for(
-            KIND, name, namespace, lambda o: condition(o, "Failed").get("status") == "True", timeout=30, what="refusal"
-        )
+        obj = kubectl.wait_for(KIND, name, namespace, condition_is("Failed", status="True"), timeout=30, what="refusal")
         assert condition(obj, "Failed")["reason"] == "NotPermitted"
         assert message in condition(obj, "Failed")["message"]
         assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) == 0

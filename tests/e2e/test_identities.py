@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from constants import PLURAL as KIND
 from e2e.conftest import RELEASE, RELEASE_NAMESPACE, condition, export_task, status_is
 from localdev.aws_standin import StandInServer, create_snapshot
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
 
-KIND = "rdsexporttasks"
 ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
 ROLE_B = "arn:aws:iam::222222222222:role/team-b-exports"
 MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
@@ -44,7 +44,8 @@ def mapping(kubectl: Kubectl, namespace: str, team_b: str) -> Iterator[None]:
 
 
 def callers(aws: StandInServer, action: str, identifier: str) -> set[str]:
-    return {c.caller for c in aws.standin.calls(action) if c.params.get("ExportTaskIdentifier") == identifier}
+    """Who made the calls of ``action`` that name ``identifier`` (as the parameter, or among a filter's values)."""
+    return {c.caller for c in aws.standin.calls(action) if identifier in c.params.values()}
 
 
 def test_each_namespace_acts_as_its_own_role_and_cannot_touch_the_other(

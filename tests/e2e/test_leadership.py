@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import time
 import urllib.error
-from collections.abc import Callable
 from pathlib import Path
 
 import kopf
 import pytest
 
-from e2e.conftest import RELEASE, RELEASE_NAMESPACE
+from e2e.conftest import RELEASE, RELEASE_NAMESPACE, OperatorFactory
 from e2e.test_probes import Probed
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
-from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
 from rds_export_operator.kubeapi import KubeApi
 from rds_export_operator.leader import HttpLeaseApi
@@ -37,7 +35,7 @@ def lease_spec(kubectl: Kubectl) -> dict[str, object]:
 
 
 def test_a_leader_that_cannot_renew_exits_1_and_the_standby_takes_over(
-    control_plane: ControlPlane, kubectl: Kubectl, operator_factory: Callable[..., OperatorProcess]
+    control_plane: ControlPlane, kubectl: Kubectl, operator_factory: OperatorFactory
 ) -> None:
     a = Probed(operator_factory, *ELECTION, "--identity=renewer-a")
     wait_until(lambda: lease_spec(kubectl).get("holderIdentity") == "renewer-a", timeout=30, what="a to lead")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2e.conftest import condition, export_task, start_direct
+from constants import PLURAL as KIND
+from e2e.conftest import condition, condition_is, export_task, progress_is, start_direct, status_is
 from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
-
-KIND = "rdsexporttasks"
 
 
 def identifier_of(kubectl: Kubectl, namespace: str, name: str) -> str:
@@ -28,23 +27,14 @@ def test_create_runs_to_complete_with_progress_and_conditions(
     kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator: OperatorProcess
 ) -> None:
     kubectl.apply(export_task("nightly", snapshot_arn, s3Prefix="exports/nightly"), "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND,
-        "nightly",
-        namespace,
-        lambda o: o.get("status", {}).get("status") == "STARTING",
-        timeout=30,
-        what="STARTING",
-    )
+    obj = kubectl.wait_for(KIND, "nightly", namespace, status_is("STARTING"), timeout=30, what="STARTING")
     ident = obj["status"]["exportTaskIdentifier"]
     assert ident.startswith(f"{namespace}-nightly-")
     assert condition(obj, "Synced")["status"] == "True"
     assert condition(obj, "Complete")["status"] == "False"
 
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=40, gb=3)
-    obj = kubectl.wait_for(
-        KIND, "nightly", namespace, lambda o: o["status"].get("percentProgress") == 40, timeout=30, what="40% progress"
-    )
+    obj = kubectl.wait_for(KIND, "nightly", namespace, progress_is(40), timeout=30, what="40% progress")
     assert obj["status"]["status"] == "IN_PROGRESS"
     assert obj["status"]["totalExtractedDataInGB"] == 3
     assert obj["status"]["taskStartTime"].endswith("Z")
@@ -85,25 +75,13 @@ def test_failed_export_surfaces_cause(
 
 
 def test_existing_task_with_same_source_is_adopted(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    rds_client: Any,
-    operator: OperatorProcess,
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, rds_client: Any, operator: OperatorProcess
 ) -> None:
     ident = f"adopt-{namespace}"
     start_direct(rds_client, ident, snapshot_arn)  # every field as the spec below says: adoptable
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=55)
     kubectl.apply(export_task("adopter", snapshot_arn, exportTaskIdentifier=ident), "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND,
-        "adopter",
-        namespace,
-        lambda o: o.get("status", {}).get("percentProgress") == 55,
-        timeout=30,
-        what="the adopted task's progress",
-    )
+    obj = kubectl.wait_for(KIND, "adopter", namespace, progress_is(55), timeout=30, what="the adopted task's progress")
     assert obj["status"]["status"] == "IN_PROGRESS"
     assert "Adopted" in [e["reason"] for e in kubectl.events(namespace, "adopter")]
     # Ours; the operator adopts from its shared snapshot, or after one refused start if the snapshot predates ours.
@@ -111,29 +89,16 @@ def test_existing_task_with_same_source_is_adopted(
 
 
 def test_identifier_taken_by_another_source_is_terminal(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    rds_client: Any,
-    operator: OperatorProcess,
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, rds_client: Any, operator: OperatorProcess
 ) -> None:
     ident = f"taken-{namespace}"
     other = snapshot_arn.replace(":snapshot:", ":snapshot:") + "x"
     rds_client.create_db_snapshot(
         DBSnapshotIdentifier=other.rsplit(":", 1)[1], DBInstanceIdentifier=f"{snapshot_arn.rsplit(':', 1)[1]}-db"
     )
-    rds_client.start_export_task(
-        ExportTaskIdentifier=ident,
-        SourceArn=other,
-        S3BucketName="exports-bucket",
-        IamRoleArn="arn:aws:iam::123456789012:role/r",
-        KmsKeyId="k",
-    )
+    start_direct(rds_client, ident, other, role="arn:aws:iam::123456789012:role/r", key="k")
     kubectl.apply(export_task("clash", snapshot_arn, exportTaskIdentifier=ident), "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND, "clash", namespace, lambda o: condition(o, "Failed").get("status") == "True", timeout=30, what="Failed"
-    )
+    obj = kubectl.wait_for(KIND, "clash", namespace, condition_is("Failed", status="True"), timeout=30, what="Failed")
     assert condition(obj, "Failed")["reason"] == "IdentifierInUse"
     assert aws.standin.task(ident).source_arn == other
     assert "different sourceArn" in condition(obj, "Failed")["message"]

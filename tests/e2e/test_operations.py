@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from e2e.conftest import RELEASE, RELEASE_NAMESPACE, export_task
+from constants import PLURAL as KIND
+from e2e.conftest import RELEASE, RELEASE_NAMESPACE, OperatorFactory, export_task, progress_is, status_is
 from localdev.aws_standin import StandInServer
 from localdev.controlplane import free_port
 from localdev.kube import Kubectl
-from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
-
-KIND = "rdsexporttasks"
 
 
 def holder(kubectl: Kubectl) -> str | None:
@@ -23,11 +20,7 @@ def holder(kubectl: Kubectl) -> str | None:
 
 
 def test_standby_takes_over_when_the_leader_is_killed(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     # The one Lease the chart's leader-election Role allows (get/update by name), in the release namespace.
     election = [
@@ -48,9 +41,7 @@ def test_standby_takes_over_when_the_leader_is_killed(
     )
 
     kubectl.apply(export_task("ha", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND, "ha", namespace, lambda o: o.get("status", {}).get("status") == "STARTING", timeout=30, what="STARTING"
-    )
+    obj = kubectl.wait_for(KIND, "ha", namespace, status_is("STARTING"), timeout=30, what="STARTING")
     ident = obj["status"]["exportTaskIdentifier"]
     assert "became the leader" not in standby.log()
 
@@ -58,14 +49,7 @@ def test_standby_takes_over_when_the_leader_is_killed(
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=20)
     # Bounded takeover: the lease (4 s) expires, the standby acquires it within a retry period and reconciles.
     wait_until(lambda: holder(kubectl) == "replica-b", timeout=20, what="replica-b to take over")
-    kubectl.wait_for(
-        KIND,
-        "ha",
-        namespace,
-        lambda o: o["status"].get("percentProgress") == 20,
-        timeout=20,
-        what="progress reported by the new leader",
-    )
+    kubectl.wait_for(KIND, "ha", namespace, progress_is(20), timeout=20, what="progress reported by the new leader")
     assert aws.standin.call_count("StartExportTask", ident) == 1
     lease = kubectl.get("lease", RELEASE, RELEASE_NAMESPACE)
     assert lease["spec"]["leaseTransitions"] >= 1
@@ -76,23 +60,12 @@ def test_standby_takes_over_when_the_leader_is_killed(
 
 
 def test_metrics_show_exports_calls_throttles_and_latency(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     port = free_port()
     operator_factory(f"--metrics-port={port}")
     kubectl.apply(export_task("measured", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND,
-        "measured",
-        namespace,
-        lambda o: o.get("status", {}).get("status") == "STARTING",
-        timeout=30,
-        what="STARTING",
-    )
+    obj = kubectl.wait_for(KIND, "measured", namespace, status_is("STARTING"), timeout=30, what="STARTING")
     aws.standin.inject("DescribeExportTasks", times=2)
     aws.standin.set_task(obj["status"]["exportTaskIdentifier"], status="COMPLETE", gb=2)
     kubectl.run("wait", f"{KIND}/measured", "-n", namespace, "--for=condition=Complete", "--timeout=30s")

@@ -9,7 +9,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from e2e.conftest import export_task
+from e2e.conftest import export_task, status_is
 from localdev.aws_standin import StandInServer
 from localdev.controlplane import REPO, ControlPlane
 from localdev.kube import Kubectl
@@ -68,14 +68,7 @@ def test_entrypoint_starts_the_operator_from_an_installed_package(
     proc = subprocess.Popen([str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         kubectl.apply(export_task("packaged", snapshot_arn), "-n", namespace)
-        kubectl.wait_for(
-            "rdsexporttasks",
-            "packaged",
-            namespace,
-            lambda o: o.get("status", {}).get("status") == "STARTING",
-            timeout=60,
-            what="STARTING",
-        )
+        kubectl.wait_for("rdsexporttasks", "packaged", namespace, status_is("STARTING"), timeout=60, what="STARTING")
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from e2e.conftest import condition, export_task, start_direct, status_is
+from constants import FINALIZER
+from constants import PLURAL as KIND
+from e2e.conftest import (
+    OperatorFactory,
+    condition,
+    condition_is,
+    export_task,
+    progress_is,
+    start_direct,
+    start_export,
+    status_is,
+)
 from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 
-KIND = "rdsexporttasks"
-
 
 def test_observe_reports_but_never_starts_or_cancels(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    rds_client: Any,
-    operator: OperatorProcess,
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, rds_client: Any, operator: OperatorProcess
 ) -> None:
     ident = f"observed-{namespace}"
     start_direct(rds_client, ident, snapshot_arn)
@@ -31,14 +34,7 @@ def test_observe_reports_but_never_starts_or_cancels(
         "spec": {"managementPolicy": "Observe", "exportTaskIdentifier": ident, "region": "us-east-1"},
     }
     kubectl.apply(body, "-n", namespace)
-    kubectl.wait_for(
-        KIND,
-        "watcher",
-        namespace,
-        lambda o: o.get("status", {}).get("percentProgress") == 10,
-        timeout=30,
-        what="observed progress",
-    )
+    kubectl.wait_for(KIND, "watcher", namespace, progress_is(10), timeout=30, what="observed progress")
     kubectl.run("delete", KIND, "watcher", "-n", namespace, "--timeout=30s")
     assert aws.standin.call_count("StartExportTask", ident) == 1  # only the direct one
     assert aws.standin.call_count("CancelExportTask", ident) == 0
@@ -54,12 +50,7 @@ def test_observe_of_a_missing_task_says_so(kubectl: Kubectl, namespace: str, ope
     }
     kubectl.apply(body, "-n", namespace)
     obj = kubectl.wait_for(
-        KIND,
-        "ghost",
-        namespace,
-        lambda o: condition(o, "Synced").get("status") == "False",
-        timeout=30,
-        what="Synced=False",
+        KIND, "ghost", namespace, condition_is("Synced", status="False"), timeout=30, what="Synced=False"
     )
     assert condition(obj, "Synced")["reason"] == "ExportTaskNotFound"
     assert [e["reason"] for e in kubectl.events(namespace, "ghost")].count("ExportTaskNotFound") == 1
@@ -68,10 +59,8 @@ def test_observe_of_a_missing_task_says_so(kubectl: Kubectl, namespace: str, ope
 def test_delete_with_cancel_waits_for_canceled(
     kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(export_task("cancel-me", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "cancel-me", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
-    assert "rdsexport.dev/finalizer" in obj["metadata"]["finalizers"]
+    ident = start_export(kubectl, namespace, "cancel-me", snapshot_arn)
+    assert FINALIZER in kubectl.get(KIND, "cancel-me", namespace)["metadata"]["finalizers"]
     kubectl.run("delete", KIND, "cancel-me", "-n", namespace, "--wait=false")
     kubectl.wait_for(KIND, "cancel-me", namespace, status_is("CANCELING"), timeout=30, what="CANCELING")
     assert aws.standin.task(ident).status == "CANCELING"
@@ -85,21 +74,14 @@ def test_delete_with_cancel_waits_for_canceled(
 def test_delete_with_retain_leaves_the_export_running(
     kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(export_task("keep", snapshot_arn, deletionPolicy="Retain"), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "keep", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "keep", snapshot_arn, deletionPolicy="Retain")
     kubectl.run("delete", KIND, "keep", "-n", namespace, "--timeout=30s")
     assert aws.standin.call_count("CancelExportTask", ident) == 0
     assert aws.standin.task(ident).status == "STARTING"
 
 
 def test_queued_at_the_limit_then_started_when_a_slot_frees(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    rds_client: Any,
-    operator: OperatorProcess,
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, rds_client: Any, operator: OperatorProcess
 ) -> None:
     busy = [f"busy-{i}-{namespace}" for i in range(5)]
     for ident in busy:
@@ -122,28 +104,21 @@ def test_queued_at_the_limit_then_started_when_a_slot_frees(
 def test_throttling_storm_is_retried_without_losing_an_update(
     kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator: OperatorProcess
 ) -> None:
-    kubectl.apply(export_task("storm", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "storm", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "storm", snapshot_arn)
     aws.standin.inject("DescribeExportTasks", times=12)
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=60, gb=5)
     obj = kubectl.wait_for(
         KIND,
         "storm",
         namespace,
-        lambda o: condition(o, "Synced").get("reason") == "Throttling",
+        condition_is("Synced", reason="Throttling"),
         timeout=30,
         what="Synced=False because of throttling",
     )
     assert condition(obj, "Synced")["status"] == "False"
     assert "Rate exceeded" in condition(obj, "Synced")["message"]
     obj = kubectl.wait_for(
-        KIND,
-        "storm",
-        namespace,
-        lambda o: o["status"].get("percentProgress") == 60,
-        timeout=60,
-        what="the update made during the storm",
+        KIND, "storm", namespace, progress_is(60), timeout=60, what="the update made during the storm"
     )
     assert condition(obj, "Synced")["status"] == "True"
     assert obj["status"]["totalExtractedDataInGB"] == 5
@@ -152,26 +127,15 @@ def test_throttling_storm_is_retried_without_losing_an_update(
 
 
 def test_restart_mid_export_resumes_without_a_second_start(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     first = operator_factory()
-    kubectl.apply(export_task("resume", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "resume", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "resume", snapshot_arn)
     first.kill()
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=30)
     operator_factory()
     kubectl.wait_for(
-        KIND,
-        "resume",
-        namespace,
-        lambda o: o["status"].get("percentProgress") == 30,
-        timeout=30,
-        what="progress seen by the restarted operator",
+        KIND, "resume", namespace, progress_is(30), timeout=30, what="progress seen by the restarted operator"
     )
     aws.standin.set_task(ident, status="COMPLETE")
     kubectl.run("wait", f"{KIND}/resume", "-n", namespace, "--for=condition=Complete", "--timeout=30s")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 
+from e2e.conftest import OperatorFactory
 from localdev.controlplane import ControlPlane, free_port
-from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
 
 PERIOD = 1.0  # --readiness-period in these tests
@@ -28,7 +27,7 @@ def probe(url: str) -> tuple[int, str]:
 class Probed:
     """An operator process with its health endpoint on a free port."""
 
-    def __init__(self, factory: Callable[..., OperatorProcess], *args: str) -> None:
+    def __init__(self, factory: OperatorFactory, *args: str) -> None:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.op = factory(f"--health-endpoint={self.base}/healthz", f"--readiness-period={PERIOD}", *args)
@@ -41,7 +40,7 @@ class Probed:
 
 
 def test_readiness_follows_the_api_server_and_liveness_stays(
-    control_plane: ControlPlane, operator_factory: Callable[..., OperatorProcess]
+    control_plane: ControlPlane, operator_factory: OperatorFactory
 ) -> None:
     replica = Probed(operator_factory)
     wait_until(lambda: replica.ready() == (200, "ok"), timeout=60, what="the operator to be Ready")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from constants import FINALIZER
+from constants import PLURAL as KIND
 from e2e.conftest import condition, export_task, status_is
 from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
-
-KIND = "rdsexporttasks"
-FINALIZER = "rdsexport.dev/finalizer"
 
 
 def test_access_denied_on_describe_fails_nothing(

@@ -12,12 +12,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from localdev.aws_standin import ACCOUNT, Modes, StandInServer, create_snapshot
+from constants import ACCOUNT, KEY, ROLE
+from localdev.aws_standin import Modes, StandInServer, create_snapshot
 from localdev.controlplane import free_port
 from localdev.waiting import wait_until
 
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/rds-s3-export"
-KEY = "alias/export"
 OTHER_ACCOUNT = "210987654321"
 TEAM_ROLE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/team-b-exporter"
 NO_RETRY = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10)

@@ -2,21 +2,22 @@ from __future__ import annotations
 
 import pytest
 
-from rds_export_operator.spec import parse_spec
+from constants import ACCOUNT, ROLE
+from rds_export_operator.spec import ExportSpec, parse_spec
 from rds_export_operator.tenancy import Tenancy
 
-SPEC = parse_spec(
-    {
+
+def spec_of(role: str = ROLE, key_account: str = ACCOUNT) -> ExportSpec:
+    body = {
         "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:s",
         "s3BucketName": "bucket",
-        "iamRoleArn": "arn:aws:iam::123456789012:role/rds-s3-export",
-        "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/k",
-    },
-    namespace="team-a",
-    name="n",
-    uid="u",
-    default_region="",
-)
+        "iamRoleArn": role,
+        "kmsKeyId": f"arn:aws:kms:us-east-1:{key_account}:key/k",
+    }
+    return parse_spec(body, namespace="team-a", name="n", uid="u", default_region="")
+
+
+SPEC = spec_of()
 
 
 def test_no_policy_allows_everything() -> None:
@@ -51,18 +52,7 @@ def test_each_dimension_is_checked(grant: str, refused: str | None) -> None:
 
 
 def test_the_kms_key_account_counts_too() -> None:
-    spec = parse_spec(
-        {
-            "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:s",
-            "s3BucketName": "bucket",
-            "iamRoleArn": "arn:aws:iam::123456789012:role/r",
-            "kmsKeyId": "arn:aws:kms:us-east-1:666666666666:key/k",
-        },
-        namespace="team-a",
-        name="n",
-        uid="u",
-        default_region="",
-    )
+    spec = spec_of(role="arn:aws:iam::123456789012:role/r", key_account="666666666666")
     assert "666666666666" in (Tenancy.parse('{"*": {"accounts": ["123456789012"]}}').refusal(spec) or "")
 
 
