@@ -28,7 +28,11 @@ def configure_logging(config: settings.Settings) -> None:
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # kopf logs every successful timer tick and watch event at INFO; a poll is not news.
-    quiet = ("Timer 'sync' succeeded", "Handler 'track' succeeded", "Timer 'tables' succeeded")
+    quiet = (
+        f"Daemon 'sync' failed temporarily: {handlers.UP_TO_DATE}",
+        "Handler 'track' succeeded",
+        "Timer 'tables' succeeded",
+    )
     logging.getLogger("kopf.objects").addFilter(lambda r: not r.getMessage().startswith(quiet))
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
 import random
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import kopf
-from kopf._cogs.structs.ids import HandlerId
-from kopf._cogs.structs.references import Selector
-from kopf._core.intents.handlers import TimerHandler
 
+from rds_export_operator import spawning
 from rds_export_operator import status as st
 from rds_export_operator.identity import Identities
 from rds_export_operator.identity_source import ConfigMapSource, NamespaceLabels
@@ -26,6 +28,7 @@ from rds_export_operator.resources import ANNOTATION_PREFIX, COMPONENT, FINALIZE
 from rds_export_operator.settings import Settings
 from rds_export_operator.spec import ExportSpec, SpecError, parse_spec
 from rds_export_operator.tenancy import Tenancy
+from rds_export_operator.wakeups import Wakeups
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +50,24 @@ def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
     return not st.is_finished(status)
 
 
+@dataclass
+class _Looks:
+    """One object's daemon between two looks."""
+
+    attempt: int = 0  # failed looks in a row (the backoff's exponent)
+    sleep: float | None = None  # how long to wait for a wake-up before the next look; None: look at once
+    generation: int | None = None  # of the spec, as last seen in a watch event
+    written: str | None = None  # resourceVersion our last status write was based on
+
+
+UP_TO_DATE = "up to date; asleep until the task changes"
+
+
 class Handlers:
     def __init__(self, config: Settings, rds: Rds, metrics: Metrics) -> None:
         self.config, self.metrics = config, metrics
+        self.wakeups = Wakeups()
+        self._looks: dict[str, _Looks] = {}
         # Per-namespace AWS identities (identity.py), when the chart's mapping ConfigMap is configured.
         self.identities: Identities | None = None
         self.identity_source: ConfigMapSource | None = None
@@ -79,11 +97,13 @@ class Handlers:
                 max_backoff=config.retry_max_delay,
                 wait_for_page=min(5.0, config.aws_timeout),
                 threads_per_scope=max(1, config.max_workers // 4),
+                wake=self.wakeups.wake,
             )
             self.tick = config.tick_interval
+            self.sleep = 10 * config.poll_interval  # a safety net: the poller wakes objects whose task changed
         else:
             self.gateway = PerObject(rds)
-            self.tick = config.poll_interval
+            self.tick = self.sleep = config.poll_interval  # the baseline: every object looks every interval
         resolve = self.identities.resolve if self.identities else None
         self.reconciler = Reconciler(self.gateway, policy, tenancy=tenancy, identity=resolve)
         metrics.tracker.queue_length = self.gateway.queue_length
@@ -94,26 +114,14 @@ class Handlers:
         kopf.on.cleanup(registry=registry)(self.cleanup)
         kopf.on.login(registry=registry)(self.login)
         kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")(self.track)
-        # kopf.timer always adds a finalizer; this timer must not (see needs_finalizer), so it is built directly.
-        # Everything else unset: no retries or filters of kopf's own (the reconciler decides), not sharp, not idle.
-        unset = dict.fromkeys(("param", "errors", "timeout", "retries", "backoff", "labels", "annotations", "field"))
-        timer = TimerHandler(
-            fn=self.sync,
-            id=HandlerId("sync"),
-            selector=Selector(GROUP, VERSION, PLURAL),
-            when=unfinished,
-            initial_delay=self.first_delay,
-            requires_finalizer=False,
-            interval=self.tick,
-            value=None,
-            sharp=None,
-            idle=None,
-            **unset,
-        )
-        registry._spawning.append(timer)
+        # One daemon per unfinished object, asleep until the poller wakes it (push, not tick); no finalizer.
+        registry._spawning.append(spawning.daemon(self.sync, "sync", when=unfinished, initial_delay=self.first_delay))
         kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=needs_finalizer)(self.cancel)
 
-    def configure(self, settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(self, settings: kopf.OperatorSettings, **_: Any) -> None:
+        self.wakeups.bind(asyncio.get_running_loop())
+        if isinstance(self.gateway, Poller):  # the pump: one refresh per interval, waking what changed
+            threading.Thread(target=self.gateway.pump, name="poller", daemon=True).start()
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
@@ -128,6 +136,8 @@ class Handlers:
             self.identity_source.start()
 
     def cleanup(self, **_: Any) -> None:
+        if isinstance(self.gateway, Poller):
+            self.gateway.stop()
         if self.identity_source is not None:
             self.identity_source.stop()
 
@@ -155,33 +165,67 @@ class Handlers:
             expiration=info.expiration,
         )
 
-    def track(self, event: kopf.RawEvent, uid: str, status: kopf.Status, spec: kopf.Spec, **_: Any) -> None:
+    def track(
+        self, event: kopf.RawEvent, uid: str, status: kopf.Status, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+    ) -> None:
         deleted = event.get("type") == "DELETED"
         self.metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
         self.metrics.tables.observe(uid, status.get("tables"), deleted=deleted)
-        if deleted or has_task(status) or st.is_finished(status) or spec.get("managementPolicy") == "Observe":
+        if deleted or st.is_finished(status):
+            self.reconciler.drop(uid)  # nothing left to watch or wake
+            self.wakeups.forget(uid)
+            self._looks.pop(uid, None)
+            return
+        if has_task(status) or spec.get("managementPolicy") == "Observe":
             self.reconciler.forget(uid)  # no longer waiting for an export slot, nor a start in flight
+        looks = self._looks.setdefault(uid, _Looks())
+        if looks.generation not in (None, meta.get("generation")):
+            self.wakeups.wake([uid])  # the spec changed (a policy): look now
+        looks.generation = meta.get("generation")
 
     def first_delay(self, status: Mapping[str, Any], **_: Any) -> float:
         # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).
         return self.rng.uniform(0, self.tick) if has_task(status) else 0.0
 
-    def sync(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
+    async def sync(self, body: kopf.Body, patch: kopf.Patch, uid: str, **_: Any) -> None:
+        """The object's daemon: look, write, then sleep until the poller wakes it (or a backoff ends).
+
+        Each look ends in a TemporaryError so that kopf applies the patch and calls again: with the backoff's
+        delay after an error, at once (to sleep on the wake-up) after a look that went well.
+        """
+        looks = self._looks.setdefault(uid, _Looks())
+        if looks.sleep is not None:
+            await self.wakeups.wait(uid, looks.sleep)
+        # Never decide on a body older than our own last write: wait (briefly) for its watch event.
+        for _try in range(40):
+            if looks.written is None or body.metadata.get("resourceVersion") != looks.written:
+                break
+            await asyncio.sleep(0.05)
+        # The live body changes under us (watch events): decide on one version of it.
+        snapshot = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
+        result = await asyncio.to_thread(self._look, snapshot, patch, looks.attempt)
+        looks.written = snapshot.metadata.get("resourceVersion") if patch else None
+        if result is not None and result.retry_after is not None:
+            looks.attempt, looks.sleep = looks.attempt + 1, None
+            raise kopf.TemporaryError(_synced_message(result), delay=result.retry_after)
+        looks.attempt, looks.sleep = 0, self.sleep
+        raise kopf.TemporaryError(UP_TO_DATE, delay=0)
+
+    def _look(self, body: kopf.Body, patch: kopf.Patch, attempt: int) -> Result | None:
         spec = self._spec(body, patch)
         if spec is None:
-            return
+            return None
         meta = body.metadata
         result = self.reconciler.sync(
             spec,
-            status,
-            attempt=retry,
+            body.status,
+            attempt=attempt,
             uid=meta.uid or "",
             created=str(meta.get("creationTimestamp", "")),
             has_finalizer=FINALIZER in (meta.get("finalizers") or []),
         )
         self._apply(result, spec, body, patch)
-        if result.retry_after is not None:
-            raise kopf.TemporaryError(_synced_message(result), delay=result.retry_after)
+        return result
 
     def cancel(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         spec = self._spec(body, patch)

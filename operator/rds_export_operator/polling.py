@@ -17,10 +17,11 @@ Failure is never a verdict and never a stampede:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -65,6 +66,9 @@ class _Scope:
     error: AwsError | None = None
     recent: dict[str, ExportTask | None] = field(default_factory=dict)  # learned since the page: Start, misses
     asked: dict[str, float] = field(default_factory=dict)  # identifier -> when an object last asked for it
+    watched: dict[str, set[str]] = field(default_factory=dict)  # identifier -> uids of unfinished objects
+    identity: Identity | None = None  # who fetches this scope's pages (any of the scope's namespaces)
+    region: str = ""
 
 
 class Poller:
@@ -84,14 +88,19 @@ class Poller:
         wait_for_page: float = 5.0,
         threads_per_scope: int = 4,
         rng: random.Random | None = None,
+        wake: Callable[[Iterable[str]], None] = lambda uids: None,
     ) -> None:
-        self.rds, self.interval, self.clock = rds, interval, clock
+        """``wake(uids)``: called (from a poller thread) with the objects whose task changed in a new page, or
+        that may start now because slots freed."""
+        self.rds, self.interval, self.clock, self.wake = rds, interval, clock, wake
         self.max_backoff, self.wait_for_page = max(max_backoff, interval), wait_for_page
         self.threads_per_scope = threads_per_scope
         self.slots = ExportSlots(max_concurrent)
         self.rng = rng or random.Random()
         self._scopes: dict[tuple[str | None, str], _Scope] = {}
         self._lock = threading.Lock()
+        self._watching: dict[str, tuple[_Scope, str]] = {}  # uid -> (scope, identifier), under self._lock
+        self._stop = threading.Event()
 
     def _scope(self, key: tuple[str | None, str]) -> _Scope:
         with self._lock:
@@ -103,6 +112,7 @@ class Poller:
     @contextmanager
     def _using(self, region: str, identity: Identity | None, operation: str) -> Iterator[_Scope]:
         state = self._scope(page_scope(region, identity))
+        state.identity, state.region = identity, region
         if not state.gate.acquire(blocking=False):
             message = f"{region}: every call slot of this region is waiting on AWS"
             raise AwsError(ErrorKind.RETRYABLE, "RegionBusy", message, operation)
@@ -133,10 +143,11 @@ class Poller:
                 return future.result(timeout=self.wait_for_page)
             except FutureTimeout:
                 raise AwsError(ErrorKind.RETRYABLE, "RefreshPending", "waiting for AWS to answer", DESCRIBE) from None
-        with state.lock:  # identifiers still asked for since the last page (their objects are unfinished)
+        with state.lock:  # identifiers of unfinished objects, and those asked for since the last page
             since = state.page.fetched_at if state.page else 0.0
             state.asked = {i: at for i, at in state.asked.items() if at >= since}
-            asked = sorted(state.asked)
+            asked = sorted(state.asked.keys() | state.watched.keys())
+            before = state.page
         try:
             found = self.rds.describe_by_status(region, ACTIVE_FILTER, identity=identity)
             tasks = {t["ExportTaskIdentifier"]: t for t in found}
@@ -148,17 +159,77 @@ class Poller:
                 delay = min(self.max_backoff, self.interval * 2 ** min(state.failures - 1, 20))
                 state.retry_at, state.error = self.clock() + self.rng.uniform(delay, 1.5 * delay), error
                 state.inflight = None
+                # The first failure is news for every watcher (Synced=False); later ones are not.
+                told = [uid for uids in state.watched.values() for uid in uids] if state.failures == 1 else []
             future.set_exception(error)
+            self.wake(told)
             raise
         running = [i for i, t in tasks.items() if normalize_status(t.get("Status")) in ACTIVE_STATUSES]
         tasks.update((t["ExportTaskIdentifier"], t) for t in more)
         page = Page(tasks, len(running), now, frozenset(absent) - tasks.keys())
         with state.lock:
+            recovered = state.failures > 0  # watchers showed the failure: all of them are news now
             state.page, state.failures, state.error, state.inflight = page, 0, None, None
             state.recent.clear()
-        self.slots.page(slot_scope(region, identity), now, running)
+            changed = [
+                uid
+                for identifier, uids in state.watched.items()
+                if recovered or before is None or before.tasks.get(identifier) != page.tasks.get(identifier)
+                for uid in uids
+            ]
+        scope = slot_scope(region, identity)
+        self.slots.page(scope, now, running)
         future.set_result(page)
+        self.wake(changed + self.slots.next_up(scope, len(running)))
         return page
+
+    # -- push: who is told, and the refresh that tells them ----------------------------------------------------
+
+    def watch(self, uid: str, region: str, identifier: str, identity: Identity | None = None) -> None:
+        """This unfinished object wants to be woken when its task changes."""
+        state = self._scope(page_scope(region, identity))
+        with self._lock:
+            old = self._watching.get(uid)
+            if old == (state, identifier):
+                return
+            self._watching[uid] = (state, identifier)
+        if old is not None:
+            self._unwatch(uid, *old)
+        with state.lock:
+            state.identity, state.region = identity, region
+            state.watched.setdefault(identifier, set()).add(uid)
+
+    def unwatch(self, uid: str) -> None:
+        with self._lock:
+            old = self._watching.pop(uid, None)
+        if old is not None:
+            self._unwatch(uid, *old)
+
+    @staticmethod
+    def _unwatch(uid: str, state: _Scope, identifier: str) -> None:
+        with state.lock:
+            uids = state.watched.get(identifier, set())
+            uids.discard(uid)
+            if not uids:
+                state.watched.pop(identifier, None)
+
+    def refresh(self) -> None:
+        """Fetch a page for every scope someone watches or waits in (the pump; a thread, once per interval)."""
+        with self._lock:
+            scopes = list(self._scopes.values())
+        for state in scopes:
+            waiting = self.slots.waiting_in(slot_scope(state.region, state.identity))
+            if state.watched or waiting:
+                with contextlib.suppress(AwsError):  # objects see the error at their next look
+                    self.page(state.region, state.identity)
+
+    def pump(self) -> None:
+        """Refresh every interval until ``stop``; run in a daemon thread."""
+        while not self._stop.wait(self.interval / 4):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
 
     def peek(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None:
         """The task if the shared page has it as active; never an extra call."""
@@ -255,3 +326,9 @@ class PerObject:
 
     def queue_length(self) -> int:
         return 0
+
+    def watch(self, uid: str, region: str, identifier: str, identity: Identity | None = None) -> None:
+        pass  # the baseline looks again every interval
+
+    def unwatch(self, uid: str) -> None:
+        pass

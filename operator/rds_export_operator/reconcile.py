@@ -39,6 +39,8 @@ class Gateway(Protocol):
     ) -> None: ...
     def limit_reached(self, uid: str) -> None: ...
     def release(self, uid: str) -> None: ...
+    def watch(self, uid: str, region: str, identifier: str, identity: Identity | None = None) -> None: ...
+    def unwatch(self, uid: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,13 @@ class Reconciler:
         self._warned: set[str] = set()  # objects told that AWS has been failing for long (once per outage)
 
     def forget(self, uid: str) -> None:
-        """The object's task shows in its status, or the object is gone: no slot, no start in flight."""
+        """The object's task shows in its status: no slot, no start in flight."""
         self.aws.release(uid)
+
+    def drop(self, uid: str) -> None:
+        """The object finished or is gone: nothing to hold, watch or warn about."""
+        self.aws.release(uid)
+        self.aws.unwatch(uid)
         self._warned.discard(uid)
 
     # -- the periodic sync ---------------------------------------------------------------------------------------
@@ -155,10 +162,11 @@ class Reconciler:
         except AwsError as error:
             return self._aws_error(error, status, result, uid=uid, attempt=attempt)
         if task is None:
-            return self._missing(spec, status, result)
-        if result.status.get("status") == st.REFUSED:
-            return result
-        self._report(task, status, result, uid)
+            self._missing(spec, status, result)
+        elif result.status.get("status") != st.REFUSED:
+            self._report(task, status, result, uid)
+        if uid and result.status.get("status") not in (st.REFUSED, *st.TERMINAL_STATUSES):
+            self.aws.watch(uid, spec.region, spec.identifier, spec.identity)  # woken when its task changes
         return result
 
     def _with_identity(self, spec: ExportSpec) -> ExportSpec:

@@ -135,6 +135,20 @@ class ExportSlots:
                 state.waiting.pop(index)
         state.starting.discard(uid)
 
+    def next_up(self, scope: Scope, running: int) -> list[str]:
+        """The waiting objects that would be let start now, oldest first (to wake them)."""
+        with self._lock:
+            state = self._scopes.get(scope)
+            if state is None or state.closed:
+                return []
+            free = self.limit - running - len(state.starting) - len(state.unseen)
+            return [uid for _, uid in state.waiting[: max(0, free)]]
+
+    def waiting_in(self, scope: Scope) -> int:
+        with self._lock:
+            state = self._scopes.get(scope)
+            return len(state.waiting) if state else 0
+
     def waiting(self) -> int:
         """Objects that really wait for a slot (the queue-length metric)."""
         with self._lock:

@@ -15,10 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kopf._cogs.structs.ids import HandlerId
-from kopf._cogs.structs.references import Selector
-from kopf._core.intents.handlers import TimerHandler
 
+from rds_export_operator import spawning
 from rds_export_operator import status as st
 from rds_export_operator.identity import Identities
 from rds_export_operator.reconcile import Result
@@ -57,28 +55,9 @@ class TableReportHandlers:
         self.rng = random.Random()
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
-        # Built directly, as the sync timer is: kopf.timer would add a finalizer.
+        interval = self.config.poll_interval  # no finalizer: see spawning.py
         registry._spawning.append(
-            TimerHandler(
-                fn=self.report,
-                id=HandlerId("tables"),
-                param=None,
-                errors=None,
-                timeout=None,
-                retries=None,
-                backoff=None,
-                selector=Selector(GROUP, VERSION, PLURAL),
-                labels=None,
-                annotations=None,
-                when=needs_report,
-                field=None,
-                value=None,
-                initial_delay=self.first_delay,
-                requires_finalizer=False,
-                sharp=None,
-                idle=None,
-                interval=self.config.poll_interval,
-            )
+            spawning.timer(self.report, "tables", when=needs_report, initial_delay=self.first_delay, interval=interval)
         )
 
     def first_delay(self, **_: Any) -> float:

@@ -301,3 +301,44 @@ def test_waiters_share_one_page_call(rds: FakeRds) -> None:
         thread.join(5)
     assert results == [0] * 6
     assert len(rds.calls) == 1
+
+
+# -- push, not tick ---------------------------------------------------------------------------------------------------
+
+
+def test_a_page_wakes_exactly_the_objects_whose_task_changed(rds: FakeRds, clock: Clock) -> None:
+    woken: list[str] = []
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    for i in range(4):
+        task(rds, f"t{i}", "IN_PROGRESS")
+        poller.watch(f"uid{i}", REGION, f"t{i}")
+    poller.page(REGION)
+    woken.clear()
+    clock.now += 30
+    poller.page(REGION)
+    assert woken == []  # nothing changed: nobody wakes
+    rds.tasks["t1"]["PercentProgress"] = 40
+    rds.tasks["t2"]["Status"] = "COMPLETE"  # leaves the active page: fetched by identifier, still a change
+    clock.now += 30
+    poller.page(REGION)
+    assert sorted(woken) == ["uid1", "uid2"]
+    poller.unwatch("uid1")
+    rds.tasks["t1"]["PercentProgress"] = 50
+    woken.clear()
+    clock.now += 30
+    poller.refresh()  # the pump's refresh: a page for every scope someone watches
+    assert woken == []
+
+
+def test_freed_slots_wake_the_oldest_waiting_objects(rds: FakeRds, clock: Clock) -> None:
+    woken: list[str] = []
+    poller = Poller(rds, interval=30, max_concurrent=2, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    task(rds, "busy0", "IN_PROGRESS")
+    task(rds, "busy1", "IN_PROGRESS")
+    for uid in ("c", "a", "b"):
+        assert not poller.may_start(REGION, uid, CREATED[uid])
+    rds.tasks["busy0"]["Status"] = "COMPLETE"
+    woken.clear()
+    clock.now += 30
+    poller.refresh()  # waiting objects are reason enough to refresh
+    assert woken == ["a"]  # one slot: the oldest

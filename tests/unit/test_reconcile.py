@@ -36,6 +36,7 @@ class FakeRds:
     free: bool = True
     slots: ExportSlots = field(default_factory=lambda: ExportSlots(limit=5))
     slot_calls: list[tuple[str, ...]] = field(default_factory=list)
+    watched: dict[str, str] = field(default_factory=dict)  # uid -> identifier: woken when that task changes
 
     def peek(self, region: str, identifier: str, identity: Any = None) -> ExportTask | None:
         self._maybe_raise("DescribeExportTasks")  # the shared page is a describe too
@@ -61,6 +62,12 @@ class FakeRds:
     def release(self, uid: str) -> None:
         self.slot_calls.append(("release", uid))
         self.slots.release(uid)
+
+    def watch(self, uid: str, region: str, identifier: str, identity: Any = None) -> None:
+        self.watched[uid] = identifier
+
+    def unwatch(self, uid: str) -> None:
+        self.watched.pop(uid, None)
 
     def fail(self, operation: str, kind: ErrorKind, code: str, message: str = "boom") -> None:
         self.errors.setdefault(operation, []).append(AwsError(kind, code, message, operation))
