@@ -91,7 +91,7 @@ class Settings:
         check=at_least(1, "poll interval must be at least 1 second, not {}"),
     )
     tick_interval: float = setting(
-        3.0, "seconds between an object's looks at the polled answer (at most the poll interval)"
+        3.0, "seconds over which known objects' first looks are spread after a start (at most the poll interval)"
     )
     polling: str = setting(
         "coalesced", "one call per account and region, or per object", choices=("coalesced", "per-object")

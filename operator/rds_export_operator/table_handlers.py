@@ -20,7 +20,6 @@ from rds_export_operator import spawning
 from rds_export_operator import status as st
 from rds_export_operator.identity import Identities
 from rds_export_operator.reconcile import Result
-from rds_export_operator.resources import GROUP, PLURAL, VERSION
 from rds_export_operator.settings import Settings
 from rds_export_operator.spec import SpecError, parse_spec
 from rds_export_operator.table_report import (
