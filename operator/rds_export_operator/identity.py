@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
 import botocore.config
@@ -410,22 +410,19 @@ class IdentityClients:
     ) -> None:
         self.identity, self.session = identity, session
         self._config = config
-        self._rds: dict[str, RDSClient] = {}
-        self._s3: dict[str, Any] = {}
+        self._made: dict[tuple[str, str], Any] = {}
         self._lock = lock  # shared by all identities: sessions are not thread-safe and share one model loader
 
-    def rds(self, region: str) -> RDSClient:
-        with self._lock:  # creating a client makes no AWS call
-            if region not in self._rds:
-                self._rds[region] = self.session.client("rds", region_name=region, config=self._config)
-            return self._rds[region]
-
-    def s3(self, region: str, config: botocore.config.Config | None = None) -> Any:
-        """The identity's S3 client for a region (the table report reads the export's info files as it)."""
+    def client(self, service: str, region: str, config: botocore.config.Config | None = None) -> Any:
+        """The identity's client of ``service`` ("rds", "s3") for a region; creating one makes no AWS call."""
         with self._lock:
-            if region not in self._s3:
-                self._s3[region] = self.session.client("s3", region_name=region, config=config or self._config)
-            return self._s3[region]
+            key = (service, region)
+            if key not in self._made:
+                self._made[key] = self.session.client(service, region_name=region, config=config or self._config)  # type: ignore[call-overload]
+            return self._made[key]
+
+    def rds(self, region: str) -> RDSClient:
+        return cast("RDSClient", self.client("rds", region))
 
 
 def _utcnow() -> datetime:

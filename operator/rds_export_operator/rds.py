@@ -7,46 +7,21 @@ region and shared (boto3 clients are thread-safe; sessions are not, so creation 
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
-import boto3
-import botocore.config
-import botocore.exceptions
-
+from rds_export_operator.aws_clients import AwsClients
 from rds_export_operator.aws_errors import DESCRIBE, AwsError, ErrorKind, ExportTask
-from rds_export_operator.identity import Identities, Identity, IdentityUnavailable
+from rds_export_operator.identity import Identity
 from rds_export_operator.spec import ExportSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_rds.client import RDSClient
     from mypy_boto3_rds.type_defs import ExportTaskResponseTypeDef
 
-T = TypeVar("T")
 MAX_PAGES = 100  # 10,000 tasks: far beyond what one account runs; a server that pages for ever is an error
 # Identifiers per DescribeExportTasks: AWS documents no limit on filter values; 100 is one full page (MaxRecords).
 BATCH = 100
-
-
-def classify(exc: Exception, operation: str) -> AwsError:
-    """Map any exception from a botocore call to an AwsError, with the meaning ``aws_errors`` gives its code."""
-    if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "Unknown"))
-        message = str(error.get("Message", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-        if status >= 500:
-            return AwsError(ErrorKind.RETRYABLE, code, message, operation)
-        return AwsError.of(operation, code, message)
-    if isinstance(exc, IdentityUnavailable):  # AssumeRole refused or failed: a trust policy may be changing
-        role = f" {exc.role_arn}" if exc.role_arn else ""
-        return AwsError(ErrorKind.UNAUTHORIZED, exc.code, f"cannot act as the namespace's AWS role{role}", operation)
-    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
-        return AwsError.of(operation, "NoCredentials", str(exc))
-    # Network errors, timeouts, unparseable responses: all worth another try later.
-    return AwsError(ErrorKind.RETRYABLE, type(exc).__name__, str(exc), operation)
 
 
 def start_request(spec: ExportSpec) -> dict[str, Any]:
@@ -65,53 +40,13 @@ def start_request(spec: ExportSpec) -> dict[str, Any]:
     return params
 
 
-class Rds:
-    """StartExportTask / DescribeExportTasks / CancelExportTask for any region, with errors as AwsError.
+class Rds(AwsClients):
+    """StartExportTask / DescribeExportTasks / CancelExportTask for any region, with errors as AwsError."""
 
-    ``observe`` is called after every call with (operation, outcome, seconds), for metrics.
-    """
-
-    def __init__(
-        self,
-        *,
-        session_factory: Callable[[], boto3.session.Session] = boto3.session.Session,
-        observe: Callable[[str, str, float], None] | None = None,
-        timeout: float = 20.0,
-        identities: Identities | None = None,
-    ) -> None:
-        self._session_factory, self.identities = session_factory, identities
-        self._clients: dict[str, RDSClient] = {}
-        self._lock = threading.Lock()
-        self._observe = observe or (lambda operation, outcome, seconds: None)
-        # Retries inside botocore stay short; the reconciler backs off between attempts with jitter.
-        self._config = botocore.config.Config(
-            retries={"mode": "standard", "total_max_attempts": 2},
-            connect_timeout=min(5.0, timeout),
-            read_timeout=timeout,
-            user_agent_extra="rds-export-operator",
-        )
+    service = "rds"
 
     def client(self, region: str, identity: Identity | None = None) -> RDSClient:
-        """The client of ``identity`` (a namespace's assumed role) or, for None, of the operator's own identity."""
-        if identity is not None and not identity.is_operator:
-            if self.identities is None:
-                raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityUnavailable", "no identity mapping", "AssumeRole")
-            return self.identities.clients(identity).rds(region)
-        with self._lock:
-            if region not in self._clients:
-                self._clients[region] = self._session_factory().client("rds", region_name=region, config=self._config)
-            return self._clients[region]
-
-    def _call(self, operation: str, fn: Callable[[], T]) -> T:
-        started = time.monotonic()
-        try:
-            result = fn()
-        except Exception as exc:
-            error = classify(exc, operation)
-            self._observe(operation, error.code, time.monotonic() - started)
-            raise error from exc
-        self._observe(operation, "Success", time.monotonic() - started)
-        return result
+        return cast("RDSClient", super().client(region, identity))
 
     def start(self, spec: ExportSpec) -> ExportTask:
         client = self.client(spec.region, spec.identity)

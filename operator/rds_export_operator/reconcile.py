@@ -313,7 +313,7 @@ class Reconciler:
         if error.kind is ErrorKind.TERMINAL:
             return _terminal(result, error.code, message)
         if error.kind is ErrorKind.NOT_YET:
-            since = _parse_time(status.get("waitingSince")) or now
+            since = st.parse_time(status.get("waitingSince")) or now
             wait = self.policy.source_wait if error.code in SOURCE_NOT_READY_CODES else self.policy.iam_wait
             deadline = since + timedelta(seconds=wait)
             if now >= deadline:
@@ -325,7 +325,7 @@ class Reconciler:
         if _synced(status).get("reason") != error.code:
             result.events.append(Event("Warning", error.code, f"{message}; retrying with backoff"))
         synced = _synced(status)
-        failing_since = _parse_time(synced.get("lastTransitionTime")) if synced.get("status") == "False" else None
+        failing_since = st.parse_time(synced.get("lastTransitionTime")) if synced.get("status") == "False" else None
         long_failing = failing_since and now - failing_since >= timedelta(seconds=self.policy.warn_after)
         if long_failing and failing_since and uid not in self._warned:
             self._warned.add(uid)
@@ -412,16 +412,6 @@ def _synced(status: Mapping[str, Any]) -> Mapping[str, Any]:
         if cond.get("type") == st.SYNCED:
             return dict(cond)
     return {}
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _duration(seconds: float) -> str:

@@ -9,18 +9,13 @@ byte is read even if the length was wrong.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import boto3
-import botocore.config
-
+from rds_export_operator.aws_clients import AwsClients
 from rds_export_operator.aws_errors import GET_OBJECT, LIST_OBJECTS, AwsError, ErrorKind
-from rds_export_operator.identity import Identities, Identity
-from rds_export_operator.rds import classify
+from rds_export_operator.identity import Identity
 
 T = TypeVar("T")
 MAX_PAGES = 20  # a listing that pages for ever is a broken endpoint, not a bigger export
@@ -33,57 +28,20 @@ class S3Object:
 
 
 class ObjectTooLarge(Exception):
+    outcome = "TooLarge"  # as the metrics count it
+
     def __init__(self, key: str, size: int | None, limit: int) -> None:
         super().__init__(f"s3 object {key} is larger than {limit} bytes" + (f" ({size})" if size is not None else ""))
         self.key, self.size, self.limit = key, size, limit
 
 
-class S3:
+class S3(AwsClients):
     """ListObjectsV2 and GetObject for any region; ``observe(operation, outcome, seconds)`` after each call."""
 
-    def __init__(
-        self,
-        *,
-        session_factory: Callable[[], boto3.session.Session] = boto3.session.Session,
-        observe: Callable[[str, str, float], None] | None = None,
-        timeout: float = 20.0,
-        identities: Identities | None = None,
-    ) -> None:
-        self._session_factory, self.identities = session_factory, identities
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._observe = observe or (lambda operation, outcome, seconds: None)
-        self._config = botocore.config.Config(
-            retries={"mode": "standard", "total_max_attempts": 2},
-            connect_timeout=min(5.0, timeout),
-            read_timeout=timeout,
-            user_agent_extra="rds-export-operator",
-        )
+    service = "s3"
 
-    def client(self, region: str, identity: Identity | None = None) -> Any:
-        """The client of ``identity`` (a namespace's assumed role) or, for None, of the operator's own identity."""
-        if identity is not None and not identity.is_operator:
-            if self.identities is None:
-                raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityUnavailable", "no identity mapping", "AssumeRole")
-            return self.identities.clients(identity).s3(region, self._config)
-        with self._lock:
-            if region not in self._clients:
-                self._clients[region] = self._session_factory().client("s3", region_name=region, config=self._config)
-            return self._clients[region]
-
-    def _call(self, operation: str, fn: Callable[[], T]) -> T:
-        started = time.monotonic()
-        try:
-            result = fn()
-        except ObjectTooLarge:
-            self._observe(operation, "TooLarge", time.monotonic() - started)
-            raise
-        except Exception as exc:
-            error = classify(exc, operation)
-            self._observe(operation, error.code, time.monotonic() - started)
-            raise error from exc
-        self._observe(operation, "Success", time.monotonic() - started)
-        return result
+    def _call(self, operation: str, fn: Callable[[], T], *, passthrough: tuple[type[Exception], ...] = ()) -> T:
+        return super()._call(operation, fn, passthrough=(ObjectTooLarge, *passthrough))
 
     def list(
         self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None

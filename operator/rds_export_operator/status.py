@@ -57,6 +57,17 @@ def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 time from a status field, or None if absent or malformed (naive times are UTC)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def normalize_status(value: object) -> str:
     """AWS statuses are upper case; tolerate other cases (moto, filters) and missing values."""
     return str(value or "UNKNOWN").strip().upper().replace("-", "_") or "UNKNOWN"

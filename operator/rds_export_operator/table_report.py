@@ -70,7 +70,7 @@ def target_of(
     prefix = status.get("s3Prefix") if "s3Prefix" in status else st.s3_prefix_as_stored(spec.get("s3Prefix"))
     identifier = status.get("exportTaskIdentifier") or identifier
     folder = f"{prefix.rstrip('/')}/{identifier}/" if prefix and prefix.strip("/") else f"{identifier}/"
-    ended = _parse_time(status.get("taskEndTime"))
+    ended = st.parse_time(status.get("taskEndTime"))
     return Target(region, str(bucket), folder, str(identifier), str(status.get("status")), ended, namespace)
 
 
@@ -212,7 +212,7 @@ class TableReporter:
         self, problem: _Unavailable, target: Target, status: Mapping[str, Any], result: Result, attempt: int
     ) -> Result:
         now = self.clock()
-        since = _parse_time(status.get("tablesPendingSince")) or now
+        since = st.parse_time(status.get("tablesPendingSince")) or now
         wait = self.policy.wait
         if problem.reason == "NotFound" and target.export_status == "FAILED":
             wait = 0.0  # a failed export often writes no report at all: say so at once
@@ -284,13 +284,3 @@ def _verdict(report: tables.Report, target: Target) -> tuple[st.Condition, Event
         )
     message = f"the export's table report under {target.url} lists no tables"
     return st.Condition(TABLES_COMPLETE, "False", "NoTables", message), Event("Warning", "NoTables", message)
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""aws_errors.py + rds.classify: which AWS answer means what, per operation (the README's taxonomy table)."""
+"""aws_errors.py + aws_clients.classify: which AWS answer means what, per operation (the README's taxonomy table)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import botocore.exceptions
 import botocore.session
 import pytest
 
+from rds_export_operator.aws_clients import classify
 from rds_export_operator.aws_errors import CANCEL, DESCRIBE, START, AwsError, ErrorKind, kind_of
-from rds_export_operator.rds import classify
 
 R, U, Y, T = ErrorKind.RETRYABLE, ErrorKind.UNAUTHORIZED, ErrorKind.NOT_YET, ErrorKind.TERMINAL
 TABLE = {
