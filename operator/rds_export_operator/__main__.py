@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import kopf
 
-from rds_export_operator import handlers, settings
+from rds_export_operator import handlers, schedule_handlers, settings
 from rds_export_operator.health import standby_health
 from rds_export_operator.leader import LeaderElector, LeaseApi
 from rds_export_operator.metrics import Metrics
@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics.serve(config.metrics_port)
     registry = kopf.OperatorRegistry()
     handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics).register(registry)
+    schedule_handlers.register(registry, config, metrics.observe_call)
 
     # Leadership lost: kopf stops, the process exits non-zero and restarts as a standby. An asyncio flag, because
     # kopf waits on a threading.Event in an executor thread that would then block the loop's shutdown.
