@@ -223,7 +223,7 @@ def child_object(
     labels = {LABEL_SCHEDULE_UID: uid}
     if len(name) <= 63:
         labels[LABEL_SCHEDULE] = name
-    annotations = {ANNOTATION_SNAPSHOT: snapshot.identifier, ANNOTATION_SNAPSHOT_TIME: _rfc3339(snapshot.created)}
+    annotations = {ANNOTATION_SNAPSHOT: snapshot.identifier, ANNOTATION_SNAPSHOT_TIME: _precise(snapshot.created)}
     if scheduled is not None:
         annotations[ANNOTATION_SCHEDULED_TIME] = _rfc3339(scheduled)
     return {
@@ -284,6 +284,11 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _precise(value: datetime) -> str:
+    """With microseconds: a watermark rounded to the second would let a snapshot of that second count as new."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _ref(namespace: str, name: str, uid: str) -> dict[str, str]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "namespace": namespace, "name": name, "uid": uid}
 
@@ -339,7 +344,9 @@ def plan(
     handled_names = {c.snapshot for c in children if c.snapshot}
     watermark = max([t for t in [persisted, *(c.snapshot_time for c in children)] if t is not None], default=None)
     if spec.cron is None and watermark is None:
-        watermark = created  # trigger mode exports the snapshots taken after the schedule was created
+        # Trigger mode exports the snapshots taken after the schedule was created. creationTimestamp has whole
+        # seconds: a snapshot within that second may be older than the schedule, so it does not count as new.
+        watermark = created.replace(microsecond=0) + timedelta(seconds=1) - timedelta(microseconds=1)
     active = [c for c in children if c.phase is Phase.ACTIVE and not c.deleting]
     when = due(spec, status, created, now)
 
@@ -385,7 +392,7 @@ def plan(
             result.status["lastScheduleTime"] = _rfc3339(now)
 
     if watermark is not None:
-        result.status["lastHandledSnapshotTime"] = _rfc3339(watermark)
+        result.status["lastHandledSnapshotTime"] = _precise(watermark)
     result.prune = _prune(spec, children, persisted)
     succeeded = [c.finished for c in children if c.phase is Phase.SUCCEEDED and c.finished]
     last_success = max([t for t in [parse_time(status.get("lastSuccessfulTime")), *succeeded] if t], default=None)

@@ -293,7 +293,7 @@ def test_trigger_exports_new_snapshots_oldest_first_one_at_a_time() -> None:
     old, a, b = snap(-5), snap(1), snap(2)
     p = run(s, T0 + timedelta(minutes=3), snapshots=[b, old, a])
     assert created_snapshots(p) == [a.identifier]  # the one from before the schedule is not new
-    assert p.status["lastHandledSnapshotTime"] == "2026-01-01T00:01:00Z"
+    assert p.status["lastHandledSnapshotTime"] == "2026-01-01T00:01:00.000000Z"
     # a is running: Forbid waits.
     status = dict(p.status)
     waiting = run(s, T0 + timedelta(minutes=4), status=status, children=[child_of(s, a)], snapshots=[old, a, b])
@@ -309,7 +309,7 @@ def test_trigger_allow_exports_all_new_ones_and_replace_only_the_newest() -> Non
     assert created_snapshots(allow) == [a.identifier, b.identifier, c.identifier]
     replace = run(trigger(concurrencyPolicy="Replace"), T0 + timedelta(minutes=4), snapshots=[a, b, c])
     assert created_snapshots(replace) == [c.identifier]
-    assert replace.status["lastHandledSnapshotTime"] == "2026-01-01T00:03:00Z"
+    assert replace.status["lastHandledSnapshotTime"] == "2026-01-01T00:03:00.000000Z"
 
 
 def test_trigger_waits_for_a_snapshot_still_being_created() -> None:
@@ -326,7 +326,7 @@ def test_trigger_forbid_does_not_skip_over_a_waiting_snapshot() -> None:
     a, b, bad = snap(1), snap(2), snap(3, status="failed")
     p = run(trigger(), T0 + timedelta(minutes=4), snapshots=[a, b, bad])
     assert created_snapshots(p) == [a.identifier]
-    assert p.status["lastHandledSnapshotTime"] == "2026-01-01T00:01:00Z"
+    assert p.status["lastHandledSnapshotTime"] == "2026-01-01T00:01:00.000000Z"
 
 
 def test_trigger_starting_deadline_skips_old_snapshots() -> None:
@@ -367,7 +367,7 @@ def test_history_is_not_pruned_beyond_the_written_watermark() -> None:
     s = trigger(successfulExportsHistoryLimit=0)
     kid = child_of(s, snap(5), Phase.SUCCEEDED, finished=6)
     p = run(s, T0 + timedelta(minutes=7), status={"lastHandledSnapshotTime": "2026-01-01T00:01:00Z"}, children=[kid])
-    assert p.prune == [] and p.status["lastHandledSnapshotTime"] == "2026-01-01T00:05:00Z"
+    assert p.prune == [] and p.status["lastHandledSnapshotTime"] == "2026-01-01T00:05:00.000000Z"
     p2 = run(s, T0 + timedelta(minutes=8), status=p.status, children=[kid])
     assert p2.prune == [kid.name]
 
@@ -377,3 +377,18 @@ def test_last_successful_time_is_the_newest_success() -> None:
     kids = [child_of(s, snap(1), Phase.SUCCEEDED, finished=9), child_of(s, snap(2), Phase.FAILED, finished=12)]
     p = run(s, T0 + timedelta(minutes=20), status={"lastSuccessfulTime": "2026-01-01T00:05:00Z"}, children=kids)
     assert p.status["lastSuccessfulTime"] == "2026-01-01T00:09:00Z"
+
+
+def test_watermark_keeps_sub_second_precision_across_polls() -> None:
+    # Found end to end: a watermark written in whole seconds let a snapshot from the schedule's creation second
+    # (taken before the schedule) count as new at the second poll.
+    s = trigger()
+    created = T0 + timedelta(seconds=2)  # creationTimestamp has whole seconds
+    before = Snapshot(
+        "rds:orders-a", ACCOUNT_ARN + "rds:orders-a", T0 + timedelta(seconds=2, milliseconds=600), "available"
+    )
+    first = run(s, T0 + timedelta(seconds=3), created=created, snapshots=[before])
+    assert first.create == []
+    second = run(s, T0 + timedelta(seconds=4), created=created, status=first.status, snapshots=[before])
+    assert second.create == []
+    assert sch.parse_time(first.status["lastHandledSnapshotTime"]) == T0 + timedelta(seconds=3, microseconds=-1)
