@@ -116,7 +116,6 @@ class Plan:
     status: dict[str, Any] = field(default_factory=dict)
     ready: tuple[str, str, str] = ("True", "Scheduled", "")  # condition status, reason, message
     events: list[Event] = field(default_factory=list)
-    requeue_after: float | None = None  # when the next due time comes, if sooner than the next tick
 
 
 def parse_spec(spec: Mapping[str, Any], *, default_region: str) -> ScheduleSpec:
@@ -356,16 +355,16 @@ def plan(
         result.ready = ("False", "SnapshotsUnavailable", snapshots_error or "snapshots not listed")
     elif when is not None and snapshots is not None:
         steps = _candidates(spec, snapshots, handled_names, watermark, now)
-        if when.scheduled is not None and when.missed > 0:
-            result.events.append(
-                Event("Warning", "MissedSchedule", f"missed {when.missed} start times; running the most recent one")
-            )
         wanted = any(export for _, export in steps)
         if wanted and active and spec.concurrency is Concurrency.FORBID:
             # Nothing moves: the due time stays pending (lastScheduleTime unchanged), as CronJob does.
             result.ready = ("True", "WaitingForActiveExport", "concurrencyPolicy Forbid: an export is still running")
             steps = []
-        elif wanted and active and spec.concurrency is Concurrency.REPLACE:
+        elif when.scheduled is not None and when.missed > 0:
+            result.events.append(
+                Event("Warning", "MissedSchedule", f"missed {when.missed} start times; running the most recent one")
+            )
+        if wanted and active and spec.concurrency is Concurrency.REPLACE:
             result.delete = [c.name for c in active]
             result.events += [Event("Normal", "Replacing", f"deleting running export {c.name}") for c in active]
             active = []
@@ -403,8 +402,7 @@ def plan(
         _ref(namespace, c.name, uids.get(c.name) or c.uid) for c in sorted(active, key=lambda c: c.name)
     ]
     upcoming = next_due(spec, now)
-    if upcoming is not None:
-        result.requeue_after = max(0.0, (upcoming - now).total_seconds())
+    result.status["nextScheduleTime"] = _rfc3339(upcoming) if upcoming is not None else None
     return result
 
 

@@ -174,7 +174,7 @@ def test_child_from_object_reads_phase_and_finish_time() -> None:
 def test_not_due_before_the_first_time() -> None:
     p = run(parsed(), T0 + timedelta(hours=2, minutes=59), snapshots=[snap(0)])
     assert not p.create and "lastScheduleTime" not in p.status
-    assert p.requeue_after == 60
+    assert p.status["nextScheduleTime"] == "2026-01-01T03:00:00Z"
 
 
 def test_due_exports_the_newest_available_snapshot_once() -> None:
@@ -259,7 +259,7 @@ def test_suspend_stops_new_exports_and_resume_catches_up_once() -> None:
     status = {"lastScheduleTime": "2026-01-01T03:00:00Z"}
     now = T0 + timedelta(days=3, hours=4)
     p = run(s, now, status=status, snapshots=[snap(1440), snap(2880)])
-    assert p.create == [] and p.ready[1] == "Suspended" and p.requeue_after is None
+    assert p.create == [] and p.ready[1] == "Suspended" and p.status["nextScheduleTime"] is None
     resumed = run(parsed(), now, status=status, snapshots=[snap(1440), snap(2880)])
     assert created_snapshots(resumed) == [snap(2880).identifier]
 
@@ -392,3 +392,15 @@ def test_watermark_keeps_sub_second_precision_across_polls() -> None:
     second = run(s, T0 + timedelta(seconds=4), created=created, status=first.status, snapshots=[before])
     assert second.create == []
     assert sch.parse_time(first.status["lastHandledSnapshotTime"]) == T0 + timedelta(seconds=3, microseconds=-1)
+
+
+def test_missed_schedule_is_told_once_not_at_every_poll_while_forbid_waits() -> None:
+    s = parsed()
+    running = child_of(s, snap(10))
+    status = {"lastScheduleTime": "2026-01-01T03:00:00Z", "lastHandledSnapshotTime": "2026-01-01T00:10:00Z"}
+    now = T0 + timedelta(days=2, hours=3, seconds=1)  # two due times since the last one: one missed
+    waiting = run(s, now, status=status, children=[running], snapshots=[snap(24 * 60)])
+    assert waiting.ready[1] == "WaitingForActiveExport" and waiting.events == []
+    done = child_of(s, snap(10), Phase.SUCCEEDED, finished=30)
+    acted = run(s, now, status=status, children=[done], snapshots=[snap(24 * 60)])
+    assert [e.reason for e in acted.events] == ["MissedSchedule", "ExportCreated"]
