@@ -69,7 +69,7 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    source_kind: str  # "instance" or "cluster"
+    source_kind: str  # "instance", "cluster" (its snapshots) or "live" (the cluster itself, at each due time)
     source_id: str
     region: str
     snapshot_type: str
@@ -124,6 +124,9 @@ def parse_spec(spec: Mapping[str, Any], *, default_region: str) -> ScheduleSpec:
     instance, cluster = source.get("dbInstanceIdentifier"), source.get("dbClusterIdentifier")
     if bool(instance) == bool(cluster):
         raise ScheduleError("InvalidSpec", "source needs exactly one of dbInstanceIdentifier and dbClusterIdentifier")
+    live = bool(source.get("exportLiveCluster"))
+    if live and not (cluster and spec.get("schedule")):
+        raise ScheduleError("InvalidSpec", "exportLiveCluster needs dbClusterIdentifier and schedule")
     region = source.get("region") or default_region
     if not region:
         raise ScheduleError("InvalidSpec", "no region: set source.region, or give the operator a default region")
@@ -155,7 +158,7 @@ def parse_spec(spec: Mapping[str, Any], *, default_region: str) -> ScheduleSpec:
         raise ScheduleError("InvalidSpec", "concurrencyPolicy must be Forbid, Allow or Replace") from None
     deadline = spec.get("startingDeadlineSeconds")
     return ScheduleSpec(
-        source_kind="instance" if instance else "cluster",
+        source_kind="instance" if instance else "live" if live else "cluster",
         source_id=str(instance or cluster),
         region=region,
         snapshot_type=snapshot_type,
@@ -354,7 +357,7 @@ def plan(
     elif when is not None and snapshots is None:
         result.ready = ("False", "SnapshotsUnavailable", snapshots_error or "snapshots not listed")
     elif when is not None and snapshots is not None:
-        steps = _candidates(spec, snapshots, handled_names, watermark, now)
+        steps = _candidates(spec, snapshots, handled_names, watermark, now, when.scheduled)
         wanted = any(export for _, export in steps)
         if wanted and active and spec.concurrency is Concurrency.FORBID:
             # Nothing moves: the due time stays pending (lastScheduleTime unchanged), as CronJob does.
@@ -412,9 +415,12 @@ def _candidates(
     handled: set[str],
     watermark: datetime | None,
     now: datetime,
+    scheduled: datetime | None = None,
 ) -> list[tuple[Snapshot, bool]]:
     """The snapshots past the watermark that can be handled now, oldest first, each with whether to export it
     (False: it will never be exported, e.g. a failed snapshot; the watermark may move past it)."""
+    if spec.source_kind == "live":
+        snapshots = [live_point(c, scheduled) for c in snapshots[:1]] if scheduled is not None else []
     fresh = sorted(
         (s for s in snapshots if s.identifier not in handled and (watermark is None or s.created > watermark)),
         key=lambda s: (s.created, s.identifier),
@@ -429,6 +435,14 @@ def _candidates(
         too_old = spec.starting_deadline is not None and snapshot.created < now - spec.starting_deadline
         steps.append((snapshot, snapshot.status == "available" and not too_old))
     return steps
+
+
+def live_point(cluster: Snapshot, scheduled: datetime) -> Snapshot:
+    """A live cluster's export at one due time, as if it were a snapshot taken then: named after the cluster and
+    the due time, so that each due time exports once. The cluster's state is the child's to wait out
+    (InvalidExportSourceState while it exports already)."""
+    stamp = scheduled.astimezone(UTC).strftime("%Y-%m-%d-%H-%M")
+    return Snapshot(f"{cluster.identifier}-{stamp}", cluster.arn, scheduled, "available")
 
 
 def _limit(spec: ScheduleSpec, steps: list[tuple[Snapshot, bool]]) -> list[tuple[Snapshot, bool]]:

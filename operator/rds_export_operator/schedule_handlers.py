@@ -198,7 +198,9 @@ def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
 
 
 def _source(spec: sch.ScheduleSpec) -> str:
-    return spec.source_id if spec.source_kind == "instance" else f"cluster/{spec.source_id}"
+    if spec.source_kind == "instance":
+        return spec.source_id
+    return f"cluster/{spec.source_id}" + (" (live)" if spec.source_kind == "live" else "")
 
 
 def _when(spec: Mapping[str, Any]) -> str:

@@ -21,7 +21,8 @@ from rds_export_operator.rds import MAX_PAGES, Rds, classify
 from rds_export_operator.schedule import Snapshot
 
 DESCRIBE_SNAPSHOTS, DESCRIBE_CLUSTER_SNAPSHOTS = "DescribeDBSnapshots", "DescribeDBClusterSnapshots"
-Key = tuple[str, str, str, str]  # region, "instance" | "cluster", source identifier, snapshot type
+DESCRIBE_CLUSTERS = "DescribeDBClusters"
+Key = tuple[str, str, str, str]  # region, "instance" | "cluster" | "live", source identifier, snapshot type
 
 
 @dataclass
@@ -32,8 +33,19 @@ class _Entry:
 
 
 def describe(rds: Rds, region: str, kind: str, source: str, snapshot_type: str, page_size: int = 100) -> list[Snapshot]:
-    """Every snapshot of ``source`` of that type (all statuses), following Marker pages."""
+    """Every snapshot of ``source`` of that type (all statuses), following Marker pages; for ``kind`` "live",
+    the cluster itself (its ARN and status, created = now)."""
     client = rds.client(region)
+    if kind == "live":
+        try:
+            clusters = client.describe_db_clusters(DBClusterIdentifier=source).get("DBClusters", [])
+        except Exception as exc:
+            raise classify(exc, DESCRIBE_CLUSTERS) from exc
+        return [
+            Snapshot(source, str(c["DBClusterArn"]), datetime.now(UTC), str(c.get("Status", "")).lower())
+            for c in clusters
+            if c.get("DBClusterIdentifier") == source and c.get("DBClusterArn")
+        ]
     cluster = kind == "cluster"
     operation = DESCRIBE_CLUSTER_SNAPSHOTS if cluster else DESCRIBE_SNAPSHOTS
     params: dict[str, Any] = {"MaxRecords": page_size}

@@ -38,6 +38,7 @@ ACCEPTED: list[dict[str, Any]] = [
     {"schedule": "@daily"},
     {"schedule": None, "trigger": "NewSnapshot", "snapshotType": "manual", "concurrencyPolicy": "Allow"},
     {"source": {"dbClusterIdentifier": "aurora-prod"}, "suspend": True, "startingDeadlineSeconds": 300},
+    {"source": {"dbClusterIdentifier": "aurora-prod", "exportLiveCluster": True}},
     {
         "exportTemplate": {
             "s3BucketName": "b-1",
@@ -77,6 +78,11 @@ REJECTED: list[tuple[dict[str, Any], str]] = [
         "s3Prefix placeholders are {scheduleName}",
     ),
     ({"concurrencyPolicy": "Sometimes"}, "spec.concurrencyPolicy: Unsupported value"),
+    ({"source": {"dbInstanceIdentifier": "db", "exportLiveCluster": True}}, "exportLiveCluster exports a DB cluster"),
+    (
+        {"source": {"dbClusterIdentifier": "c", "exportLiveCluster": True}, "schedule": None, "trigger": "NewSnapshot"},
+        "it needs source.dbClusterIdentifier and schedule",
+    ),
     ({"successfulExportsHistoryLimit": -1}, "spec.successfulExportsHistoryLimit: Invalid value"),
     ({"source": {"dbInstanceIdentifier": "orders", "region": "eu-west-1"}}, "kmsKeyId must be a key in source.region"),
 ]

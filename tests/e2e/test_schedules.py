@@ -285,3 +285,28 @@ def test_deleting_the_schedule_deletes_its_exports(
     wait_until(lambda: len(children(kubectl, namespace, uid)) == 2, timeout=60, what="two exports")
     kubectl.run("delete", SCHEDULES, "owner", "-n", namespace, "--wait=false")
     wait_until(lambda: children(kubectl, namespace, uid) == [], timeout=60, what="exports garbage-collected")
+
+
+def test_live_cluster_is_exported_at_a_due_time(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    cluster = f"aurora-{uuid.uuid4().hex[:8]}"
+    arn = rds_client.create_db_cluster(
+        DBClusterIdentifier=cluster, Engine="aurora-postgresql", MasterUsername="admin", MasterUserPassword="pw123456"
+    )["DBCluster"]["DBClusterArn"]
+    source = {"dbClusterIdentifier": cluster, "region": "us-east-1", "exportLiveCluster": True}
+    kubectl.apply(schedule("live", cluster, source=source, trigger=None, schedule="* * * * *"), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "live")
+    sched = kubectl.wait_for(
+        SCHEDULES, "live", namespace, lambda o: o.get("status", {}).get("lastScheduleTime"), timeout=90, what="due"
+    )
+    [kid] = children(kubectl, namespace, uid)
+    assert kid["spec"]["sourceArn"] == arn
+    stamp = sched["status"]["lastScheduleTime"][:16].replace("T", "-").replace(":", "-")
+    assert kid["metadata"]["annotations"]["rdsexport.dev/snapshot"] == f"{cluster}-{stamp}"
+    wait_until(
+        lambda: aws.standin.call_count("StartExportTask", kid["spec"]["exportTaskIdentifier"]) == 1,
+        timeout=30,
+        what="started",
+    )
+    assert sched["status"]["source"] == f"cluster/{cluster} (live)"

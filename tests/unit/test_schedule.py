@@ -404,3 +404,39 @@ def test_missed_schedule_is_told_once_not_at_every_poll_while_forbid_waits() -> 
     done = child_of(s, snap(10), Phase.SUCCEEDED, finished=30)
     acted = run(s, now, status=status, children=[done], snapshots=[snap(24 * 60)])
     assert [e.reason for e in acted.events] == ["MissedSchedule", "ExportCreated"]
+
+
+# -- live cluster -----------------------------------------------------------------------------------------------
+
+CLUSTER_ARN = "arn:aws:rds:us-east-1:123456789012:cluster:aurora"
+
+
+def live(**overrides: Any) -> sch.ScheduleSpec:
+    return parsed(
+        source={"dbClusterIdentifier": "aurora", "region": "us-east-1", "exportLiveCluster": True}, **overrides
+    )
+
+
+def test_live_cluster_needs_a_cluster_and_a_schedule() -> None:
+    with pytest.raises(sch.ScheduleError, match="exportLiveCluster needs"):
+        parsed(source={"dbInstanceIdentifier": "db", "exportLiveCluster": True})
+    with pytest.raises(sch.ScheduleError, match="exportLiveCluster needs"):
+        live(schedule=None, trigger="NewSnapshot")
+    assert live().source_kind == "live"
+
+
+def test_live_cluster_exports_the_cluster_once_per_due_time() -> None:
+    s = live()
+    cluster = [Snapshot("aurora", CLUSTER_ARN, T0 + timedelta(days=9), "backing-up")]
+    first = run(s, T0 + timedelta(hours=3, seconds=2), snapshots=cluster)
+    [child] = first.create
+    assert child["spec"]["sourceArn"] == CLUSTER_ARN
+    assert child["metadata"]["annotations"][sch.ANNOTATION_SNAPSHOT] == "aurora-2026-01-01-03-00"
+    assert child["spec"]["s3Prefix"] == "orders/2026-01-01"  # the due time's date
+    kid = Child(child["metadata"]["name"], "u1", "aurora-2026-01-01-03-00", T0 + timedelta(hours=3), Phase.ACTIVE, None)
+    # The same due time again (crash before the status was written): nothing new.
+    assert run(s, T0 + timedelta(hours=3, seconds=9), children=[kid], snapshots=cluster).create == []
+    done = Child(kid.name, "u1", kid.snapshot, kid.snapshot_time, Phase.SUCCEEDED, T0 + timedelta(hours=4))
+    nxt = run(s, T0 + timedelta(days=1, hours=3, seconds=1), status=first.status, children=[done], snapshots=cluster)
+    assert created_snapshots(nxt) == ["aurora-2026-01-02-03-00"]
+    assert nxt.create[0]["metadata"]["name"] != kid.name

@@ -144,3 +144,22 @@ def test_cache_single_flight_across_threads() -> None:
     for t in threads:
         t.join(5)
     assert calls == ["db"] and results == [[], [], [], []]
+
+
+def test_cluster_snapshots_and_the_live_cluster(rds: Rds) -> None:
+    client = rds.client("us-east-1")
+    client.create_db_cluster(
+        DBClusterIdentifier="aurora",
+        Engine="aurora-postgresql",
+        MasterUsername="admin",
+        MasterUserPassword="password123",
+    )
+    made = client.create_db_cluster_snapshot(DBClusterSnapshotIdentifier="aurora-1", DBClusterIdentifier="aurora")
+    arn = made["DBClusterSnapshot"]["DBClusterSnapshotArn"]
+    listed = describe(rds, "us-east-1", "cluster", "aurora", "manual")
+    assert [(s.identifier, s.arn) for s in listed] == [("aurora-1", arn)]
+    [cluster] = describe(rds, "us-east-1", "live", "aurora", "automated")
+    assert cluster.arn.endswith(":cluster:aurora") and cluster.identifier == "aurora"
+    with pytest.raises(AwsError) as missing:  # an unknown cluster is not a verdict either
+        describe(rds, "us-east-1", "live", "no-such-cluster", "automated")
+    assert missing.value.kind is ErrorKind.RETRYABLE and missing.value.operation == "DescribeDBClusters"
