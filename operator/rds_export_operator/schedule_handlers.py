@@ -21,6 +21,7 @@ from rds_export_operator import schedule as sch
 from rds_export_operator import status as st
 from rds_export_operator.aws_errors import AwsError
 from rds_export_operator.children import TaskApi
+from rds_export_operator.identity_source import KubeApiError
 from rds_export_operator.rds import Rds
 from rds_export_operator.resources import GROUP, PLURAL, VERSION
 from rds_export_operator.settings import Settings
@@ -132,6 +133,12 @@ class ScheduleHandlers:
             for obj in plan.create:  # oldest first: if one fails, the status (watermark) is not written
                 if not self.api.create_task(obj):
                     logger.info("%s/%s: %s exists already", namespace, name, obj["metadata"]["name"])
+        except KubeApiError as exc:
+            if exc.status in (400, 422):  # the API server refuses the export the template makes: say so, once
+                message = f"the export for this snapshot was refused: {exc}"
+                self._write(body, patch, {}, ("False", "ExportRefused", message[:1000]), warn=True)
+                return
+            raise kopf.TemporaryError(f"cannot create or delete exports: {exc}", delay=5) from exc
         except Exception as exc:
             raise kopf.TemporaryError(f"cannot create or delete exports: {exc}", delay=5) from exc
         for child in plan.prune:

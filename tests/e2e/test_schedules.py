@@ -16,7 +16,7 @@ from e2e.conftest import KEY, ROLE, condition, export_task
 from localdev.aws_standin import TERMINAL, StandInServer, create_db_instance
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
-from localdev.waiting import wait_until
+from localdev.waiting import DeadlineExceeded, wait_until
 
 SCHEDULES, TASKS = "rdsexportschedules", "rdsexporttasks"
 LABEL_UID = "rdsexport.dev/schedule-uid"
@@ -159,7 +159,7 @@ def test_suspend_stops_new_exports(
     uid = uid_of(kubectl, namespace, "paused")
     arn = aws.standin.create_db_snapshot(db)
     kubectl.wait_for(SCHEDULES, "paused", namespace, ready_reason("Suspended"), timeout=60, what="Suspended")
-    # The operator polled the suspended schedule at least once after the snapshot existed: wait for a second poll.
+    # Ready=Suspended is written by a poll that saw suspend=true, and a suspended schedule creates nothing.
     sched = kubectl.get(SCHEDULES, "paused", namespace)
     assert children(kubectl, namespace, uid) == [] and "lastExportedSnapshot" not in sched["status"]
     kubectl.run("patch", SCHEDULES, "paused", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
@@ -259,15 +259,23 @@ def test_ttl_seconds_after_finished_deletes_a_finished_export(
     assert condition(kubectl.get(TASKS, "kept", namespace), "Complete")["status"] == "True"  # no TTL: kept
 
 
-def controller_manager_runs(kubectl: Kubectl, namespace: str) -> bool:
-    """kube-controller-manager publishes kube-root-ca.crt into every namespace: its presence says it runs."""
+def garbage_collector_runs(kubectl: Kubectl, namespace: str) -> bool:
+    """Probe kube-controller-manager's garbage collector directly: a ConfigMap owned by a deleted one goes."""
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gc-probe-owner", "namespace": namespace}}
+    kubectl.create(owner)
+    uid = kubectl.get("configmap", "gc-probe-owner", namespace)["metadata"]["uid"]
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gc-probe-owner", "uid": uid}
+    kubectl.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "gc-probe-dependent", "namespace": namespace, "ownerReferences": [ref]},
+        }
+    )
+    kubectl.run("delete", "configmap", "gc-probe-owner", "-n", namespace)
     try:
-        wait_until(
-            lambda: kubectl.get_or_none("configmap", "kube-root-ca.crt", namespace) is not None,
-            timeout=10,
-            what="kube-root-ca.crt",
-        )
-    except Exception:
+        kubectl.wait_gone("configmap", "gc-probe-dependent", namespace, timeout=20)
+    except DeadlineExceeded:
         return False
     return True
 
@@ -275,7 +283,7 @@ def controller_manager_runs(kubectl: Kubectl, namespace: str) -> bool:
 def test_deleting_the_schedule_deletes_its_exports(
     kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
 ) -> None:
-    if not controller_manager_runs(kubectl, namespace):
+    if not garbage_collector_runs(kubectl, namespace):
         pytest.skip("kube-controller-manager does not run on this control plane: no ownerReference garbage collection")
     db = new_db(rds_client)
     kubectl.apply(schedule("owner", db, concurrencyPolicy="Allow"), "-n", namespace)
@@ -310,3 +318,29 @@ def test_live_cluster_is_exported_at_a_due_time(
         what="started",
     )
     assert sched["status"]["source"] == f"cluster/{cluster} (live)"
+
+
+def test_an_export_the_api_server_refuses_is_reported_on_the_schedule(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    # No source.region (the operator's default, us-east-1): the schedule's admission cannot compare the key's
+    # region, the child's can, and refuses it.
+    db = new_db(rds_client)
+    template = {
+        "s3BucketName": "exports-bucket",
+        "iamRoleArn": ROLE,
+        "kmsKeyId": KEY.replace("us-east-1", "eu-west-1"),
+    }
+    kubectl.apply(
+        schedule("refused", db, source={"dbInstanceIdentifier": db}, exportTemplate=template), "-n", namespace
+    )
+    uid = uid_of(kubectl, namespace, "refused")
+    aws.standin.create_db_snapshot(db)
+    sched = kubectl.wait_for(SCHEDULES, "refused", namespace, ready_reason("ExportRefused"), timeout=60, what="refused")
+    assert "kmsKeyId must be a key in the region of sourceArn" in condition(sched, "Ready")["message"]
+    assert children(kubectl, namespace, uid) == []
+    wait_until(
+        lambda: [e for e in kubectl.events(namespace, "refused") if e["reason"] == "ExportRefused"],
+        timeout=30,
+        what="a Warning Event",
+    )
