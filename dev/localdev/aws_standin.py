@@ -20,15 +20,23 @@ Controls for tests, demo and benchmarks are the public methods of :class:`RdsExp
 in-process): ``seed``, ``set_task``, ``task``, ``tasks``, ``reset``, ``mode``, ``inject`` (see
 :mod:`localdev.standin_faults`), ``deny_role``, ``set_snapshot_status``, ``after``, ``calls``, ``call_count``;
 snapshots over time (for schedules): ``create_db_snapshot``, ``snapshot_every``, ``stop_snapshots``.
+
+S3 is moto's, with the export's info files (:mod:`localdev.standin_s3`): a task that becomes COMPLETE (by its
+script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
+under ``<prefix>/<id>/`` in its bucket (created when missing). Controls: ``table_outcomes`` (which tables FAILED or
+were SKIPPED), ``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a
+FAILED task, or raw bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket);
+``s3_calls`` lists the S3 requests with the role each ran as.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,15 +58,28 @@ from localdev.standin_exports import (
     Task,
 )
 from localdev.standin_faults import ConnectionAbort, FaultBook, abort_connection, make_fault
+from localdev.standin_s3 import S3Call, TableFiles, put_files, s3_request, validate_outcomes
 from localdev.standin_sts import Identity, IdentityBook, signature
 from localdev.standin_wire import ApiError, error_xml, result_xml
 
-__all__ = ["ACCOUNT", "ACTIVE", "TERMINAL", "Call", "Modes", "RdsExportStandIn", "Script", "StandInServer", "Task"]
+__all__ = [
+    "ACCOUNT",
+    "ACTIVE",
+    "TERMINAL",
+    "Call",
+    "Modes",
+    "RdsExportStandIn",
+    "S3Call",
+    "Script",
+    "StandInServer",
+    "Task",
+]
 
 ACTIONS = ("StartExportTask", "DescribeExportTasks", "CancelExportTask")
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MALFORMED = b"<html>502 Bad Gateway</html><<"
+logger = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -93,6 +114,9 @@ class RdsExportStandIn:
         self._snapshot_serial = 0
         self._automated_stamp: dict[str, datetime] = {}  # db -> the next free minute for an automated snapshot
         self._snapshotters: list[threading.Event] = []
+        self._tables = TableFiles()
+        self._s3_calls: list[S3Call] = []
+        self._exports.on_finish = self._finished
 
     @property
     def limit(self) -> int:
@@ -170,6 +194,8 @@ class RdsExportStandIn:
         )
         with self._lock:
             self._exports.add(task)
+            if status in TERMINAL:
+                self._finished(task)
         return task
 
     def set_task(
@@ -195,7 +221,10 @@ class RdsExportStandIn:
                     changes.setdefault("percent", 100)
             if "export_only" in changes:
                 changes["export_only"] = tuple(changes["export_only"])
+            finishing = status in TERMINAL and task.status != status
             self._exports.tasks[task_key] = task = replace(task, **{**changes, "auto": False})
+            if finishing:
+                self._finished(task)
             return task
 
     def task(self, identifier: str, *, account: str | None = None, region: str | None = None) -> Task:
@@ -215,6 +244,7 @@ class RdsExportStandIn:
     def reset(self) -> None:
         """Between tests: finish every active task as CANCELED, clear faults, hooks, modes and role denials.
 
+        Table outcomes, held table files and denied buckets are cleared too; files already written stay.
         The call log stays (count differences, or filter ``calls()`` by identifier)."""
         now = self.now()
         self._faults.clear()
@@ -228,6 +258,7 @@ class RdsExportStandIn:
             self._hooks.clear()
             self._exports.denials.clear()
             self._exports.modes = Modes()
+            self._tables.clear()
 
     # -- controls: behaviour ---------------------------------------------------------------------------------
 
@@ -388,6 +419,62 @@ class RdsExportStandIn:
                 stop.set()
             self._snapshotters.clear()
 
+    # -- controls: the export's info files in S3 -------------------------------------------------------------
+
+    def table_outcomes(self, pattern: str, outcomes: Mapping[str, str]) -> None:
+        """Tasks whose identifier matches ``pattern`` (``fnmatch``) report these tables with these outcomes
+        (COMPLETE, FAILED, SKIPPED), on top of the default tables (or the exportOnly tables) that are COMPLETE;
+        e.g. ``table_outcomes("*", {"postgres.public.orders": "FAILED"})``. Later calls win."""
+        checked = validate_outcomes(outcomes)
+        with self._lock:
+            self._tables.outcomes.append((pattern, checked))
+
+    def hold_table_files(self, pattern: str) -> None:
+        """Tasks whose identifier matches ``pattern`` complete without info files: they appear only when
+        :meth:`write_table_files` is called (late files; a FAILED task writes none by default)."""
+        with self._lock:
+            self._tables.held.append(pattern)
+
+    def write_table_files(
+        self,
+        identifier: str,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        account: str | None = None,
+        region: str | None = None,
+    ) -> list[str]:
+        """Write the task's info files now (``files``: names relative to the export folder -> raw content,
+        instead of the generated ones); return the S3 keys written."""
+        with self._lock:
+            task = self._exports.tasks[self._exports.find(identifier, account, region)]
+            return put_files(task, self._tables.files_of(task) if files is None else files)
+
+    def table_files(
+        self, identifier: str, *, account: str | None = None, region: str | None = None
+    ) -> dict[str, bytes]:
+        """The info files the stand-in writes for this task (name relative to the export folder -> content)."""
+        with self._lock:
+            return self._tables.files_of(self._exports.tasks[self._exports.find(identifier, account, region)])
+
+    def deny_bucket(self, bucket: str) -> None:
+        """Every S3 request for ``bucket`` answers 403 AccessDenied (as without s3:ListBucket / s3:GetObject)."""
+        with self._lock:
+            self._tables.denied.add(bucket)
+
+    def s3_calls(self, bucket: str | None = None) -> list[S3Call]:
+        """S3 requests (method, bucket, key, caller: the assumed role ARN or "default"), optionally of one bucket."""
+        with self._lock:
+            return [c for c in self._s3_calls if bucket is None or c.bucket == bucket]
+
+    def _finished(self, task: Task) -> None:
+        """A task became COMPLETE or FAILED (called under the lock): RDS writes the info files of a complete one."""
+        if task.status != "COMPLETE" or self._tables.is_held(task):
+            return
+        try:
+            put_files(task, self._tables.files_of(task))
+        except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
+            logger.exception("stand-in: could not write the info files of %s", task.identifier)
+
     # -- observation -----------------------------------------------------------------------------------------
 
     def calls(self, action: str | None = None) -> list[Call]:
@@ -413,6 +500,17 @@ class RdsExportStandIn:
     # -- WSGI ------------------------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        s3 = s3_request(environ)
+        if s3 is not None:
+            caller = self._identities.identify(signature(environ.get("HTTP_AUTHORIZATION", ""))[0]).caller
+            with self._lock:
+                self._s3_calls.append(S3Call(str(environ.get("REQUEST_METHOD", "")), s3[0], s3[1], caller))
+                denied = self._tables.deny(s3[0])
+            if denied is not None:
+                start_response(
+                    "403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(denied)))]
+                )
+                return [denied]
         if environ.get("REQUEST_METHOD") != "POST":
             return self.moto_app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)

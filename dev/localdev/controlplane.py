@@ -1,8 +1,11 @@
-"""A real local Kubernetes control plane (etcd + kube-apiserver) on loopback, for tests, demo and benchmarks.
+"""A real local Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager) on loopback, for tests,
+demo and benchmarks.
 
 Binaries come from ``dev/build-control-plane.sh`` (built once, cached outside the repo). Each start uses free
 ports and a fresh temporary directory, serves TLS with a self-signed certificate, authorizes with RBAC, signs
 ServiceAccount tokens (so ``kubectl create token`` works) and authenticates an admin by a static token.
+kube-controller-manager runs the controllers that need no nodes and no cloud (:data:`CONTROLLERS`): garbage
+collection by ownerReferences, namespace deletion, default ServiceAccounts, ClusterRole aggregation.
 Children get PDEATHSIG so that they die with us even if we are SIGKILLed: no orphaned processes.
 
     python -m localdev.controlplane up      # prints the kubeconfig path, runs until Ctrl-C
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import math
 import os
 import secrets
 import shutil
@@ -34,6 +38,17 @@ from localdev.waiting import wait_until
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "dev" / "build-control-plane.sh"
 ADMIN_USER = "local-admin"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+# An allowlist rather than "*,-x,-y": no Pods ever run here (no kubelet, no scheduler), so the workload, node,
+# volume, endpoint and CSR-signing controllers would only cost CPU. These need nothing but the API server.
+CONTROLLERS = (
+    "garbage-collector-controller",  # ownerReferences cascade
+    "namespace-controller",  # a deleted namespace empties and disappears
+    "serviceaccount-controller",  # the "default" ServiceAccount in every namespace
+    "serviceaccount-token-controller",  # tokens for legacy token Secrets (uses the signing key)
+    "root-ca-certificate-publisher-controller",  # the kube-root-ca.crt ConfigMap in every namespace
+    "clusterrole-aggregation-controller",  # aggregate-to-admin/edit/view labels fill the built-in roles
+)
 
 
 class ControlPlaneError(RuntimeError):
@@ -41,7 +56,7 @@ class ControlPlaneError(RuntimeError):
 
 
 def binaries_dir() -> Path:
-    """Run the (idempotent, cached) build script and return the directory with the four binaries."""
+    """Run the (idempotent, cached) build script and return the directory with the binaries."""
     override = os.environ.get("RDS_EXPORT_OPERATOR_BIN")
     if override:
         path = Path(override)
@@ -50,7 +65,7 @@ def binaries_dir() -> Path:
         if done.returncode != 0:
             raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit code {done.returncode} (see its output)")
         path = Path(done.stdout.strip().splitlines()[-1])
-    missing = [b for b in ("etcd", "kube-apiserver", "kubectl", "helm") if not os.access(path / b, os.X_OK)]
+    missing = [b for b in BINARIES if not os.access(path / b, os.X_OK)]
     if missing:
         raise ControlPlaneError(f"missing binaries {missing} in {path}; run {BUILD_SCRIPT}")
     return path
@@ -80,7 +95,7 @@ def _service_account_keys(directory: Path) -> tuple[Path, Path]:
 
 @dataclass
 class ControlPlane:
-    """A running etcd + kube-apiserver pair; use :func:`running` to get one."""
+    """A running etcd + kube-apiserver + kube-controller-manager; use :func:`running` to get one."""
 
     bin_dir: Path
     workdir: Path
@@ -88,8 +103,10 @@ class ControlPlane:
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     kubeconfig: Path = Path()
     ca_file: Path = Path()
+    controller_manager_url: str = ""
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     commands: dict[str, list[str]] = field(default_factory=dict)
+    _stopped: dict[str, int] = field(default_factory=dict)  # stopped component -> its place in the start order
 
     @property
     def kubectl(self) -> str:
@@ -130,7 +147,7 @@ class ControlPlane:
             raise ControlPlaneError(f"stale etcd data directory {etcd_dir}: remove it or use a fresh work dir")
         certs = self.workdir / "certs"
         certs.mkdir(parents=True, exist_ok=True)
-        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_port, peer_port, api_port, kcm_port = free_port(), free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn(
             "etcd",
@@ -174,31 +191,64 @@ class ControlPlane:
         self.ca_file = certs / "apiserver.crt"
         wait_until(lambda: self._ready(), timeout=timeout, what="kube-apiserver /readyz to answer ok")
         self._write_kubeconfig()
+        # After /readyz: it needs the admin kubeconfig (which names the apiserver's generated certificate).
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",  # every controller acts as the admin
+                f"--service-account-private-key-file={sa_key}",
+                f"--root-ca-file={self.ca_file}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={kcm_port}",
+                f"--cert-dir={self.workdir / 'controller-manager'}",
+                "--v=1",
+            ],
+        )
+        self.controller_manager_url = f"https://127.0.0.1:{kcm_port}"
+        wait_until(self._controller_manager_ready, timeout=timeout, what="kube-controller-manager /healthz ok")
 
     def restart(self, name: str, timeout: float = 60.0) -> None:
-        """Stop one component (etcd or kube-apiserver) and start it again as it was, keeping its data."""
+        """Stop one component and start it again as it was, keeping its data; wait until it is ready again."""
+        self.stop_component(name)
+        self.start_component(name, timeout)
+
+    def stop_component(self, name: str, kill: bool = False) -> None:
+        """Stop one component (SIGTERM, or SIGKILL: gone at once), keeping its data for :meth:`start_component`."""
         index, proc = next((i, p) for i, (n, p) in enumerate(self.processes) if n == name)
-        proc.terminate()
+        proc.kill() if kill else proc.terminate()
         try:
             proc.wait(timeout=10)  # kube-apiserver may hold open watches longer: then it is a crash restart
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         del self.processes[index]
+        self._stopped[name] = index
+
+    def start_component(self, name: str, timeout: float = 60.0) -> None:
         self._spawn(name, self.commands[name])
-        wait_until(self._ready, timeout=timeout, what=f"kube-apiserver /readyz after restarting {name}")
+        # Keep the start order: stop() goes in reverse.
+        self.processes.insert(self._stopped.pop(name, len(self.processes) - 1), self.processes.pop())
+        wait_until(self._ready, timeout=timeout, what=f"kube-apiserver /readyz after starting {name}")
+        wait_until(self._controller_manager_ready, timeout=timeout, what=f"controller-manager after starting {name}")
 
     def _ready(self) -> bool:
         self._check_alive()
         if not self.ca_file.exists():
             return False
-        request = urllib.request.Request(f"{self.url}/readyz", headers={"Authorization": f"Bearer {self.token}"})
         context = ssl.create_default_context(cafile=str(self.ca_file))
-        try:
-            with urllib.request.urlopen(request, timeout=2, context=context) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
-            return False
+        return _answers_ok(f"{self.url}/readyz", context, {"Authorization": f"Bearer {self.token}"})
+
+    def _controller_manager_ready(self) -> bool:
+        self._check_alive()
+        # Its serving certificate is self-signed at start-up and trusted by nobody; /healthz needs no credentials.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return _answers_ok(f"{self.controller_manager_url}/healthz", context, {})
 
     def _write_kubeconfig(self) -> None:
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -229,8 +279,16 @@ current-context: local
         path.chmod(0o600)
         return path
 
+    def wait_any(self) -> tuple[str, int]:
+        """Block until one component exits; return its name and exit code."""
+
+        def exited() -> tuple[str, int] | None:
+            return next(((n, p.returncode) for n, p in self.processes if p.poll() is not None), None)
+
+        return wait_until(exited, timeout=math.inf, what="a component to exit", max_interval=1.0)
+
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop kube-apiserver, then etcd: SIGTERM, and SIGKILL after ``timeout`` seconds."""
+        """Stop kube-controller-manager, kube-apiserver, then etcd: SIGTERM, and SIGKILL after ``timeout`` seconds."""
         for _name, proc in reversed(self.processes):
             if proc.poll() is None:
                 proc.terminate()
@@ -240,6 +298,14 @@ current-context: local
                     proc.kill()
                     proc.wait()
         self.processes.clear()
+
+
+def _answers_ok(url: str, context: ssl.SSLContext, headers: dict[str, str]) -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2, context=context) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
+        return False
 
 
 @contextlib.contextmanager
@@ -261,7 +327,7 @@ def running(workdir: Path | None = None, keep: bool = False) -> Iterator[Control
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.controlplane", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start etcd + kube-apiserver and run until Ctrl-C")
+    up = sub.add_parser("up", help="start etcd, kube-apiserver and kube-controller-manager; run until Ctrl-C")
     up.add_argument("--workdir", type=Path, help="directory for data, certificates and logs (default: a temp dir)")
     sub.add_parser("build", help="build or locate the binaries and print their directory")
     args = parser.parse_args(argv)
@@ -275,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export KUBECONFIG={cp.kubeconfig} PATH={cp.bin_dir}:$PATH", flush=True)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             with contextlib.suppress(KeyboardInterrupt):
-                code = cp.processes[-1][1].wait()  # blocks until kube-apiserver exits or Ctrl-C
-                print(f"kube-apiserver exited with code {code}:\n{cp.log_tail('kube-apiserver')}", file=sys.stderr)
+                name, code = cp.wait_any()  # blocks until a component exits or Ctrl-C
+                print(f"{name} exited with code {code}:\n{cp.log_tail(name)}", file=sys.stderr)
                 return 1
     except ControlPlaneError as exc:
         print(f"error: {exc}", file=sys.stderr)

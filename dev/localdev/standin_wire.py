@@ -50,6 +50,9 @@ def s3_prefix(prefix: str | None) -> str | None:
     return re.sub(r'[\\`" ]', "_", prefix)
 
 
+MAX_FILTER_VALUES = 100
+
+
 def filters(p: dict[str, str]) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for key, name in p.items():
@@ -60,6 +63,8 @@ def filters(p: dict[str, str]) -> dict[str, set[str]]:
         values = {v for k, v in p.items() if k.startswith(f"{prefix}Values.")}
         if name not in FILTER_NAMES:
             raise ApiError("InvalidParameterValue", f"Unrecognized filter name: {name}")
+        if len(values) > MAX_FILTER_VALUES:  # AWS documents no limit; the operator batches at most this many
+            raise ApiError("InvalidParameterValue", f"Filter {name} has more than {MAX_FILTER_VALUES} values")
         found[name] = values
     return found
 

@@ -12,6 +12,7 @@ from typing import Any
 ExportTask = dict[str, Any]  # one ExportTask as the API returns it (PascalCase keys)
 
 START, DESCRIBE, CANCEL = "StartExportTask", "DescribeExportTasks", "CancelExportTask"
+LIST_OBJECTS, GET_OBJECT = "ListObjectsV2", "GetObject"  # the table report (s3.py)
 
 
 class ErrorKind(Enum):
@@ -25,7 +26,9 @@ class ErrorKind(Enum):
     INVALID_STATE = "InvalidState"  # cancel of a finished task, or a cancel under way
 
 
-THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"})
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "SlowDown"}
+)
 UNAUTHORIZED_CODES = frozenset(
     {
         "AccessDenied",
@@ -69,6 +72,14 @@ _COMMON = {
     "ExportTaskNotFound": ErrorKind.NOT_FOUND,
     "ExportTaskNotFoundFault": ErrorKind.NOT_FOUND,
 }
+_S3_COMMON = {
+    "NoSuchBucket": ErrorKind.NOT_FOUND,
+    "NotFound": ErrorKind.NOT_FOUND,
+    "404": ErrorKind.NOT_FOUND,
+    "AllAccessDisabled": ErrorKind.UNAUTHORIZED,
+    "403": ErrorKind.UNAUTHORIZED,
+    "NoSuchKey": ErrorKind.NOT_FOUND,
+}
 _BY_OPERATION: dict[str, dict[str, ErrorKind]] = {
     START: {
         **{code: ErrorKind.TERMINAL for code in SPEC_CODES},
@@ -79,6 +90,9 @@ _BY_OPERATION: dict[str, dict[str, ErrorKind]] = {
     },
     DESCRIBE: dict(_COMMON),
     CANCEL: {**_COMMON, "InvalidExportTaskStateFault": ErrorKind.INVALID_STATE},
+    # S3 (the export's info files): a missing object or bucket is "not there (yet)"; a disabled account is denied.
+    LIST_OBJECTS: dict(_S3_COMMON),
+    GET_OBJECT: dict(_S3_COMMON),
 }
 
 

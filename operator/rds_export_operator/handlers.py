@@ -15,6 +15,8 @@ from kopf._cogs.structs.references import Selector
 from kopf._core.intents.handlers import TimerHandler
 
 from rds_export_operator import status as st
+from rds_export_operator.identity import Identities
+from rds_export_operator.identity_source import ConfigMapSource, KubeApi, NamespaceLabels
 from rds_export_operator.metrics import Metrics
 from rds_export_operator.polling import PerObject, Poller
 from rds_export_operator.rds import Rds
@@ -47,6 +49,17 @@ def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
 class Handlers:
     def __init__(self, config: Settings, rds: Rds, metrics: Metrics) -> None:
         self.config, self.metrics = config, metrics
+        # Per-namespace AWS identities (identity.py), when the chart's mapping ConfigMap is configured.
+        self.identities: Identities | None = None
+        self.identity_source: ConfigMapSource | None = None
+        if config.identities_configmap:
+            namespace, name = config.identities_configmap.split("/", 1)
+            api = KubeApi()
+            self.identities = rds.identities = Identities(
+                labels=NamespaceLabels(api), observe=metrics.observe_call, sts_region=config.default_region or None
+            )
+            self.identity_source = ConfigMapSource(self.identities, namespace, name, api=api)
+            metrics.registry.register(self.identity_source.collector())
         policy = RetryPolicy(
             poll_interval=config.poll_interval,
             base_delay=config.retry_base_delay,
@@ -70,12 +83,14 @@ class Handlers:
         else:
             self.gateway = PerObject(rds)
             self.tick = config.poll_interval
-        self.reconciler = Reconciler(self.gateway, policy, tenancy=tenancy)
+        resolve = self.identities.resolve if self.identities else None
+        self.reconciler = Reconciler(self.gateway, policy, tenancy=tenancy, identity=resolve)
         metrics.tracker.queue_length = self.gateway.queue_length
         self.rng = random.Random()
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         kopf.on.startup(registry=registry)(self.configure)
+        kopf.on.cleanup(registry=registry)(self.cleanup)
         kopf.on.login(registry=registry)(self.login)
         kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")(self.track)
         # kopf.timer always adds a finalizer; this timer must not (see needs_finalizer), so it is built directly.
@@ -114,6 +129,12 @@ class Handlers:
         settings.posting.reporting_instance = self.config.identity
         # Our resource is known: no CRD discovery watch, which least-privilege RBAC does not (and need not) allow.
         settings.scanning.disabled = True
+        if self.identity_source is not None:  # only the leader reads the mapping: it is the one that acts on it
+            self.identity_source.start()
+
+    def cleanup(self, **_: Any) -> None:
+        if self.identity_source is not None:
+            self.identity_source.stop()
 
     async def login(self, **kwargs: Any) -> kopf.AiohttpSession | None:
         # In a pod: the ServiceAccount token; elsewhere: $KUBECONFIG. No API client library needed.
@@ -142,6 +163,7 @@ class Handlers:
     def track(self, event: kopf.RawEvent, uid: str, status: kopf.Status, spec: kopf.Spec, **_: Any) -> None:
         deleted = event.get("type") == "DELETED"
         self.metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
+        self.metrics.tables.observe(uid, status.get("tables"), deleted=deleted)
         if deleted or has_task(status) or st.is_finished(status) or spec.get("managementPolicy") == "Observe":
             self.reconciler.forget(uid)  # no longer waiting for an export slot, nor a start in flight
 

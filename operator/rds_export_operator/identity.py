@@ -407,7 +407,7 @@ class _Provider(botocore.credentials.CredentialProvider):
 
 
 class IdentityClients:
-    """The boto3 session of one identity and its RDS client per region (created once, shared; thread-safe)."""
+    """The boto3 session of one identity and its RDS (and S3) client per region (created once, shared; thread-safe)."""
 
     def __init__(
         self, identity: Identity, session: boto3.session.Session, config: botocore.config.Config, lock: threading.Lock
@@ -415,6 +415,7 @@ class IdentityClients:
         self.identity, self.session = identity, session
         self._config = config
         self._rds: dict[str, RDSClient] = {}
+        self._s3: dict[str, Any] = {}
         self._lock = lock  # shared by all identities: sessions are not thread-safe and share one model loader
 
     def rds(self, region: str) -> RDSClient:
@@ -422,6 +423,13 @@ class IdentityClients:
             if region not in self._rds:
                 self._rds[region] = self.session.client("rds", region_name=region, config=self._config)
             return self._rds[region]
+
+    def s3(self, region: str, config: botocore.config.Config | None = None) -> Any:
+        """The identity's S3 client for a region (the table report reads the export's info files as it)."""
+        with self._lock:
+            if region not in self._s3:
+                self._s3[region] = self.session.client("s3", region_name=region, config=config or self._config)
+            return self._s3[region]
 
 
 def _utcnow() -> datetime:

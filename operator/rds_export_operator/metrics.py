@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -43,11 +43,50 @@ class ExportTracker(Collector):
         )
 
 
+class TableTracker(Collector):
+    """The table reports in the objects' status, summed by outcome: ``rds_export_tables{outcome}``.
+
+    A gauge fed from status, not a counter of reads: it is right after a restart (every object's status is seen
+    again) and forgets deleted objects; ``outcome`` has three values, no per-object labels."""
+
+    OUTCOMES = ("complete", "failed", "skipped")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[str, tuple[int, int, int]] = {}
+
+    def observe(self, uid: str, tables: object, *, deleted: bool = False) -> None:
+        counts = (
+            tuple(_count(tables.get(o)) for o in self.OUTCOMES) if isinstance(tables, Mapping) and not deleted else None
+        )
+        with self._lock:
+            if counts is None:
+                self._tables.pop(uid, None)
+            else:
+                self._tables[uid] = (counts[0], counts[1], counts[2])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            sums = [sum(c[i] for c in self._tables.values()) for i in range(len(self.OUTCOMES))]
+        family = GaugeMetricFamily(
+            "rds_export_tables", "Tables in the table reports of RdsExportTask objects, by outcome", labels=["outcome"]
+        )
+        for outcome, total in zip(self.OUTCOMES, sums, strict=True):
+            family.add_metric([outcome], total)
+        yield family
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.tracker = ExportTracker()
         self.registry.register(self.tracker)
+        self.tables = TableTracker()
+        self.registry.register(self.tables)
         self.aws_calls = Counter(
             "rds_export_aws_calls", "AWS API calls", ["operation", "outcome"], registry=self.registry
         )
@@ -60,6 +99,11 @@ class Metrics:
             ["operation"],
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.leader = Gauge(
+            "rds_export_leader",
+            "1 while this replica reconciles (the leader, or the only replica), 0 while it waits as a standby",
+            registry=self.registry,
         )
         self.reconcile_errors = Counter(
             "rds_export_reconcile_errors",

@@ -17,6 +17,7 @@ import botocore.config
 import botocore.exceptions
 
 from rds_export_operator.aws_errors import DESCRIBE, AwsError, ErrorKind, ExportTask
+from rds_export_operator.identity import Identities, Identity, IdentityUnavailable
 from rds_export_operator.spec import ExportSpec
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MAX_PAGES = 100  # 10,000 tasks: far beyond what one account runs; a server that pages for ever is an error
+# Identifiers per DescribeExportTasks: AWS documents no limit on filter values; 100 is one full page (MaxRecords).
+BATCH = 100
 
 
 def classify(exc: Exception, operation: str) -> AwsError:
@@ -37,6 +40,9 @@ def classify(exc: Exception, operation: str) -> AwsError:
         if status >= 500:
             return AwsError(ErrorKind.RETRYABLE, code, message, operation)
         return AwsError.of(operation, code, message)
+    if isinstance(exc, IdentityUnavailable):  # AssumeRole refused or failed: a trust policy may be changing
+        role = f" {exc.role_arn}" if exc.role_arn else ""
+        return AwsError(ErrorKind.UNAUTHORIZED, exc.code, f"cannot act as the namespace's AWS role{role}", operation)
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         return AwsError.of(operation, "NoCredentials", str(exc))
     # Network errors, timeouts, unparseable responses: all worth another try later.
@@ -71,8 +77,9 @@ class Rds:
         session_factory: Callable[[], boto3.session.Session] = boto3.session.Session,
         observe: Callable[[str, str, float], None] | None = None,
         timeout: float = 20.0,
+        identities: Identities | None = None,
     ) -> None:
-        self._session_factory = session_factory
+        self._session_factory, self.identities = session_factory, identities
         self._clients: dict[str, RDSClient] = {}
         self._lock = threading.Lock()
         self._observe = observe or (lambda operation, outcome, seconds: None)
@@ -84,7 +91,12 @@ class Rds:
             user_agent_extra="rds-export-operator",
         )
 
-    def client(self, region: str) -> RDSClient:
+    def client(self, region: str, identity: Identity | None = None) -> RDSClient:
+        """The client of ``identity`` (a namespace's assumed role) or, for None, of the operator's own identity."""
+        if identity is not None and not identity.is_operator:
+            if self.identities is None:
+                raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityUnavailable", "no identity mapping", "AssumeRole")
+            return self.identities.clients(identity).rds(region)
         with self._lock:
             if region not in self._clients:
                 self._clients[region] = self._session_factory().client("rds", region_name=region, config=self._config)
@@ -102,15 +114,15 @@ class Rds:
         return result
 
     def start(self, spec: ExportSpec) -> ExportTask:
-        client = self.client(spec.region)
+        client = self.client(spec.region, spec.identity)
         response: ExportTaskResponseTypeDef = self._call(
             "StartExportTask", lambda: client.start_export_task(**start_request(spec))
         )
         return _task(response)
 
-    def describe(self, region: str, identifier: str) -> ExportTask | None:
+    def describe(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None:
         """The task with this identifier, or None (AWS answers an unknown id with NotFound or an empty list)."""
-        client = self.client(region)
+        client = self.client(region, identity)
         try:
             response = self._call(
                 "DescribeExportTasks", lambda: client.describe_export_tasks(ExportTaskIdentifier=identifier)
@@ -122,17 +134,34 @@ class Rds:
         matches = [t for t in response.get("ExportTasks", []) if t.get("ExportTaskIdentifier") == identifier]
         return dict(matches[0]) if matches else None
 
-    def describe_by_status(self, region: str, statuses: list[str], page_size: int = 100) -> Iterator[ExportTask]:
+    def describe_by_status(
+        self, region: str, statuses: list[str], page_size: int = 100, identity: Identity | None = None
+    ) -> Iterator[ExportTask]:
         """Every task in one of ``statuses`` (lower case, as the filter wants), one paginated call per page.
 
         Endpoints that ignore the filter (moto, LocalStack) return other tasks too: callers check each status.
-        A marker seen twice or more than MAX_PAGES pages is a broken endpoint: a retryable error, not a loop.
         """
-        client = self.client(region)
+        return self._describe_filtered(region, "status", statuses, page_size, identity)
+
+    def describe_many(self, region: str, identifiers: list[str], identity: Identity | None = None) -> list[ExportTask]:
+        """The tasks with these identifiers, BATCH per call (the export-task-identifier filter); AWS omits unknown
+        ones. Endpoints that ignore the filter return others too: only the asked identifiers are kept."""
+        wanted, found = set(identifiers), list[ExportTask]()
+        for start in range(0, len(identifiers), BATCH):
+            chunk = identifiers[start : start + BATCH]
+            found.extend(self._describe_filtered(region, "export-task-identifier", chunk, BATCH, identity))
+        return [t for t in found if t.get("ExportTaskIdentifier") in wanted]
+
+    def _describe_filtered(
+        self, region: str, name: str, values: list[str], page_size: int, identity: Identity | None
+    ) -> Iterator[ExportTask]:
+        """One paginated DescribeExportTasks with one filter. A marker seen twice or more than MAX_PAGES pages is
+        a broken endpoint: a retryable error, not a loop."""
+        client = self.client(region, identity)
         marker: str | None = None
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
-            kwargs: dict[str, Any] = {"Filters": [{"Name": "status", "Values": statuses}], "MaxRecords": page_size}
+            kwargs: dict[str, Any] = {"Filters": [{"Name": name, "Values": values}], "MaxRecords": page_size}
             if marker:
                 kwargs["Marker"] = marker
             response = self._call("DescribeExportTasks", lambda kw=kwargs: client.describe_export_tasks(**kw))  # type: ignore[misc]
@@ -145,8 +174,8 @@ class Rds:
             seen.add(marker)
         raise AwsError(ErrorKind.RETRYABLE, "PaginationLimit", f"more than {MAX_PAGES} pages", DESCRIBE)
 
-    def cancel(self, region: str, identifier: str) -> ExportTask:
-        client = self.client(region)
+    def cancel(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask:
+        client = self.client(region, identity)
         response = self._call("CancelExportTask", lambda: client.cancel_export_task(ExportTaskIdentifier=identifier))
         return _task(response)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from rds_export_operator import status as st
 from rds_export_operator.aws_errors import SOURCE_NOT_READY_CODES, AwsError, ErrorKind, ExportTask
+from rds_export_operator.identity import Identity, IdentityUnavailable, Refusal
 from rds_export_operator.spec import ExportSpec
 from rds_export_operator.tenancy import Tenancy
 
@@ -28,12 +29,14 @@ class Gateway(Protocol):
     """AWS calls plus the export slots: ``polling.Poller`` (coalesced) or ``polling.PerObject`` (baseline)."""
 
     def start(self, spec: ExportSpec) -> ExportTask: ...
-    def describe(self, region: str, identifier: str) -> ExportTask | None: ...
-    def cancel(self, region: str, identifier: str) -> ExportTask: ...
-    def peek(self, region: str, identifier: str) -> ExportTask | None: ...
-    def may_start(self, region: str, uid: str, created: str) -> bool: ...
+    def describe(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None: ...
+    def cancel(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask: ...
+    def peek(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None: ...
+    def may_start(self, region: str, uid: str, created: str, identity: Identity | None = None) -> bool: ...
     def started(self, uid: str) -> bool: ...
-    def mark_started(self, region: str, uid: str, identifier: str, *, visible: bool = False) -> None: ...
+    def mark_started(
+        self, region: str, uid: str, identifier: str, *, visible: bool = False, identity: Identity | None = None
+    ) -> None: ...
     def limit_reached(self, uid: str) -> None: ...
     def release(self, uid: str) -> None: ...
 
@@ -76,22 +79,22 @@ def has_task(status: Mapping[str, Any]) -> bool:
 
 
 def mismatches(spec: ExportSpec, task: ExportTask) -> list[str]:
-    """The spec fields that differ from what AWS reports for a task (fields AWS omits cannot differ)."""
-    prefix = st.s3_prefix_as_stored(spec.s3_prefix)
-    pairs = {
-        "sourceArn": (spec.source_arn, task.get("SourceArn")),
-        "s3BucketName": (spec.s3_bucket_name, task.get("S3Bucket")),
-        "s3Prefix": (prefix or "", task.get("S3Prefix") or ""),
-        "iamRoleArn": (spec.iam_role_arn, task.get("IamRoleArn")),
-    }
-    differ = [name for name, (ours, theirs) in pairs.items() if theirs is not None and ours != theirs]
-    if "S3Prefix" not in task and prefix:  # an answer without the key says nothing; "" would
-        differ = [d for d in differ if d != "s3Prefix"]
-    if task.get("KmsKeyId") and not st.same_kms_key(spec.kms_key_id or "", str(task["KmsKeyId"])):
-        differ.append("kmsKeyId")
-    if "ExportOnly" in task and sorted(task.get("ExportOnly") or []) != sorted(spec.export_only):
-        differ.append("exportOnly")
-    return differ
+    """The spec fields that differ from what AWS reports for a task. The required fields (source, bucket, role,
+    key) cannot differ when an odd answer omits them; the optional ones mean "none" when absent, as at Start."""
+
+    def differs(ours: object, theirs: object) -> bool:
+        return theirs is not None and ours != theirs
+
+    key = task.get("KmsKeyId")
+    checks = [
+        ("sourceArn", differs(spec.source_arn, task.get("SourceArn"))),
+        ("s3BucketName", differs(spec.s3_bucket_name, task.get("S3Bucket"))),
+        ("s3Prefix", (st.s3_prefix_as_stored(spec.s3_prefix) or "") != (task.get("S3Prefix") or "")),
+        ("iamRoleArn", differs(spec.iam_role_arn, task.get("IamRoleArn"))),
+        ("kmsKeyId", bool(key) and not st.same_kms_key(spec.kms_key_id or "", str(key))),
+        ("exportOnly", sorted(task.get("ExportOnly") or []) != sorted(spec.export_only)),
+    ]
+    return [name for name, differ in checks if differ]
 
 
 class Reconciler:
@@ -102,10 +105,12 @@ class Reconciler:
         rng: random.Random | None = None,
         *,
         tenancy: Tenancy | None = None,
+        identity: Callable[[str], Identity | Refusal] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own."""
         self.aws, self.policy, self.rng = aws, policy or RetryPolicy(), rng or random.Random()
-        self.tenancy, self.clock = tenancy or Tenancy(), clock
+        self.tenancy, self.resolve, self.clock = tenancy or Tenancy(), identity, clock
         self._warned: set[str] = set()  # objects told that AWS has been failing for long (once per outage)
 
     def forget(self, uid: str) -> None:
@@ -136,10 +141,11 @@ class Reconciler:
             return _terminal(result, "NotPermitted", refusal)
         ownership = status.get("ownership")
         try:
+            spec = self._with_identity(spec)
             if not spec.creates:
                 task = self._observe(spec, status, result)
             elif (has_task(status) and ownership in OWNED) or self.aws.started(uid):
-                task = self.aws.describe(spec.region, spec.identifier)
+                task = self.aws.describe(spec.region, spec.identifier, spec.identity)
             elif has_task(status):  # Observe switched to Create, or a status from before ownership existed
                 task = self._adopt_known(spec, result, uid)
             else:
@@ -155,8 +161,21 @@ class Reconciler:
         self._report(task, status, result, uid)
         return result
 
+    def _with_identity(self, spec: ExportSpec) -> ExportSpec:
+        """The spec with its namespace's AWS identity. No identity mapped, or the mapping or the namespace's labels
+        unreadable right now: an AwsError that retries without any AWS call (the admin may map it later)."""
+        if self.resolve is None:
+            return spec
+        try:
+            identity = self.resolve(spec.namespace)
+        except IdentityUnavailable as exc:
+            raise AwsError(ErrorKind.UNAUTHORIZED, exc.code, exc.message, "AssumeRole") from exc
+        if isinstance(identity, Refusal):
+            raise AwsError(ErrorKind.UNAUTHORIZED, "NoIdentity", identity.message, "AssumeRole")
+        return replace(spec, identity=identity)
+
     def _observe(self, spec: ExportSpec, status: Mapping[str, Any], result: Result) -> ExportTask | None:
-        task = self.aws.describe(spec.region, spec.identifier)
+        task = self.aws.describe(spec.region, spec.identifier, spec.identity)
         if task is None:
             return None
         if self.tenancy.task_refusal(spec.namespace, task) is not None:
@@ -173,7 +192,7 @@ class Reconciler:
         return task
 
     def _adopt_known(self, spec: ExportSpec, result: Result, uid: str) -> ExportTask | None:
-        task = self.aws.describe(spec.region, spec.identifier)
+        task = self.aws.describe(spec.region, spec.identifier, spec.identity)
         return None if task is None else self._adopt(spec, task, result, uid)
 
     def _start_or_adopt(
@@ -186,10 +205,10 @@ class Reconciler:
         created: str,
         has_finalizer: bool,
     ) -> ExportTask | None:
-        known = self.aws.peek(spec.region, spec.identifier)
+        known = self.aws.peek(spec.region, spec.identifier, spec.identity)
         if known is not None:  # already running (we crashed after starting it?): adopt without a call
             return self._adopt(spec, known, result, uid, visible=True)
-        if not self.aws.may_start(spec.region, uid, created):
+        if not self.aws.may_start(spec.region, uid, created, spec.identity):
             self._queue(status, result, "all export slots are taken; oldest waiting exports start first")
             return None
         if spec.cancels_on_delete and not has_finalizer:
@@ -208,11 +227,11 @@ class Reconciler:
             self.aws.release(uid)
             if error.kind is not ErrorKind.ALREADY_EXISTS:
                 raise
-            existing = self.aws.describe(spec.region, spec.identifier)
+            existing = self.aws.describe(spec.region, spec.identifier, spec.identity)
             if existing is None:  # gone between the two calls: look again soon, never guess
                 raise AwsError(ErrorKind.RETRYABLE, "ExportTaskAlreadyExists", error.message, error.operation) from None
             return self._adopt(spec, existing, result, uid)
-        self.aws.mark_started(spec.region, uid, spec.identifier)
+        self.aws.mark_started(spec.region, uid, spec.identifier, identity=spec.identity)
         result.status["ownership"] = STARTED
         result.events.append(Event("Normal", "Started", f"started export task {spec.identifier}"))
         return task
@@ -230,7 +249,7 @@ class Reconciler:
                 "choose another exportTaskIdentifier",
             )
             return existing
-        self.aws.mark_started(spec.region, uid, spec.identifier, visible=visible)
+        self.aws.mark_started(spec.region, uid, spec.identifier, visible=visible, identity=spec.identity)
         result.status["ownership"] = ADOPTED
         result.events.append(Event("Normal", "Adopted", f"adopted existing export task {spec.identifier}"))
         return existing
@@ -276,7 +295,6 @@ class Reconciler:
         result.status["conditions"] = [st.Condition(st.SYNCED, "False", "ExportTaskNotFound", message)]
         if _synced(status).get("reason") != "ExportTaskNotFound":
             result.events.append(Event("Warning", "ExportTaskNotFound", message))
-        result.retry_after = self.policy.poll_interval
         return result
 
     def _aws_error(
@@ -320,10 +338,11 @@ class Reconciler:
             result.done = True
             return result
         try:
+            spec = self._with_identity(spec)
             if status.get("status") == "CANCELING":
-                task = self.aws.describe(spec.region, spec.identifier)
+                task = self.aws.describe(spec.region, spec.identifier, spec.identity)
             else:
-                task = self.aws.cancel(spec.region, spec.identifier)
+                task = self.aws.cancel(spec.region, spec.identifier, spec.identity)
                 result.events.append(Event("Normal", "Canceling", f"canceling export task {spec.identifier}"))
         except AwsError as error:
             if error.kind is ErrorKind.NOT_FOUND:
@@ -336,7 +355,7 @@ class Reconciler:
                 result.retry_after = backoff(self.policy, attempt, self.rng)
                 return result
             try:  # not cancelable: it finished, or a cancel is under way (we may have crashed after asking)
-                task = self.aws.describe(spec.region, spec.identifier)
+                task = self.aws.describe(spec.region, spec.identifier, spec.identity)
             except AwsError:
                 result.retry_after = backoff(self.policy, attempt, self.rng)
                 return result

@@ -30,6 +30,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "plain"
     health_endpoint: str = "http://0.0.0.0:8080/healthz"
+    readiness_period: float = 5.0  # seconds between readiness API checks; not Ready after 2 periods without one
     max_workers: int = 16
     api_connections: int = 32  # concurrent connections to the Kubernetes API server
     aws_timeout: float = 20.0  # seconds to wait for an AWS answer
@@ -45,6 +46,8 @@ class Settings:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    table_report: bool = True  # read each finished export's per-table outcome from S3 (table_report.py)
+    table_report_wait: float = 900.0  # how long missing info files or S3 errors are retried, then Unknown
 
     def __post_init__(self) -> None:
         if self.poll_interval < 1:
@@ -66,6 +69,8 @@ class Settings:
         Tenancy.parse(self.tenancy)  # raises ValueError with the reason
         if self.identities_configmap and not _OBJECT_REF.fullmatch(self.identities_configmap):
             raise ValueError(f"identities ConfigMap must be namespace/name, not {self.identities_configmap!r}")
+        if not self.readiness_period > 0:
+            raise ValueError("readiness period must be positive")
         if not self.aws_timeout > 0:
             raise ValueError("AWS timeout must be positive")
         if self.api_connections < 4:
@@ -74,6 +79,8 @@ class Settings:
             raise ValueError("max workers must be at least 1")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics port must be 0..65535, not {self.metrics_port}")
+        if not self.table_report_wait >= 0:
+            raise ValueError("table report wait must not be negative")
         if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
             raise ValueError("leader election needs 0 < retry period < renew deadline < lease duration")
 
@@ -144,7 +151,13 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     p.add_argument(
         "--health-endpoint",
         default=env.get("RDS_EXPORT_HEALTH_ENDPOINT", d.health_endpoint),
-        help="liveness endpoint URL to serve, empty to disable",
+        help="liveness endpoint URL to serve (readiness on /readyz of the same port), empty to disable both",
+    )
+    p.add_argument(
+        "--readiness-period",
+        type=float,
+        default=env.get("RDS_EXPORT_READINESS_PERIOD", str(d.readiness_period)),
+        help="seconds between readiness checks of the API server; not Ready after two periods without success",
     )
     p.add_argument(
         "--tenancy",
@@ -176,6 +189,19 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     p.add_argument("--lease-duration", type=float, default=env.get("RDS_EXPORT_LEASE_DURATION", str(d.lease_duration)))
     p.add_argument("--renew-deadline", type=float, default=env.get("RDS_EXPORT_RENEW_DEADLINE", str(d.renew_deadline)))
     p.add_argument("--retry-period", type=float, default=env.get("RDS_EXPORT_RETRY_PERIOD", str(d.retry_period)))
+    p.add_argument(
+        "--table-report",
+        action=argparse.BooleanOptionalAction,
+        default=env.get("RDS_EXPORT_TABLE_REPORT", "true").lower() in ("1", "true", "yes"),
+        help="read each finished export's per-table outcome from its S3 info files (default on; objects can opt "
+        "out with spec.tableReport: Disabled)",
+    )
+    p.add_argument(
+        "--table-report-wait",
+        type=float,
+        default=env.get("RDS_EXPORT_TABLE_REPORT_WAIT", str(d.table_report_wait)),
+        help="seconds to retry missing table info files or S3 errors before TablesComplete=Unknown",
+    )
     args = p.parse_args(argv)
     identities = args.identities_configmap.strip()
     if identities and "/" not in identities:
@@ -197,6 +223,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             log_level=args.log_level.upper(),
             log_format=args.log_format,
             health_endpoint=args.health_endpoint,
+            readiness_period=args.readiness_period,
             max_workers=args.max_workers,
             api_connections=args.api_connections,
             aws_timeout=args.aws_timeout,
@@ -210,6 +237,8 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
             lease_duration=args.lease_duration,
             renew_deadline=args.renew_deadline,
             retry_period=args.retry_period,
+            table_report=args.table_report,
+            table_report_wait=args.table_report_wait,
         )
     except ValueError as exc:
         p.error(str(exc))

@@ -7,7 +7,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rds_export_operator.identity import Identity
 
 MAX_IDENTIFIER_LENGTH = 60
 _IDENTIFIER = re.compile(r"[A-Za-z](-?[A-Za-z0-9])*")
@@ -91,6 +94,7 @@ class ExportSpec:
     s3_prefix: str | None = None
     export_only: tuple[str, ...] = ()
     namespace: str = ""
+    identity: Identity | None = None  # the AWS identity the namespace uses; None: the operator's own
 
     @property
     def creates(self) -> bool:

@@ -46,6 +46,7 @@ ACCEPTED = [
         "kmsKeyId": None,
     },
     {"deletionPolicy": "Retain"},
+    {"tableReport": "Disabled"},
 ]
 
 REJECTED: list[tuple[dict[str, Any], str]] = [
@@ -69,6 +70,7 @@ REJECTED: list[tuple[dict[str, Any], str]] = [
     ({"region": "eu-west-1"}, "region must be the region of sourceArn"),
     ({"managementPolicy": "Delete"}, 'spec.managementPolicy: Unsupported value: "Delete"'),
     ({"deletionPolicy": "Orphan"}, 'spec.deletionPolicy: Unsupported value: "Orphan"'),
+    ({"tableReport": "Maybe"}, 'spec.tableReport: Unsupported value: "Maybe"'),
     ({"s3BucketName": None}, "managementPolicy Create requires sourceArn, s3BucketName, iamRoleArn and kmsKeyId"),
     ({"managementPolicy": "Observe"}, "managementPolicy Observe requires exportTaskIdentifier"),
     ({"sourceArn": 42}, 'spec.sourceArn: Invalid value: "integer"'),
@@ -277,6 +279,10 @@ def test_policies_stay_editable(kubectl: Kubectl, crd: None, namespace: str) -> 
         "patch", "rdsexporttask", "pol", "-n", namespace, "--type=merge", "-p", '{"spec": {"deletionPolicy": "Retain"}}'
     )
     assert kubectl.get("rdsexporttask", "pol", namespace)["spec"]["deletionPolicy"] == "Retain"
+    kubectl.run(
+        "patch", "rdsexporttask", "pol", "-n", namespace, "--type=merge", "-p", '{"spec": {"tableReport": "Disabled"}}'
+    )
+    assert kubectl.get("rdsexporttask", "pol", namespace)["spec"]["tableReport"] == "Disabled"
 
 
 def test_defaults_are_applied(kubectl: Kubectl, crd: None, namespace: str) -> None:
@@ -284,6 +290,7 @@ def test_defaults_are_applied(kubectl: Kubectl, crd: None, namespace: str) -> No
     spec = kubectl.get("rdsexport", "defaults", namespace)["spec"]
     assert spec["managementPolicy"] == "Create"
     assert spec["deletionPolicy"] == "Cancel"
+    assert spec["tableReport"] == "Enabled"
 
 
 def test_every_spec_and_status_field_is_explained(kubectl: Kubectl, crd: None) -> None:
@@ -300,4 +307,4 @@ def test_every_spec_and_status_field_is_explained(kubectl: Kubectl, crd: None) -
 def test_printer_columns(kubectl: Kubectl, crd: None, namespace: str) -> None:
     kubectl.create(obj(namespace, "cols"))
     header = kubectl.run("get", "rdsexporttasks", "-n", namespace).splitlines()[0].split()
-    assert header == ["NAME", "IDENTIFIER", "STATUS", "PROGRESS", "GB", "AGE"]
+    assert header == ["NAME", "IDENTIFIER", "STATUS", "PROGRESS", "GB", "TABLES", "AGE"]

@@ -1,8 +1,8 @@
 """User-facing RBAC: the chart's ClusterRoles aggregate into the built-in admin, edit and view roles, and grant a
 namespace's editors and viewers what Kubernetes users expect of them there, and nothing elsewhere.
 
-The local control plane runs no kube-controller-manager, so nothing aggregates the rules into admin/edit/view here.
-The tests therefore check the two halves separately against the real API server: the roles' labels match the
+These tests check the two halves separately against the real API server (that kube-controller-manager's aggregation
+then fills the built-in roles is tests/cluster/test_control_plane.py's job): the roles' labels match the
 selectors of the built-in roles' aggregationRule (what the aggregation controller selects on), and the roles' rules,
 bound to a user in one namespace, allow and refuse what they should (`kubectl auth can-i` and real requests made
 with `--as`, the admin's impersonation).

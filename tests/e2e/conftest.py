@@ -75,8 +75,8 @@ def operator_kubeconfig(
 def operator_factory(
     operator_kubeconfig: Path, aws: StandInServer, crd: None, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """Operators that watch only the test's namespace: objects other tests leave behind (namespaces stay
-    Terminating without a controller-manager) must not disturb this test's counts."""
+    """Operators that watch only the test's namespace: objects other tests leave behind (their namespaces are
+    deleted asynchronously) must not disturb this test's counts."""
     started: list[OperatorProcess] = []
 
     def start(*args: str, **env: str) -> OperatorProcess:

@@ -21,9 +21,6 @@ from localdev.waiting import wait_until
 KIND = "rdsexporttasks"
 # Labels Prometheus adds when it scrapes (target labels), not served on /metrics.
 TARGET_LABELS = {"job", "namespace", "instance", "pod", "service", "endpoint", "container"}
-# Names the rule uses before the operator serves them. Each must be missing today (checked below), so the entry
-# has to go once the series exists: rds_export_leader (1 on the replica holding the Lease) is still to be added.
-NOT_YET_SERVED = {"rds_export_leader"}
 
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
@@ -117,14 +114,8 @@ def test_every_series_the_alerts_use_is_served_by_a_running_operator(
         used = used_series(expr)
         assert used, f"{alert} selects no series: {expr}"
         for name, labels in used.items():
-            if name in NOT_YET_SERVED:
-                continue
             if name not in served:
                 missing.append(f"{alert}: {name} is not served")
             elif gaps := unserved(labels, served[name]):
                 missing.append(f"{alert}: {name} is not served with {gaps}")
     assert not missing, "\n".join(missing)
-    # The exceptions are real and used: once the operator serves a name, remove it from NOT_YET_SERVED.
-    used_anywhere = {name for expr in rule_exprs.values() for name in used_series(expr)}
-    assert used_anywhere >= NOT_YET_SERVED
-    assert not NOT_YET_SERVED & set(served), f"served now, drop from NOT_YET_SERVED: {NOT_YET_SERVED & set(served)}"

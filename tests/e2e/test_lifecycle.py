@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2e.conftest import condition, export_task
+from e2e.conftest import condition, export_task, start_direct
 from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
@@ -93,13 +93,7 @@ def test_existing_task_with_same_source_is_adopted(
     operator: OperatorProcess,
 ) -> None:
     ident = f"adopt-{namespace}"
-    rds_client.start_export_task(
-        ExportTaskIdentifier=ident,
-        SourceArn=snapshot_arn,
-        S3BucketName="exports-bucket",
-        IamRoleArn="arn:aws:iam::123456789012:role/r",
-        KmsKeyId="k",
-    )
+    start_direct(rds_client, ident, snapshot_arn)  # every field as the spec below says: adoptable
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=55)
     kubectl.apply(export_task("adopter", snapshot_arn, exportTaskIdentifier=ident), "-n", namespace)
     obj = kubectl.wait_for(
@@ -142,5 +136,5 @@ def test_identifier_taken_by_another_source_is_terminal(
     )
     assert condition(obj, "Failed")["reason"] == "IdentifierInUse"
     assert aws.standin.task(ident).source_arn == other
-    assert "another source" in condition(obj, "Failed")["message"]
+    assert "different sourceArn" in condition(obj, "Failed")["message"]
     assert 1 <= aws.standin.call_count("StartExportTask", ident) <= 2  # never a second task

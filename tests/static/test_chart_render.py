@@ -137,6 +137,7 @@ def test_defaults_render_a_locked_down_single_replica_operator(render: Render) -
     assert env_of(docs) == {
         "RDS_EXPORT_NAMESPACES": "",
         "RDS_EXPORT_POLL_INTERVAL": "30",
+        "RDS_EXPORT_TABLE_REPORT": "true",
         "RDS_EXPORT_IDENTITIES_CONFIGMAP": "ops/r1-rds-export-operator-identities",
         "RDS_EXPORT_LOG_LEVEL": "INFO",
         "RDS_EXPORT_LOG_FORMAT": "json",
@@ -229,7 +230,7 @@ def test_leader_election_role_only_when_enabled(render: Render) -> None:
     assert only(docs, "Role")["rules"] == leader_election_rules("r1-rds-export-operator")
     assert not of_kind(docs, "PodDisruptionBudget")  # pdb.enabled auto: only with more than one replica
     # Leader election and namespaced mode together: a Role per watched namespace plus the Lease Role.
-    docs = render("--set", "replicas=3,watchNamespaces={ops,team-a}")
+    docs = not_identities(render("--set", "replicas=3,watchNamespaces={ops,team-a}"))
     names = sorted((r["metadata"]["namespace"], r["metadata"]["name"]) for r in of_kind(docs, "Role"))
     assert names == [
         ("ops", "r1-rds-export-operator"),
@@ -472,7 +473,9 @@ def test_prometheus_rule_alerts_and_thresholds(render: Render, tmp_path: Path) -
         "RdsExportThrottled",
     ]
     own = 'job="r1-rds-export-operator-metrics", namespace="ops"'  # what the chart's ServiceMonitor scrapes
-    assert found["RdsExportFailed"]["expr"] == f'sum(delta(rds_export_tasks{{status="FAILED", {own}}}[15m])) > 0'
+    assert (
+        found["RdsExportFailed"]["expr"] == f'sum(delta(rds_export_tasks{{status=~"FAILED|REFUSED", {own}}}[15m])) > 0'
+    )
     assert found["RdsExportAwsCallsFailing"]["expr"] == (
         f'sum by (operation, outcome) (rate(rds_export_aws_calls_total{{outcome!="Success", {own}}}[5m])) > 0'
     )
@@ -513,7 +516,8 @@ def test_prometheus_rule_alerts_and_thresholds(render: Render, tmp_path: Path) -
     assert only(docs, "PrometheusRule")["metadata"]["labels"]["release"] == "prom"
     found = alerts(docs)
     assert (
-        found["RdsExportFailed"]["expr"] == 'sum(delta(rds_export_tasks{status="FAILED", service="exports"}[1h])) > 0'
+        found["RdsExportFailed"]["expr"]
+        == 'sum(delta(rds_export_tasks{status=~"FAILED|REFUSED", service="exports"}[1h])) > 0'
     )
     assert "[2m]" in found["RdsExportAwsCallsFailing"]["expr"]
     assert found["RdsExportAwsCallsFailing"]["for"] == "20m"

@@ -23,11 +23,15 @@ class FakeRds:
         self.calls: list[tuple[str, Any]] = []
         self.ignore_filters = ignore_filters  # as moto's server and LocalStack: every task, whatever the filter
 
-    def describe_by_status(self, region: str, statuses: list[str], page_size: int = 100) -> Any:
+    def describe_by_status(self, region: str, statuses: list[str], page_size: int = 100, identity: Any = None) -> Any:
         self.calls.append(("page", tuple(statuses)))
         return [dict(t) for t in self.tasks.values() if self.ignore_filters or t["Status"].lower() in statuses]
 
-    def describe(self, region: str, identifier: str) -> dict[str, Any] | None:
+    def describe_many(self, region: str, identifiers: list[str], identity: Any = None) -> list[dict[str, Any]]:
+        self.calls.append(("many", tuple(identifiers)))
+        return [dict(self.tasks[i]) for i in identifiers if i in self.tasks]
+
+    def describe(self, region: str, identifier: str, identity: Any = None) -> dict[str, Any] | None:
         self.calls.append(("describe", identifier))
         task = self.tasks.get(identifier)
         return dict(task) if task else None
@@ -37,7 +41,7 @@ class FakeRds:
         self.tasks[spec.identifier] = {"ExportTaskIdentifier": spec.identifier, "Status": "STARTING"}
         return dict(self.tasks[spec.identifier])
 
-    def cancel(self, region: str, identifier: str) -> dict[str, Any]:
+    def cancel(self, region: str, identifier: str, identity: Any = None) -> dict[str, Any]:
         self.calls.append(("cancel", identifier))
         self.tasks[identifier]["Status"] = "CANCELING"
         return dict(self.tasks[identifier])
@@ -98,13 +102,24 @@ def test_one_page_per_interval_serves_every_active_object(poller: Poller, rds: F
     assert [c for c in rds.calls if c[0] == "page"] == [("page", tuple(ACTIVE_FILTER))] * 2
 
 
-def test_a_task_that_left_the_active_set_gets_one_targeted_describe(poller: Poller, rds: FakeRds, clock: Clock) -> None:
-    task(rds, "a", "IN_PROGRESS")
-    poller.describe(REGION, "a")
-    rds.tasks["a"]["Status"] = "COMPLETE"
+def test_tasks_that_left_the_active_set_are_fetched_in_one_batch(poller: Poller, rds: FakeRds, clock: Clock) -> None:
+    for i in range(150):
+        task(rds, f"t{i}", "IN_PROGRESS")
+    for i in range(150):
+        poller.describe(REGION, f"t{i}")
+    for i in range(0, 150, 2):
+        rds.tasks[f"t{i}"]["Status"] = "COMPLETE"  # half of them finish within the interval
     clock.now += 30
-    assert poller.describe(REGION, "a")["Status"] == "COMPLETE"  # type: ignore[index]
-    assert rds.calls[-2:] == [("page", tuple(ACTIVE_FILTER)), ("describe", "a")]
+    for i in range(150):
+        expected = "COMPLETE" if i % 2 == 0 else "IN_PROGRESS"
+        assert poller.describe(REGION, f"t{i}")["Status"] == expected  # type: ignore[index]
+    # One page of the active tasks, and the 75 that left it in one batch (the Rds gateway splits per 100).
+    assert [c[0] for c in rds.calls] == ["page", "page", "many"]
+    assert len(rds.calls[-1][1]) == 75
+    for _ in range(2):  # nobody asks about them any more (their objects finished): after one more page, not fetched
+        clock.now += 30
+        poller.page(REGION)
+    assert rds.calls[-1][0] == "page"
 
 
 def test_a_fresh_start_and_an_unknown_task_cost_no_call_until_the_next_refresh(
@@ -118,7 +133,9 @@ def test_a_fresh_start_and_an_unknown_task_cost_no_call_until_the_next_refresh(
     assert rds.calls == [("page", tuple(ACTIVE_FILTER)), ("start", "new"), ("describe", "ghost")]
     clock.now += 30
     assert poller.describe(REGION, "new")["Status"] == "STARTING"  # type: ignore[index]  # now in the page
+    assert poller.describe(REGION, "ghost") is None  # asked again in the batch, still unknown: no extra call
     assert ("describe", "new") not in rds.calls
+    assert rds.calls[-1] == ("many", ("ghost",))
 
 
 def test_peek_never_calls_beyond_the_page(poller: Poller, rds: FakeRds) -> None:
@@ -233,7 +250,7 @@ def test_a_hanging_region_neither_blocks_nor_starves_another(rds: FakeRds) -> No
     slow_region = "ap-south-1"
     fast = rds.describe_by_status
 
-    def hanging(region: str, statuses: list[str], page_size: int = 100) -> Any:
+    def hanging(region: str, statuses: list[str], page_size: int = 100, identity: Any = None) -> Any:
         if region == slow_region:
             entered.set()
             release.wait(10)
@@ -269,7 +286,7 @@ def test_waiters_share_one_page_call(rds: FakeRds) -> None:
     gate = threading.Event()
     fast = rds.describe_by_status
 
-    def slow(region: str, statuses: list[str], page_size: int = 100) -> Any:
+    def slow(region: str, statuses: list[str], page_size: int = 100, identity: Any = None) -> Any:
         gate.wait(5)
         return fast(region, statuses, page_size)
 

@@ -189,3 +189,18 @@ def test_describe_by_status_stops_on_a_repeated_marker(gateway: tuple[Rds, Stubb
     with pytest.raises(AwsError) as info:
         list(rds.describe_by_status("eu-west-1", ["starting"]))
     assert (info.value.kind, info.value.code) == (ErrorKind.RETRYABLE, "PaginationLoop")
+
+
+def test_describe_many_batches_by_100_and_keeps_only_the_asked(
+    gateway: tuple[Rds, Stubber, list[tuple[str, str]]],
+) -> None:
+    rds, stubber, _ = gateway
+    wanted = [f"t{i}" for i in range(150)]
+    for chunk in (wanted[:100], wanted[100:]):
+        expected = {"Filters": [{"Name": "export-task-identifier", "Values": chunk}], "MaxRecords": 100}
+        # An endpoint that ignores the filter answers with tasks nobody asked about too.
+        answer = [{"ExportTaskIdentifier": i, "Status": "COMPLETE"} for i in chunk[:3]]
+        answer.append({"ExportTaskIdentifier": "someone-else", "Status": "STARTING"})
+        stubber.add_response("describe_export_tasks", {"ExportTasks": answer}, expected)
+    found = rds.describe_many("eu-west-1", wanted)
+    assert [t["ExportTaskIdentifier"] for t in found] == ["t0", "t1", "t2", "t100", "t101", "t102"]

@@ -37,18 +37,20 @@ class FakeRds:
     slots: ExportSlots = field(default_factory=lambda: ExportSlots(limit=5))
     slot_calls: list[tuple[str, ...]] = field(default_factory=list)
 
-    def peek(self, region: str, identifier: str) -> ExportTask | None:
+    def peek(self, region: str, identifier: str, identity: Any = None) -> ExportTask | None:
         self._maybe_raise("DescribeExportTasks")  # the shared page is a describe too
         return self.known.get(identifier)
 
-    def may_start(self, region: str, uid: str, created: str) -> bool:
+    def may_start(self, region: str, uid: str, created: str, identity: Any = None) -> bool:
         self.slot_calls.append(("may_start", uid))
         return self.slots.want(region, uid, created, running=0 if self.free else 5)
 
     def started(self, uid: str) -> bool:
         return self.slots.state(uid) is State.STARTED
 
-    def mark_started(self, region: str, uid: str, identifier: str, *, visible: bool = False) -> None:
+    def mark_started(
+        self, region: str, uid: str, identifier: str, *, visible: bool = False, identity: Any = None
+    ) -> None:
         self.slot_calls.append(("started", uid))
         self.slots.started(region, uid, identifier, None)
 
@@ -82,13 +84,13 @@ class FakeRds:
         self.tasks[spec.identifier] = task
         return dict(task)
 
-    def describe(self, region: str, identifier: str) -> ExportTask | None:
+    def describe(self, region: str, identifier: str, identity: Any = None) -> ExportTask | None:
         self.calls.append(("DescribeExportTasks", identifier))
         self._maybe_raise("DescribeExportTasks")
         task = self.tasks.get(identifier)
         return dict(task) if task else None
 
-    def cancel(self, region: str, identifier: str) -> ExportTask:
+    def cancel(self, region: str, identifier: str, identity: Any = None) -> ExportTask:
         self.calls.append(("CancelExportTask", identifier))
         self._maybe_raise("CancelExportTask")
         task = self.tasks.get(identifier)

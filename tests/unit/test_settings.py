@@ -225,3 +225,17 @@ def test_settings_accept_edges() -> None:
     assert s.poll_interval == s.tick_interval == 1 and s.retry_base_delay == s.retry_max_delay
     assert Settings(tick_interval=0.2).tick_interval == 0.2
     assert Settings(metrics_port=0).metrics_port == 0
+
+
+def test_table_report_is_on_by_default_and_can_be_switched_off() -> None:
+    s = parse([], {})
+    assert (s.table_report, s.table_report_wait) == (True, 900.0)
+    assert parse(["--no-table-report"], {}).table_report is False
+    assert parse([], {"RDS_EXPORT_TABLE_REPORT": "false"}).table_report is False
+    assert parse(["--table-report"], {"RDS_EXPORT_TABLE_REPORT": "false"}).table_report is True
+    assert parse(["--table-report-wait", "5"], {}).table_report_wait == 5.0
+    assert parse([], {"RDS_EXPORT_TABLE_REPORT_WAIT": "0"}).table_report_wait == 0.0
+    with pytest.raises(SystemExit):
+        parse(["--table-report-wait", "-1"], {})
+    with pytest.raises(SystemExit):
+        parse(["--table-report-wait", "nan"], {})
