@@ -45,6 +45,7 @@ PLACEHOLDERS = (
     "snapshotTime",
 )
 _PLACEHOLDER = re.compile(r"\{([A-Za-z]+)\}")
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 class ScheduleError(ValueError):
@@ -464,7 +465,8 @@ def _prune(spec: ScheduleSpec, children: Sequence[Child], persisted: datetime | 
     for phase, keep in ((Phase.SUCCEEDED, spec.keep_succeeded), (Phase.FAILED, spec.keep_failed)):
         finished = sorted(
             (c for c in children if c.phase is phase and not c.deleting),
-            key=lambda c: (c.finished or datetime.min.replace(tzinfo=UTC), c.name),
+            # Newest first by finish time (whole seconds: ties are common), then by the snapshot's time.
+            key=lambda c: (c.finished or _EARLIEST, c.snapshot_time or _EARLIEST, c.name),
             reverse=True,
         )
         for child in finished[max(0, keep) :]:

@@ -440,3 +440,16 @@ def test_live_cluster_exports_the_cluster_once_per_due_time() -> None:
     nxt = run(s, T0 + timedelta(days=1, hours=3, seconds=1), status=first.status, children=[done], snapshots=cluster)
     assert created_snapshots(nxt) == ["aurora-2026-01-02-03-00"]
     assert nxt.create[0]["metadata"]["name"] != kid.name
+
+
+def test_history_keeps_the_newest_snapshot_when_exports_finish_in_the_same_second() -> None:
+    # Found end to end: taskEndTime has whole seconds, and the tie was broken by the (hashed) name.
+    s = trigger(successfulExportsHistoryLimit=1)
+    done = T0 + timedelta(minutes=10)
+    # Names sort against the snapshots' order, as hashed names may.
+    kids = [
+        Child(f"{c}-child", c, snap(i).identifier, snap(i).created, Phase.SUCCEEDED, done) for i, c in enumerate("zyx")
+    ]
+    status = {"lastHandledSnapshotTime": "2026-01-01T00:05:00.000000Z"}
+    p = run(s, T0 + timedelta(minutes=30), status=status, children=kids, snapshots=[])
+    assert sorted(p.prune) == ["y-child", "z-child"]  # x-child exports the newest snapshot
