@@ -21,6 +21,7 @@ from rds_export_operator import schedule as sch
 from rds_export_operator import status as st
 from rds_export_operator.aws_errors import AwsError
 from rds_export_operator.children import TaskApi
+from rds_export_operator.identity import Identities, Identity, IdentityUnavailable, Refusal
 from rds_export_operator.identity_source import KubeApiError
 from rds_export_operator.rds import Rds
 from rds_export_operator.resources import GROUP, PLURAL, VERSION
@@ -76,8 +77,9 @@ class ScheduleHandlers:
         api: TaskApi | None = None,
         cache: SnapshotCache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        identities: Identities | None = None,
     ) -> None:
-        self.config, self.clock = config, clock
+        self.config, self.clock, self.identities = config, clock, identities
         self.api = api or TaskApi(timeout=config.aws_timeout)
         # One listing per source per poll, shared by its schedules.
         self.cache = cache or SnapshotCache(rds, config.poll_interval, wait=2 * config.aws_timeout)
@@ -111,9 +113,16 @@ class ScheduleHandlers:
         snapshots, error = None, None
         if sch.due(parsed, status, created, now) is not None:
             try:
-                snapshots = self.cache.get(parsed.region, parsed.source_kind, parsed.source_id, parsed.snapshot_type)
+                identity = self._identity(namespace)
+                snapshots = self.cache.get(
+                    parsed.region, parsed.source_kind, parsed.source_id, parsed.snapshot_type, identity
+                )
             except AwsError as exc:  # never a verdict: reported, tried again at the next poll
                 error = f"{exc.operation or 'listing snapshots'}: {exc.code}: {exc.message}"
+            except IdentityUnavailable as exc:
+                error = f"the namespace's AWS identity is not usable now: {exc}"
+            except _Refused as exc:
+                error = str(exc)
         plan = sch.plan(
             parsed,
             name=name,
@@ -151,6 +160,15 @@ class ScheduleHandlers:
         for event in plan.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
             logger.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
+
+    def _identity(self, namespace: str) -> Identity | None:
+        """The namespace's AWS identity (as its exports run), or None: the operator's own (no mapping)."""
+        if self.identities is None:
+            return None
+        resolved = self.identities.resolve(namespace)
+        if isinstance(resolved, Refusal):
+            raise _Refused(f"{resolved.reason}: {resolved.message}")
+        return resolved
 
     def _write(
         self,
@@ -194,9 +212,20 @@ class ScheduleHandlers:
         logger.info("%s/%s: deleted %ss after it finished (ttlSecondsAfterFinished)", meta.namespace, meta.name, ttl)
 
 
-def register(registry: kopf.OperatorRegistry, config: Settings, observe: Callable[[str, str, float], None]) -> None:
-    """Schedules and TTLs, with their own AWS gateway (a client cache of its own; no shared state needed)."""
-    ScheduleHandlers(config, Rds(observe=observe, timeout=config.aws_timeout)).register(registry)
+class _Refused(Exception):
+    """The identity mapping gives the namespace no AWS identity: no listing (the exports would be refused too)."""
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    config: Settings,
+    observe: Callable[[str, str, float], None],
+    identities: Identities | None = None,
+) -> None:
+    """Schedules and TTLs, with their own RDS gateway; snapshots are listed as the namespace's identity (the one
+    its exports run as) when an identity mapping is configured."""
+    rds = Rds(observe=observe, timeout=config.aws_timeout, identities=identities)
+    ScheduleHandlers(config, rds, identities=identities).register(registry)
 
 
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:

@@ -17,12 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rds_export_operator.aws_errors import AwsError, ErrorKind
+from rds_export_operator.identity import Identity
 from rds_export_operator.rds import MAX_PAGES, Rds, classify
 from rds_export_operator.schedule import Snapshot
 
 DESCRIBE_SNAPSHOTS, DESCRIBE_CLUSTER_SNAPSHOTS = "DescribeDBSnapshots", "DescribeDBClusterSnapshots"
 DESCRIBE_CLUSTERS = "DescribeDBClusters"
-Key = tuple[str, str, str, str]  # region, "instance" | "cluster" | "live", source identifier, snapshot type
+# region, "instance" | "cluster" | "live", source identifier, snapshot type, and the identity (role ARN, "" for the
+# operator's own): an answer is only shared between schedules that list as the same identity.
+Key = tuple[str, str, str, str, str]
 
 
 @dataclass
@@ -32,10 +35,18 @@ class _Entry:
     error: AwsError | None = None
 
 
-def describe(rds: Rds, region: str, kind: str, source: str, snapshot_type: str, page_size: int = 100) -> list[Snapshot]:
+def describe(
+    rds: Rds,
+    region: str,
+    kind: str,
+    source: str,
+    snapshot_type: str,
+    identity: Identity | None = None,
+    page_size: int = 100,
+) -> list[Snapshot]:
     """Every snapshot of ``source`` of that type (all statuses), following Marker pages; for ``kind`` "live",
-    the cluster itself (its ARN and status, created = now)."""
-    client = rds.client(region)
+    the cluster itself (its ARN and status, created = now). As ``identity`` (None: the operator's own)."""
+    client = rds.client(region, identity)
     if kind == "live":
         try:
             clusters = client.describe_db_clusters(DBClusterIdentifier=source).get("DBClusters", [])
@@ -101,7 +112,7 @@ class SnapshotCache:
         *,
         clock: Callable[[], float] = time.monotonic,
         wait: float = 30.0,
-        lister: Callable[[Rds, str, str, str, str], list[Snapshot]] = describe,
+        lister: Callable[[Rds, str, str, str, str, Identity | None], list[Snapshot]] = describe,
     ) -> None:
         self.rds, self.ttl, self.clock, self.wait, self.lister = rds, ttl, clock, wait, lister
         self._lock = threading.Lock()
@@ -109,8 +120,10 @@ class SnapshotCache:
         self._inflight: dict[Key, threading.Event] = {}
         self.calls = 0  # listings made (tests and metrics)
 
-    def get(self, region: str, kind: str, source: str, snapshot_type: str) -> list[Snapshot]:
-        key: Key = (region, kind, source, snapshot_type)
+    def get(
+        self, region: str, kind: str, source: str, snapshot_type: str, identity: Identity | None = None
+    ) -> list[Snapshot]:
+        key: Key = (region, kind, source, snapshot_type, (identity.role_arn or "") if identity else "")
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and self.clock() - entry.at < self.ttl:
@@ -130,7 +143,7 @@ class SnapshotCache:
             return _result(entry)
         entry = _Entry(at=0.0)
         try:
-            entry.snapshots = self.lister(self.rds, region, kind, source, snapshot_type)
+            entry.snapshots = self.lister(self.rds, region, kind, source, snapshot_type, identity)
         except AwsError as error:
             entry.error = error
         except Exception as exc:  # a bug or an unexpected answer: retry later, never a verdict

@@ -4,15 +4,16 @@ an unknown time zone, and ttlSecondsAfterFinished."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from e2e.conftest import KEY, ROLE, condition, export_task
+from e2e.conftest import KEY, RELEASE, RELEASE_NAMESPACE, ROLE, condition, export_task
 from localdev.aws_standin import TERMINAL, StandInServer, create_db_instance
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
@@ -343,4 +344,53 @@ def test_an_export_the_api_server_refuses_is_reported_on_the_schedule(
         lambda: [e for e in kubectl.events(namespace, "refused") if e["reason"] == "ExportRefused"],
         timeout=30,
         what="a Warning Event",
+    )
+
+
+MAPPING = f"{RELEASE}-identities"
+ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
+
+
+@pytest.fixture
+def team_a_mapping(kubectl: Kubectl, namespace: str) -> Iterator[None]:
+    """The test's namespace acts as ROLE_A (account 111111111111) through the chart's identity mapping."""
+
+    def set_data(data: dict[str, str]) -> None:
+        patch = json.dumps({"data": data})
+        kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
+
+    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
+    set_data({"identities.json": json.dumps({"rules": [{"namespace": namespace, "roleArn": ROLE_A}]})})
+    yield
+    set_data(before)
+
+
+def test_snapshots_are_listed_as_the_namespace_identity(
+    kubectl: Kubectl,
+    namespace: str,
+    team_a_mapping: None,
+    aws: StandInServer,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    # The DB lives in team A's account only: the operator's own identity (123456789012) would list nothing.
+    operator_factory(f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")
+    rds_a: Any = aws.session(ROLE_A).client("rds", endpoint_url=aws.url, region_name="us-east-1")
+    db = new_db(rds_a)
+    kubectl.apply(schedule("team", db), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "team")
+    arn = aws.standin.create_db_snapshot(db, account="111111111111")
+    assert ":111111111111:" in arn
+    wait_until(
+        lambda: [k["spec"]["sourceArn"] for k in children(kubectl, namespace, uid)] == [arn],
+        timeout=60,
+        what="team A's snapshot exported",
+    )
+    ident = children(kubectl, namespace, uid)[0]["spec"]["exportTaskIdentifier"]
+    wait_until(
+        lambda: (
+            {c.caller for c in aws.standin.calls("StartExportTask") if c.params.get("ExportTaskIdentifier") == ident}
+            == {ROLE_A}
+        ),
+        timeout=60,
+        what="the export started as team A",
     )

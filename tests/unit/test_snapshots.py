@@ -14,6 +14,7 @@ from botocore.stub import Stubber
 from localdev.aws_standin import StandInServer, create_db_instance
 from localdev.waiting import wait_until
 from rds_export_operator.aws_errors import AwsError, ErrorKind
+from rds_export_operator.identity import Identity
 from rds_export_operator.rds import Rds
 from rds_export_operator.schedule import Snapshot
 from rds_export_operator.snapshots import SnapshotCache, describe
@@ -102,8 +103,10 @@ def test_cache_shares_one_listing_per_interval_and_caches_errors() -> None:
     answers: list[Any] = [[], AwsError(ErrorKind.RETRYABLE, "Throttling", "slow down", "DescribeDBSnapshots"), []]
     calls: list[tuple[str, ...]] = []
 
-    def lister(rds: Rds, region: str, kind: str, source: str, snapshot_type: str) -> list[Snapshot]:
-        calls.append((region, kind, source, snapshot_type))
+    def lister(
+        rds: Rds, region: str, kind: str, source: str, snapshot_type: str, who: Identity | None
+    ) -> list[Snapshot]:
+        calls.append((region, kind, source, snapshot_type, (who.role_arn or "") if who else ""))
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -127,7 +130,9 @@ def test_cache_single_flight_across_threads() -> None:
     release = threading.Event()
     calls: list[str] = []
 
-    def lister(rds: Rds, region: str, kind: str, source: str, snapshot_type: str) -> list[Snapshot]:
+    def lister(
+        rds: Rds, region: str, kind: str, source: str, snapshot_type: str, who: Identity | None
+    ) -> list[Snapshot]:
         calls.append(source)
         release.wait(5)
         return []
@@ -163,3 +168,20 @@ def test_cluster_snapshots_and_the_live_cluster(rds: Rds) -> None:
     with pytest.raises(AwsError) as missing:  # an unknown cluster is not a verdict either
         describe(rds, "us-east-1", "live", "no-such-cluster", "automated")
     assert missing.value.kind is ErrorKind.RETRYABLE and missing.value.operation == "DescribeDBClusters"
+
+
+def test_cache_is_not_shared_between_identities() -> None:
+    seen: list[str | None] = []
+
+    def lister(
+        rds: Rds, region: str, kind: str, source: str, snapshot_type: str, who: Identity | None
+    ) -> list[Snapshot]:
+        seen.append(who.role_arn if who else None)
+        return []
+
+    cache = SnapshotCache(Rds(), ttl=30, lister=lister)
+    team_a = Identity("arn:aws:iam::111111111111:role/a", namespace="a")
+    team_b = Identity("arn:aws:iam::222222222222:role/b", namespace="b")
+    for who in (team_a, team_b, team_a, None, None):
+        cache.get("us-east-1", "instance", "db", "automated", who)
+    assert seen == [team_a.role_arn, team_b.role_arn, None]
