@@ -453,3 +453,17 @@ def test_history_keeps_the_newest_snapshot_when_exports_finish_in_the_same_secon
     status = {"lastHandledSnapshotTime": "2026-01-01T00:05:00.000000Z"}
     p = run(s, T0 + timedelta(minutes=30), status=status, children=kids, snapshots=[])
     assert sorted(p.prune) == ["y-child", "z-child"]  # x-child exports the newest snapshot
+
+
+def test_template_passes_ttl_and_export_only_to_children_but_never_source_or_identifier() -> None:
+    template = {
+        **spec()["exportTemplate"],
+        "ttlSecondsAfterFinished": 600,
+        "exportOnly": ["orders.public.orders"],
+        "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:other",  # not a template field: ignored
+    }
+    s = parsed(exportTemplate=template, schedule=None, trigger="NewSnapshot")
+    [child] = run(s, T0 + timedelta(minutes=5), snapshots=[snap(1)]).create
+    assert child["spec"]["ttlSecondsAfterFinished"] == 600
+    assert child["spec"]["exportOnly"] == ["orders.public.orders"]
+    assert child["spec"]["sourceArn"] == snap(1).arn
