@@ -29,6 +29,7 @@ OPERATOR_RULES = [
     {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexporttasks/status"], "verbs": ["get", "patch"]},
     {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexportschedules"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexportschedules/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexportschedules/finalizers"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 

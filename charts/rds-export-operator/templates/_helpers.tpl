@@ -122,6 +122,12 @@ each watched namespace. Least privilege: nothing else is needed (see the chart R
 - apiGroups: [rdsexport.dev]
   resources: [rdsexportschedules/status]
   verbs: [get, patch]
+# Exports carry an ownerReference to their schedule with blockOwnerDeletion; where the
+# OwnerReferencesPermissionEnforcement admission plugin runs (e.g. OpenShift), that needs update on the owner's
+# finalizers. The operator writes no finalizer on a schedule.
+- apiGroups: [rdsexport.dev]
+  resources: [rdsexportschedules/finalizers]
+  verbs: [update]
 # Every transition and every AWS error becomes an Event on the object, for `kubectl describe` (kopf posts core/v1
 # Events). Create only: the operator never reads, updates or deletes Events.
 - apiGroups: [""]
