@@ -107,6 +107,7 @@ class Event:
     type: str
     reason: str
     message: str
+    child: str = ""  # the child this Event announces, if any: not told again if it existed already
 
 
 @dataclass
@@ -379,7 +380,8 @@ def plan(
             result.create.append(obj)
             child = obj["metadata"]["name"]
             active.append(Child(child, "", snapshot.identifier, snapshot.created, Phase.ACTIVE, None))
-            result.events.append(Event("Normal", "ExportCreated", f"created {child} to export {snapshot.identifier}"))
+            message = f"created {child} to export {snapshot.identifier}"
+            result.events.append(Event("Normal", "ExportCreated", message, child))
         if steps:
             newest = max(s.created for s, _ in steps)
             watermark = newest if watermark is None or newest > watermark else watermark

@@ -136,11 +136,13 @@ class ScheduleHandlers:
             snapshots_error=error,
         )
         uids = {c.name: c.uid for c in children}
+        existed: set[str] = set()
         try:
             for child in plan.delete:  # Replace: the running export goes first (its deletionPolicy applies)
                 self.api.delete_task(namespace, child, uids.get(child))
             for obj in plan.create:  # oldest first: if one fails, the status (watermark) is not written
                 if not self.api.create_task(obj):
+                    existed.add(obj["metadata"]["name"])
                     logger.info("%s/%s: %s exists already", namespace, name, obj["metadata"]["name"])
         except KubeApiError as exc:
             if exc.status in (400, 422):  # the API server refuses the export the template makes: say so, once
@@ -158,6 +160,8 @@ class ScheduleHandlers:
         fields = {**plan.status, "source": _source(parsed), "when": _when(spec)}
         self._write(body, patch, fields, plan.ready, warn=plan.ready[0] == "False")
         for event in plan.events:
+            if event.child in existed:  # created before a crash or a lagging status: already told
+                continue
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
             logger.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
 
