@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/dev:$(CURDIR)/operator
 
-.PHONY: demo test unit lint binaries bench-control-plane bench-scale clean
+.PHONY: demo demo-schedule test unit lint binaries bench-control-plane bench-scale clean
 
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ binaries:
 
 demo: $(VENV)/.installed binaries
 	$(PY) -m localdev.demo
+
+demo-schedule: $(VENV)/.installed binaries
+	$(PY) -m localdev.demo_schedule
 
 test: $(VENV)/.installed binaries
 	$(PY) -m pytest

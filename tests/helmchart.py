@@ -21,8 +21,15 @@ CRD_NAME = "rdsexporttasks.rdsexport.dev"
 SCHEMA_ERROR = "values don't meet the specifications of the schema"
 
 OPERATOR_RULES = [
-    {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexporttasks"], "verbs": ["get", "list", "watch", "patch"]},
+    {
+        "apiGroups": ["rdsexport.dev"],
+        "resources": ["rdsexporttasks"],
+        "verbs": ["get", "list", "watch", "patch", "create", "delete"],
+    },
     {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexporttasks/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexportschedules"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexportschedules/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["rdsexport.dev"], "resources": ["rdsexportschedules/finalizers"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 

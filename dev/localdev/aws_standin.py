@@ -18,7 +18,8 @@ the 5-task limit, Describe and Cancel are all per account and region.
 
 Controls for tests, demo and benchmarks are the public methods of :class:`RdsExportStandIn` (the stand-in runs
 in-process): ``seed``, ``set_task``, ``task``, ``tasks``, ``reset``, ``mode``, ``inject`` (see
-:mod:`localdev.standin_faults`), ``deny_role``, ``set_snapshot_status``, ``after``, ``calls``, ``call_count``.
+:mod:`localdev.standin_faults`), ``deny_role``, ``set_snapshot_status``, ``after``, ``calls``, ``call_count``;
+snapshots over time (for schedules): ``create_db_snapshot``, ``snapshot_every``, ``stop_snapshots``.
 
 S3 is moto's, with the export's info files (:mod:`localdev.standin_s3`): a task that becomes COMPLETE (by its
 script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
@@ -37,7 +38,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -76,6 +77,7 @@ __all__ = [
 
 ACTIONS = ("StartExportTask", "DescribeExportTasks", "CancelExportTask")
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MALFORMED = b"<html>502 Bad Gateway</html><<"
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,9 @@ class RdsExportStandIn:
         self._identities = IdentityBook()
         self._hooks: dict[str, Callable[[dict[str, str]], None]] = {}
         self._lock = threading.RLock()
+        self._snapshot_serial = 0
+        self._automated_stamp: dict[str, datetime] = {}  # db -> the next free minute for an automated snapshot
+        self._snapshotters: list[threading.Event] = []
         self._tables = TableFiles()
         self._s3_calls: list[S3Call] = []
         self._exports.on_finish = self._finished
@@ -243,6 +248,7 @@ class RdsExportStandIn:
         The call log stays (count differences, or filter ``calls()`` by identifier)."""
         now = self.now()
         self._faults.clear()
+        self.stop_snapshots()
         with self._lock:
             for task_key, task in self._exports.tasks.items():
                 if task.status not in TERMINAL:
@@ -346,6 +352,72 @@ class RdsExportStandIn:
             else backend.clusters
         )
         store[parsed.group("id")].status = status
+
+    # -- controls: snapshots over time ------------------------------------------------------------------------
+
+    def create_db_snapshot(
+        self,
+        db_identifier: str,
+        snapshot_type: str = "automated",
+        *,
+        status: str = "available",
+        account: str = ACCOUNT,
+        region: str = "us-east-1",
+    ) -> str:
+        """Take one snapshot of DB instance ``db_identifier`` (which must exist in moto) and return its ARN.
+
+        automated: ``rds:<db>-YYYY-MM-DD-HH-MM`` as RDS names them (a later minute if that name is taken, so that
+        several per minute are possible); manual: ``<db>-manual-N``; awsbackup: ``awsbackup:job-<db>-N``.
+        ``status`` other than available (e.g. creating) can be changed later with ``set_snapshot_status``."""
+        from moto.rds.models import rds_backends
+
+        backend = rds_backends[account][region]
+        with self._lock:
+            self._snapshot_serial += 1
+            serial = self._snapshot_serial
+            if snapshot_type == "automated":
+                stamp = max(
+                    self.now().replace(second=0, microsecond=0), self._automated_stamp.get(db_identifier, EPOCH)
+                )
+                while f"rds:{db_identifier}-{stamp:%Y-%m-%d-%H-%M}".lower() in backend.database_snapshots:
+                    stamp += timedelta(minutes=1)
+                self._automated_stamp[db_identifier] = stamp + timedelta(minutes=1)
+                snapshot = backend.create_auto_snapshot(db_identifier, f"rds:{db_identifier}-{stamp:%Y-%m-%d-%H-%M}")
+            elif snapshot_type in ("manual", "awsbackup"):
+                name = (
+                    f"{db_identifier}-manual-{serial}"
+                    if snapshot_type == "manual"
+                    else f"awsbackup:job-{db_identifier}-{serial}"
+                )
+                snapshot = backend.create_db_snapshot(db_identifier, name, snapshot_type=snapshot_type)
+            else:
+                raise ValueError(f"unknown snapshot type {snapshot_type!r}")
+            snapshot.status = status
+            return str(snapshot.arn)
+
+    def snapshot_every(
+        self, db_identifier: str, seconds: float, *, count: int | None = None, **kwargs: Any
+    ) -> threading.Event:
+        """Take a snapshot of ``db_identifier`` every ``seconds`` (the first after ``seconds``), ``count`` times or
+        until the returned event is set (or ``reset``). ``kwargs`` go to :meth:`create_db_snapshot`."""
+        stop = threading.Event()
+
+        def run() -> None:
+            taken = 0
+            while (count is None or taken < count) and not stop.wait(seconds) and not self.closing.is_set():
+                self.create_db_snapshot(db_identifier, **kwargs)
+                taken += 1
+
+        with self._lock:
+            self._snapshotters.append(stop)
+        threading.Thread(target=run, name=f"snapshots-{db_identifier}", daemon=True).start()
+        return stop
+
+    def stop_snapshots(self) -> None:
+        with self._lock:
+            for stop in self._snapshotters:
+                stop.set()
+            self._snapshotters.clear()
 
     # -- controls: the export's info files in S3 -------------------------------------------------------------
 
@@ -595,6 +667,18 @@ class StandInServer:
             aws_session_token=creds["SessionToken"],
             region_name="us-east-1",
         )
+
+
+def create_db_instance(rds: Any, identifier: str) -> None:
+    """Create a DB instance in the stand-in's moto (moto takes a first automated snapshot of it at once)."""
+    rds.create_db_instance(
+        DBInstanceIdentifier=identifier,
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="admin",
+        MasterUserPassword="password123",
+        AllocatedStorage=20,
+    )
 
 
 def create_snapshot(rds: Any, name: str) -> str:

@@ -14,11 +14,15 @@ from localdev.kube import Kubectl
 
 CRD_FILE = REPO / "crds" / "rdsexporttasks.rdsexport.dev.yaml"
 CRD_NAME = "rdsexporttasks.rdsexport.dev"
+SCHEDULE_CRD_FILE = REPO / "crds" / "rdsexportschedules.rdsexport.dev.yaml"
+SCHEDULE_CRD_NAME = "rdsexportschedules.rdsexport.dev"
 
 
 def install_crd(kubectl: Kubectl) -> None:
-    kubectl.run("apply", "--server-side", "-f", str(CRD_FILE))
-    kubectl.run("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    """Every CRD of the project (RdsExportTask, RdsExportSchedule), applied and Established."""
+    for path, name in ((CRD_FILE, CRD_NAME), (SCHEDULE_CRD_FILE, SCHEDULE_CRD_NAME)):
+        kubectl.run("apply", "--server-side", "-f", str(path))
+        kubectl.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
 
 class OperatorProcess:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import kopf
 
-from rds_export_operator import handlers, health, settings
+from rds_export_operator import handlers, health, schedule_handlers, settings
 from rds_export_operator.kubeapi import KubeApi
 from rds_export_operator.leader import leadership
 from rds_export_operator.metrics import Metrics
@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = kopf.OperatorRegistry()
     wiring = handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics)
     wiring.register(registry)
+    schedule_handlers.register(registry, config, metrics.observe_call, wiring.identities)
     if config.table_report:  # reads S3 as the namespace's identity, the one its exports run as
         s3 = S3(observe=metrics.observe_call, timeout=config.aws_timeout, identities=wiring.identities)
         TableReportHandlers(config, s3, wiring.identities).register(registry)

@@ -80,7 +80,7 @@ class AwsClients:
                 self._clients[region] = session.client(self.service, region_name=region, config=self._config)  # type: ignore[call-overload]
             return self._clients[region]
 
-    def _call(self, operation: str, fn: Callable[[], T], *, passthrough: tuple[type[Exception], ...] = ()) -> T:
+    def call(self, operation: str, fn: Callable[[], T], *, passthrough: tuple[type[Exception], ...] = ()) -> T:
         """Run one call; any exception but ``passthrough`` ones becomes an AwsError. Observed either way."""
         started = time.monotonic()
         try:

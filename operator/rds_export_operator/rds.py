@@ -50,7 +50,7 @@ class Rds(AwsClients):
 
     def start(self, spec: ExportSpec) -> ExportTask:
         client = self.client(spec.region, spec.identity)
-        response: ExportTaskResponseTypeDef = self._call(
+        response: ExportTaskResponseTypeDef = self.call(
             "StartExportTask", lambda: client.start_export_task(**start_request(spec))
         )
         return _task(response)
@@ -59,7 +59,7 @@ class Rds(AwsClients):
         """The task with this identifier, or None (AWS answers an unknown id with NotFound or an empty list)."""
         client = self.client(region, identity)
         try:
-            response = self._call(
+            response = self.call(
                 "DescribeExportTasks", lambda: client.describe_export_tasks(ExportTaskIdentifier=identifier)
             )
         except AwsError as error:
@@ -99,7 +99,7 @@ class Rds(AwsClients):
             kwargs: dict[str, Any] = {"Filters": [{"Name": name, "Values": values}], "MaxRecords": page_size}
             if marker:
                 kwargs["Marker"] = marker
-            response = self._call("DescribeExportTasks", lambda kw=kwargs: client.describe_export_tasks(**kw))  # type: ignore[misc]
+            response = self.call("DescribeExportTasks", lambda kw=kwargs: client.describe_export_tasks(**kw))  # type: ignore[misc]
             yield from (dict(t) for t in response.get("ExportTasks", []))
             marker = response.get("Marker")
             if not marker:
@@ -111,7 +111,7 @@ class Rds(AwsClients):
 
     def cancel(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask:
         client = self.client(region, identity)
-        response = self._call("CancelExportTask", lambda: client.cancel_export_task(ExportTaskIdentifier=identifier))
+        response = self.call("CancelExportTask", lambda: client.cancel_export_task(ExportTaskIdentifier=identifier))
         return _task(response)
 
 

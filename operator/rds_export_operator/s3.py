@@ -40,8 +40,8 @@ class S3(AwsClients):
 
     service = "s3"
 
-    def _call(self, operation: str, fn: Callable[[], T], *, passthrough: tuple[type[Exception], ...] = ()) -> T:
-        return super()._call(operation, fn, passthrough=(ObjectTooLarge, *passthrough))
+    def call(self, operation: str, fn: Callable[[], T], *, passthrough: tuple[type[Exception], ...] = ()) -> T:
+        return super().call(operation, fn, passthrough=(ObjectTooLarge, *passthrough))
 
     def list(
         self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None
@@ -54,7 +54,7 @@ class S3(AwsClients):
             kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": min(1000, limit + 1)}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = self._call(LIST_OBJECTS, lambda kw=kwargs: client.list_objects_v2(**kw))  # type: ignore[misc]
+            page = self.call(LIST_OBJECTS, lambda kw=kwargs: client.list_objects_v2(**kw))  # type: ignore[misc]
             for item in page.get("Contents") or []:
                 if len(found) >= limit:
                     return found, True
@@ -85,7 +85,7 @@ class S3(AwsClients):
             return data
 
         try:
-            return self._call(GET_OBJECT, fetch)
+            return self.call(GET_OBJECT, fetch)
         except AwsError as error:
             if error.kind is ErrorKind.NOT_FOUND and error.code == "NoSuchKey":
                 return None

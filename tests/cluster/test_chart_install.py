@@ -88,8 +88,14 @@ def test_install_cluster_wide(helm: Helm, kubectl: Kubectl, namespace: str, rele
     assert can_i(kubectl, namespace, fullname, "patch", "rdsexporttasks.rdsexport.dev", "--subresource=status")
     assert can_i(kubectl, namespace, fullname, "create", "events", "-n", "default")
     assert not can_i(kubectl, namespace, fullname, "create", "events.events.k8s.io", "-n", "default")
-    assert not can_i(kubectl, namespace, fullname, "delete", "rdsexporttasks.rdsexport.dev", "-n", "default")
-    assert not can_i(kubectl, namespace, fullname, "create", "rdsexporttasks.rdsexport.dev", "-n", "default")
+    # Schedules create and prune their exports (and ttlSecondsAfterFinished deletes them); users own the specs.
+    assert can_i(kubectl, namespace, fullname, "delete", "rdsexporttasks.rdsexport.dev", "-n", "default")
+    assert can_i(kubectl, namespace, fullname, "create", "rdsexporttasks.rdsexport.dev", "-n", "default")
+    assert not can_i(kubectl, namespace, fullname, "update", "rdsexporttasks.rdsexport.dev", "-n", "default")
+    assert can_i(kubectl, namespace, fullname, "watch", "rdsexportschedules.rdsexport.dev", "--all-namespaces")
+    assert can_i(kubectl, namespace, fullname, "patch", "rdsexportschedules.rdsexport.dev", "--subresource=status")
+    assert not can_i(kubectl, namespace, fullname, "create", "rdsexportschedules.rdsexport.dev", "-n", "default")
+    assert not can_i(kubectl, namespace, fullname, "delete", "rdsexportschedules.rdsexport.dev", "-n", "default")
     assert not can_i(kubectl, namespace, fullname, "get", "secrets", "-n", namespace)
     assert not can_i(kubectl, namespace, fullname, "get", "leases.coordination.k8s.io", "-n", namespace)
 

@@ -26,6 +26,9 @@ from helmchart import (
     only,
 )
 
+SCHEDULE_CRD_SOURCE = CRD_SOURCE.parent / "rdsexportschedules.rdsexport.dev.yaml"
+SCHEDULE_CRD_LINK = CRD_LINK.parent / "rdsexportschedules.rdsexport.dev.yaml"
+
 # --- the CRD is a symlink to the one source ----------------------------------------------------------------------
 
 
@@ -33,6 +36,8 @@ def test_chart_crd_is_a_relative_symlink_to_the_one_crd_source() -> None:
     assert CRD_LINK.is_symlink()
     assert str(CRD_LINK.readlink()) == "../../../crds/rdsexporttasks.rdsexport.dev.yaml"
     assert CRD_LINK.resolve() == CRD_SOURCE.resolve()
+    assert str(SCHEDULE_CRD_LINK.readlink()) == "../../../crds/rdsexportschedules.rdsexport.dev.yaml"
+    assert SCHEDULE_CRD_LINK.resolve() == SCHEDULE_CRD_SOURCE.resolve()
 
 
 def test_helm_follows_the_crd_symlink_in_template_and_package(helm: Helm, tmp_path: Path) -> None:
@@ -40,7 +45,10 @@ def test_helm_follows_the_crd_symlink_in_template_and_package(helm: Helm, tmp_pa
     assert done.returncode == 0, done.stderr
     assert "symbolic link" in done.stderr  # Helm 4 says so (level=INFO) and includes the linked file's contents
     crds = [d for d in yaml.safe_load_all(done.stdout) if d and d["kind"] == "CustomResourceDefinition"]
-    assert crds == [yaml.safe_load(CRD_SOURCE.read_text())]
+    by_name = {d["metadata"]["name"]: d for d in crds}
+    assert len(crds) == 2
+    assert by_name["rdsexporttasks.rdsexport.dev"] == yaml.safe_load(CRD_SOURCE.read_text())
+    assert by_name["rdsexportschedules.rdsexport.dev"] == yaml.safe_load(SCHEDULE_CRD_SOURCE.read_text())
 
     done = helm("package", str(CHART), "--destination", str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -50,6 +58,8 @@ def test_helm_follows_the_crd_symlink_in_template_and_package(helm: Helm, tmp_pa
         packaged = tgz.extractfile(member)
         assert packaged is not None
         assert packaged.read() == CRD_SOURCE.read_bytes()
+        schedules = tgz.extractfile("rds-export-operator/crds/rdsexportschedules.rdsexport.dev.yaml")
+        assert schedules is not None and schedules.read() == SCHEDULE_CRD_SOURCE.read_bytes()
 
 
 # --- lint ----------------------------------------------------------------------------------------------------------

@@ -106,13 +106,28 @@ each watched namespace. Least privilege: nothing else is needed (see the chart R
 {{- define "rds-export-operator.rules" -}}
 # kopf lists and watches RdsExportTask objects to reconcile them, and patches their metadata: the finalizer
 # (added only while a Cancel deletion policy needs it) and kopf's progress and diff-base annotations.
+# Schedules create their exports as RdsExportTask objects, list them (by label) and delete them (history limits,
+# concurrencyPolicy Replace); ttlSecondsAfterFinished deletes finished ones.
 - apiGroups: [rdsexport.dev]
   resources: [rdsexporttasks]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, patch, create, delete]
 # The operator reports every export's state (AWS status, progress, conditions) through the status subresource.
 - apiGroups: [rdsexport.dev]
   resources: [rdsexporttasks/status]
   verbs: [get, patch]
+# kopf lists and watches RdsExportSchedule objects; the operator reports what each did through its status.
+- apiGroups: [rdsexport.dev]
+  resources: [rdsexportschedules]
+  verbs: [get, list, watch, patch]
+- apiGroups: [rdsexport.dev]
+  resources: [rdsexportschedules/status]
+  verbs: [get, patch]
+# Exports carry an ownerReference to their schedule with blockOwnerDeletion; where the
+# OwnerReferencesPermissionEnforcement admission plugin runs (e.g. OpenShift), that needs update on the owner's
+# finalizers. The operator writes no finalizer on a schedule.
+- apiGroups: [rdsexport.dev]
+  resources: [rdsexportschedules/finalizers]
+  verbs: [update]
 # Every transition and every AWS error becomes an Event on the object, for `kubectl describe` (kopf posts core/v1
 # Events). Create only: the operator never reads, updates or deletes Events.
 - apiGroups: [""]
