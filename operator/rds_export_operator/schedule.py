@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from rds_export_operator import cron
+from rds_export_operator import status as st
 from rds_export_operator.resources import GROUP, KIND, VERSION
 from rds_export_operator.spec import MAX_IDENTIFIER_LENGTH
 
@@ -229,7 +230,7 @@ def child_object(
         labels[LABEL_SCHEDULE] = name
     annotations = {ANNOTATION_SNAPSHOT: snapshot.identifier, ANNOTATION_SNAPSHOT_TIME: _precise(snapshot.created)}
     if scheduled is not None:
-        annotations[ANNOTATION_SCHEDULED_TIME] = _rfc3339(scheduled)
+        annotations[ANNOTATION_SCHEDULED_TIME] = st.rfc3339(scheduled)
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
@@ -262,30 +263,16 @@ def child_from_object(obj: Mapping[str, Any]) -> Child:
     for cond in status.get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
             phase = Phase.SUCCEEDED if cond["type"] == "Complete" else Phase.FAILED
-            finished = parse_time(status.get("taskEndTime")) or parse_time(cond.get("lastTransitionTime"))
+            finished = st.parse_time(status.get("taskEndTime")) or st.parse_time(cond.get("lastTransitionTime"))
     return Child(
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
         snapshot=str(annotations.get(ANNOTATION_SNAPSHOT, "")),
-        snapshot_time=parse_time(annotations.get(ANNOTATION_SNAPSHOT_TIME)),
+        snapshot_time=st.parse_time(annotations.get(ANNOTATION_SNAPSHOT_TIME)),
         phase=phase,
         finished=finished,
         deleting=bool(meta.get("deletionTimestamp")),
     )
-
-
-def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _precise(value: datetime) -> str:
@@ -314,7 +301,7 @@ def due(spec: ScheduleSpec, status: Mapping[str, Any], created: datetime, now: d
         return None
     if spec.cron is None:
         return Due(None, 0)
-    earliest = parse_time(status.get("lastScheduleTime")) or created
+    earliest = st.parse_time(status.get("lastScheduleTime")) or created
     if spec.starting_deadline is not None:
         earliest = max(earliest, now - spec.starting_deadline)
     scheduled, count = spec.cron.most_recent(earliest, now)
@@ -344,7 +331,7 @@ def plan(
     """One decision. ``snapshots`` is None when they were not listed (not due, or the listing failed:
     ``snapshots_error`` says why; a failed listing is never a verdict, the next poll tries again)."""
     result = Plan()
-    persisted = parse_time(status.get("lastHandledSnapshotTime"))
+    persisted = st.parse_time(status.get("lastHandledSnapshotTime"))
     handled_names = {c.snapshot for c in children if c.snapshot}
     watermark = max([t for t in [persisted, *(c.snapshot_time for c in children)] if t is not None], default=None)
     if spec.cron is None and watermark is None:
@@ -388,27 +375,27 @@ def plan(
         if chosen:
             result.status["lastExportedSnapshot"] = chosen[-1].identifier
         if when.scheduled is not None and result.ready[1] != "WaitingForActiveExport":
-            result.status["lastScheduleTime"] = _rfc3339(when.scheduled)
+            result.status["lastScheduleTime"] = st.rfc3339(when.scheduled)
             if not chosen:
                 result.events.append(
                     Event("Normal", "NoNewSnapshot", "due, but no available snapshot newer than the last exported one")
                 )
         elif when.scheduled is None and chosen:
-            result.status["lastScheduleTime"] = _rfc3339(now)
+            result.status["lastScheduleTime"] = st.rfc3339(now)
 
     if watermark is not None:
         result.status["lastHandledSnapshotTime"] = _precise(watermark)
     result.prune = _prune(spec, children, persisted)
     succeeded = [c.finished for c in children if c.phase is Phase.SUCCEEDED and c.finished]
-    last_success = max([t for t in [parse_time(status.get("lastSuccessfulTime")), *succeeded] if t], default=None)
+    last_success = max([t for t in [st.parse_time(status.get("lastSuccessfulTime")), *succeeded] if t], default=None)
     if last_success is not None:
-        result.status["lastSuccessfulTime"] = _rfc3339(last_success)
+        result.status["lastSuccessfulTime"] = st.rfc3339(last_success)
     uids = {c.name: c.uid for c in children}
     result.status["active"] = [
         _ref(namespace, c.name, uids.get(c.name) or c.uid) for c in sorted(active, key=lambda c: c.name)
     ]
     upcoming = next_due(spec, now)
-    result.status["nextScheduleTime"] = _rfc3339(upcoming) if upcoming is not None else None
+    result.status["nextScheduleTime"] = st.rfc3339(upcoming) if upcoming is not None else None
     return result
 
 

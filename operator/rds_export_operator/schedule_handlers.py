@@ -13,18 +13,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
-from kopf._cogs.structs.ids import HandlerId
-from kopf._cogs.structs.references import Selector
-from kopf._core.intents.handlers import TimerHandler
 
 from rds_export_operator import schedule as sch
+from rds_export_operator import spawning
 from rds_export_operator import status as st
 from rds_export_operator.aws_errors import AwsError
 from rds_export_operator.children import TaskApi
 from rds_export_operator.identity import Identities, Identity, IdentityUnavailable, Refusal
 from rds_export_operator.kubeapi import ApiError
 from rds_export_operator.rds import Rds
-from rds_export_operator.resources import GROUP, PLURAL, VERSION
 from rds_export_operator.settings import Settings
 from rds_export_operator.snapshots import SnapshotCache
 
@@ -41,31 +38,8 @@ def finished_at(status: Mapping[str, Any]) -> datetime | None:
     """When the export finished: the task's end time, else when Complete or Failed became True."""
     for cond in status.get("conditions") or []:
         if cond.get("type") in (st.COMPLETE, st.FAILED) and cond.get("status") == "True":
-            return sch.parse_time(status.get("taskEndTime")) or sch.parse_time(cond.get("lastTransitionTime"))
+            return st.parse_time(status.get("taskEndTime")) or st.parse_time(cond.get("lastTransitionTime"))
     return None
-
-
-def _timer(fn: Any, id_: str, plural: str, interval: float, when: Any = None) -> TimerHandler:
-    return TimerHandler(
-        fn=fn,
-        id=HandlerId(id_),
-        param=None,
-        errors=None,
-        timeout=None,
-        retries=None,
-        backoff=None,
-        selector=Selector(GROUP, VERSION, plural),
-        labels=None,
-        annotations=None,
-        when=when,
-        field=None,
-        value=None,
-        initial_delay=None,
-        requires_finalizer=False,
-        sharp=None,
-        idle=None,
-        interval=interval,
-    )
 
 
 class ScheduleHandlers:
@@ -87,9 +61,18 @@ class ScheduleHandlers:
     def register(self, registry: kopf.OperatorRegistry) -> None:
         # A schedule acts within one poll interval of a due time; a poll costs one list of its children, plus
         # (when due, or in trigger mode) one shared snapshot listing.
-        registry._spawning.append(_timer(self.tick, "schedule", SCHEDULE_PLURAL, self.config.poll_interval))
+        interval = self.config.poll_interval  # timers without a finalizer: see spawning.py
+        registry._spawning.append(
+            spawning.timer(
+                self.tick, "schedule", plural=SCHEDULE_PLURAL, when=None, initial_delay=None, interval=interval
+            )
+        )
         # The TTL check is a clock comparison (no API call until it expires): a short interval costs nothing.
-        registry._spawning.append(_timer(self.expire, "ttl", PLURAL, self.config.tick_interval, finished_with_ttl))
+        registry._spawning.append(
+            spawning.timer(
+                self.expire, "ttl", when=finished_with_ttl, initial_delay=None, interval=self.config.tick_interval
+            )
+        )
         logging.getLogger("kopf.objects").addFilter(lambda r: not r.getMessage().startswith(_QUIET))
 
     # -- schedules --------------------------------------------------------------------------------------------
@@ -103,7 +86,7 @@ class ScheduleHandlers:
         except sch.ScheduleError as exc:
             self._write(body, patch, {}, ("False", exc.reason, str(exc)), warn=True)
             return
-        created = sch.parse_time(meta.get("creationTimestamp")) or now
+        created = st.parse_time(meta.get("creationTimestamp")) or now
         try:
             objects = self.api.list_tasks(namespace, f"{sch.LABEL_SCHEDULE_UID}={uid}")
         except Exception as exc:

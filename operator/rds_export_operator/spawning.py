@@ -1,4 +1,4 @@
-"""kopf timers and daemons without a finalizer, for RdsExportTask objects.
+"""kopf timers and daemons without a finalizer, for RdsExportTask (and RdsExportSchedule) objects.
 
 ``kopf.timer`` and ``kopf.daemon`` always add a finalizer to the objects they run for, so that kopf can stop
 them before an object goes. Ours need none: deletion must do something only for Create + Cancel objects with a
@@ -20,11 +20,11 @@ from rds_export_operator.resources import GROUP, PLURAL, VERSION
 _UNSET = dict.fromkeys(("param", "errors", "timeout", "retries", "backoff", "labels", "annotations", "field", "value"))
 
 
-def _common(fn: Any, handler_id: str, when: Any, initial_delay: Any) -> dict[str, Any]:
+def _common(fn: Any, handler_id: str, when: Any, initial_delay: Any, plural: str = PLURAL) -> dict[str, Any]:
     return {
         "fn": fn,
         "id": HandlerId(handler_id),
-        "selector": Selector(GROUP, VERSION, PLURAL),
+        "selector": Selector(GROUP, VERSION, plural),
         "when": when,
         "initial_delay": initial_delay,
         "requires_finalizer": False,
@@ -32,8 +32,12 @@ def _common(fn: Any, handler_id: str, when: Any, initial_delay: Any) -> dict[str
     }
 
 
-def timer(fn: Any, handler_id: str, *, when: Any, initial_delay: Any, interval: float) -> TimerHandler:
-    return TimerHandler(**_common(fn, handler_id, when, initial_delay), interval=interval, sharp=None, idle=None)
+def timer(
+    fn: Any, handler_id: str, *, when: Any, initial_delay: Any, interval: float, plural: str = PLURAL
+) -> TimerHandler:
+    return TimerHandler(
+        **_common(fn, handler_id, when, initial_delay, plural), interval=interval, sharp=None, idle=None
+    )
 
 
 def daemon(fn: Any, handler_id: str, *, when: Any, initial_delay: Any) -> DaemonHandler:

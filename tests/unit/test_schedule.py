@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from rds_export_operator import schedule as sch
+from rds_export_operator import status as st
 from rds_export_operator.schedule import Child, Phase, Snapshot
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -391,7 +392,7 @@ def test_watermark_keeps_sub_second_precision_across_polls() -> None:
     assert first.create == []
     second = run(s, T0 + timedelta(seconds=4), created=created, status=first.status, snapshots=[before])
     assert second.create == []
-    assert sch.parse_time(first.status["lastHandledSnapshotTime"]) == T0 + timedelta(seconds=3, microseconds=-1)
+    assert st.parse_time(first.status["lastHandledSnapshotTime"]) == T0 + timedelta(seconds=3, microseconds=-1)
 
 
 def test_missed_schedule_is_told_once_not_at_every_poll_while_forbid_waits() -> None:
