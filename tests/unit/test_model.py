@@ -10,6 +10,7 @@ Invariants are checked after every step; ``teardown`` is the liveness phase: fau
 
 from __future__ import annotations
 
+import copy
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -260,7 +261,9 @@ class Obj:
     name: str
     created: str
     raw: dict[str, Any]  # spec
-    status: dict[str, Any] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)  # as stored
+    seen: dict[str, Any] = field(default_factory=dict)  # as in the operator's body: the status at the last event
+    pending: bool = False  # a status write whose watch event has not reached the operator yet
     finalizer: bool = False
     deleting: bool = False  # deletionTimestamp is set
     generation: int = 1
@@ -271,6 +274,10 @@ class Obj:
 
     def conditions(self) -> dict[str, dict[str, Any]]:
         return {c["type"]: c for c in self.status.get("conditions") or []}
+
+    @property
+    def finished(self) -> bool:
+        return st.is_finished(self.seen)
 
     @property
     def observes(self) -> bool:
@@ -314,29 +321,35 @@ class ExportModel(RuleBasedStateMachine):
 
     # -- kopf and the handlers, emulated -------------------------------------------------------------------------
 
-    def write(self, obj: Obj, result: Result, spec: ExportSpec) -> None:
-        """handlers._apply/_write: a merge patch of what changed; a change is a watch event."""
+    def write(self, obj: Obj, result: Result, spec: ExportSpec, *, deliver: bool = True) -> None:
+        """handlers._apply/_write: a merge patch of what changed since the body the handler had (which may be
+        older than what is stored); a change is a watch event, delivered now or (``deliver`` False) later."""
         now = self.clock.wall()
         desired: dict[str, Any] = {"exportTaskIdentifier": spec.identifier, **result.status}
         if "conditions" in desired:
             desired["conditions"] = st.merge_conditions(
-                obj.status.get("conditions"), desired["conditions"], now=now, generation=obj.generation
+                obj.seen.get("conditions"), desired["conditions"], now=now, generation=obj.generation
             )
         desired["observedGeneration"] = obj.generation
         desired["lastUpdateTime"] = st.rfc3339(now)
-        patch = st.status_patch(obj.status, desired)
-        if not patch:
-            return
-        for key, value in patch.items():
+        before = copy.deepcopy(obj.status)
+        for key, value in st.status_patch(obj.seen, desired).items():
             if value is None:
                 obj.status.pop(key, None)
             else:
-                obj.status[key] = value
-        self.event(obj)
+                obj.status[key] = copy.deepcopy(value)
+        obj.pending = obj.pending or obj.status != before
+        if deliver and obj.pending:
+            self.event(obj)
+
+    def deliver(self, obj: Obj) -> None:
+        if obj.pending and obj.uid in self.objects:
+            self.event(obj)
 
     def event(self, obj: Obj) -> None:
-        """One watch event: kopf adds or removes the finalizer as the delete handler's filter matches, and our
-        ``track`` handler lets the export slots forget the object."""
+        """The watch event of the object's latest state: kopf adds or removes the finalizer as the delete handler's
+        filter matches, and our ``track`` handler lets the export slots forget the object."""
+        obj.seen, obj.pending = copy.deepcopy(obj.status), False
         matches = needs_finalizer(obj.raw, obj.status)
         if not obj.deleting:
             obj.finalizer = matches
@@ -376,12 +389,12 @@ class ExportModel(RuleBasedStateMachine):
             self.grants[uid] = self.aws.hidden_in_last_page
         return granted
 
-    def sync_object(self, obj: Obj, *, write: bool = True) -> None:
-        """The timer: ``Handlers.sync``."""
+    def sync_object(self, obj: Obj, *, write: bool = True, deliver: bool = True) -> None:
+        """The timer: ``Handlers.sync``, on the body the operator has."""
         spec = obj.spec()
         result = self.reconciler.sync(
             spec,
-            dict(obj.status),
+            copy.deepcopy(obj.seen),
             attempt=obj.attempt,
             uid=obj.uid,
             created=obj.created,
@@ -390,12 +403,13 @@ class ExportModel(RuleBasedStateMachine):
         if not write:  # the process died before the patch
             return
         obj.attempt = obj.attempt + 1 if result.retry_after is not None else 0
-        self.write(obj, result, spec)
+        self.write(obj, result, spec, deliver=deliver)
 
     def delete_step(self, obj: Obj) -> None:
         """kopf's on.delete (``Handlers.cancel``): runs while the finalizer is there and the filter matches."""
         spec = obj.spec()
-        result = self.reconciler.cancel(spec, dict(obj.status), attempt=obj.attempt)
+        self.deliver(obj)
+        result = self.reconciler.cancel(spec, copy.deepcopy(obj.seen), attempt=obj.attempt)
         obj.attempt = 0 if result.done else obj.attempt + 1
         self.write(obj, result, spec)
         if obj.uid in self.objects and result.done:
@@ -403,7 +417,7 @@ class ExportModel(RuleBasedStateMachine):
             self.gone(obj)
 
     def timer_runs(self, obj: Obj) -> bool:
-        return not obj.deleting and not st.is_finished(obj.status)
+        return not obj.deleting and not obj.finished
 
     def pick(self, which: int, objects: list[Obj]) -> Obj:
         return objects[which % len(objects)]
@@ -468,13 +482,25 @@ class ExportModel(RuleBasedStateMachine):
         self.event(obj)
 
     @precondition(lambda self: bool(self.syncable()))
-    @rule(which=hs.integers(0, 100), times=hs.integers(1, 3))
-    def sync(self, which: int, times: int) -> None:
+    @rule(which=hs.integers(0, 100), times=hs.integers(1, 3), stale=hs.booleans())
+    def sync(self, which: int, times: int, stale: bool) -> None:
+        """Timer ticks of one object; ``stale``: on a body older than its own writes (their events are late)."""
         self.begin()
         obj = self.pick(which, self.syncable())
         for _ in range(times):
+            if not stale:
+                self.deliver(obj)
             if self.timer_runs(obj) and obj.uid in self.objects:
-                self.sync_object(obj)
+                self.sync_object(obj, deliver=not stale)
+
+    @rule()
+    def events_arrive(self) -> None:
+        self.begin()
+        self.deliver_all()
+
+    def deliver_all(self) -> None:
+        for obj in list(self.objects.values()):
+            self.deliver(obj)
 
     @rule()
     def sync_all(self) -> None:
@@ -482,6 +508,7 @@ class ExportModel(RuleBasedStateMachine):
         self._sync_all()
 
     def _sync_all(self) -> None:
+        self.deliver_all()
         for obj in self.syncable():
             if obj.uid in self.objects and self.timer_runs(obj):
                 self.sync_object(obj)
@@ -618,16 +645,17 @@ class ExportModel(RuleBasedStateMachine):
             if status.get("status") == st.REFUSED:  # a verdict before any task was this object's
                 task = aws.tasks.get(obj.spec().identifier)
                 assert task is None or task.status not in ACTIVE, f"{obj.uid} REFUSED while its export runs"
-            if not obj.observes and not st.is_finished(status) and not has_task(status):
+            if not obj.observes and not obj.finished and not has_task(obj.seen):
                 waiters += 1
         entries = self.poller.slots._entries
         for uid, entry in entries.items():
-            assert entry.state is not State.STARTED, f"{uid}: STARTED outlived the status write"
             obj = self.objects.get(uid)
             assert obj is not None, f"ghost in the export slots: {uid} ({entry.state}) is gone"
-            assert not obj.observes and not st.is_finished(obj.status) and not has_task(obj.status), (
-                f"ghost in the export slots: {uid} ({entry.state}) with status {obj.status.get('status')}"
-            )
+            assert entry.state is not State.STARTED or obj.pending, f"{uid}: STARTED outlived the status event"
+            if entry.state is not State.STARTED:
+                assert not obj.observes and not obj.finished and not has_task(obj.seen), (
+                    f"ghost in the export slots: {uid} ({entry.state}) with status {obj.seen.get('status')}"
+                )
         assert self.poller.queue_length() <= waiters
 
     # -- liveness ------------------------------------------------------------------------------------------------
@@ -640,6 +668,7 @@ class ExportModel(RuleBasedStateMachine):
         for _ in range(SETTLE_ROUNDS):
             self.clock.now += 40
             aws.advance()
+            self.deliver_all()
             for obj in list(self.objects.values()):
                 if obj.uid not in self.objects:
                     continue
