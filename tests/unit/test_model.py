@@ -48,7 +48,13 @@ SETTLE_ROUNDS = 200  # liveness: rounds of (advance 40 s, sync everything) until
 
 # Failed=True only with these reasons: AWS's own outcome of a task, or a StartExportTask verdict the model gives.
 # Never a describe error or a transient fault.
-ALLOWED_FAILED = {"ExportFailed", "ExportCanceled", "InvalidS3BucketFault", "InvalidExportSourceState"}
+ALLOWED_FAILED = {
+    "ExportFailed",
+    "ExportCanceled",
+    "InvalidS3BucketFault",
+    "InvalidExportSourceState",
+    "IdentifierInUse",
+}
 
 
 class Clock:
@@ -301,6 +307,7 @@ class ExportModel(RuleBasedStateMachine):
         self.serial = 0
         self.foreign_serial = 0
         self.double_starts: list[str] = []
+        self.unfair: list[str] = []
         self.leaks: list[str] = []
         self.unseen_start_leaks: list[str] = []
         self.step_open = False  # a step began and its invariants have not passed yet
@@ -373,12 +380,13 @@ class ExportModel(RuleBasedStateMachine):
         self.reconciler.forget(obj.uid)
 
     def _on_start(self, identifier: str) -> bool:
-        for obj in self.objects.values():
-            if obj.spec().identifier == identifier:
-                if has_task(obj.status) or obj.observes or obj.deleting:
+        stale_grant = False
+        for obj in self.objects.values():  # several objects may name one identifier (observers of one task)
+            if obj.spec().identifier == identifier and not obj.observes:
+                if has_task(obj.status) or obj.deleting:
                     self.double_starts.append(f"{obj.uid}: Start while status is {obj.status.get('status')}")
-                return self.grants.pop(obj.uid, False)
-        return False
+                stale_grant = self.grants.pop(obj.uid, False) or stale_grant
+        return stale_grant
 
     def _may_start(self, region: str, uid: str, created: str) -> bool:
         """Poller.may_start, noting whether a slot is granted from a page that hid running tasks: a Start refused
@@ -387,6 +395,12 @@ class ExportModel(RuleBasedStateMachine):
         granted = Poller.may_start(self.poller, region, uid, created)
         if granted and not granted_before:
             self.grants[uid] = self.aws.hidden_in_last_page
+            # Oldest first: every older waiter fits in the slots left after this grant.
+            older = [u for key, u in self.poller.slots._scopes[region].waiting if (key, u) < (created, uid)]
+            page = self.poller._scopes[region].page
+            assert page is not None
+            if older and page.running + self.poller.slots.used(region) + len(older) > LIMIT:
+                self.unfair.append(f"{uid} got a slot before the older {older}")
         return granted
 
     def sync_object(self, obj: Obj, *, write: bool = True, deliver: bool = True) -> None:
@@ -590,6 +604,18 @@ class ExportModel(RuleBasedStateMachine):
         obj.generation += 1
         self.event(obj)
 
+    @precondition(lambda self: any(self.timer_runs(o) and o.observes for o in self.objects.values()))
+    @rule(which=hs.integers(0, 100), source=hs.sampled_from(SOURCES))
+    def switch_to_create(self, which: int, source: str) -> None:
+        """The user edits an Observe object to Create (keeping the identifier it names)."""
+        self.begin()
+        obj = self.pick(which, [o for o in self.objects.values() if self.timer_runs(o) and o.observes])
+        raw = {**obj.raw, "managementPolicy": "Create", "iamRoleArn": ROLE, "kmsKeyId": KMS}
+        obj.raw = {"sourceArn": source, "s3BucketName": "bucket", **raw}
+        obj.raw.pop("region", None)
+        obj.generation += 1
+        self.event(obj)
+
     @precondition(lambda self: any(not o.deleting for o in self.objects.values()))
     @rule(which=hs.integers(0, 100))
     def delete(self, which: int) -> None:
@@ -617,6 +643,7 @@ class ExportModel(RuleBasedStateMachine):
         assert len(aws.active()) <= LIMIT
         assert all(n == 1 for n in aws.accepted.values()), aws.accepted
         assert not self.double_starts, self.double_starts
+        assert not self.unfair, f"not oldest first: {self.unfair}"
         assert not aws.unexcused_refusals, (
             f"StartExportTask refused though the operator knew every slot taken: {aws.unexcused_refusals}"
         )
@@ -634,6 +661,9 @@ class ExportModel(RuleBasedStateMachine):
                 assert failed["reason"] in ALLOWED_FAILED, (obj.uid, failed)
                 if failed["reason"] == "InvalidExportSourceState":
                     assert "still refused after waiting" in failed["message"], failed
+                if failed["reason"] == "IdentifierInUse":  # only a task of others (or of an earlier spec)
+                    task = aws.tasks.get(obj.spec().identifier)
+                    assert task is not None and (task.foreign or obj.raw.get("exportTaskIdentifier")), failed
                 assert status.get("status") not in ("QUEUED", "STARTING", "IN_PROGRESS", "CANCELING"), status
                 assert complete.get("status") != "True", status
             if complete.get("status") == "True":
@@ -644,7 +674,7 @@ class ExportModel(RuleBasedStateMachine):
                 assert obj.spec().identifier in aws.tasks, f"{obj.uid} shows a task AWS does not have"
             if status.get("status") == st.REFUSED:  # a verdict before any task was this object's
                 task = aws.tasks.get(obj.spec().identifier)
-                assert task is None or task.status not in ACTIVE, f"{obj.uid} REFUSED while its export runs"
+                assert task is None or task.foreign or task.status not in ACTIVE, f"{obj.uid} REFUSED, its export runs"
             if not obj.observes and not obj.finished and not has_task(obj.seen):
                 waiters += 1
         entries = self.poller.slots._entries
