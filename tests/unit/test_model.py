@@ -308,6 +308,7 @@ class ExportModel(RuleBasedStateMachine):
         self.foreign_serial = 0
         self.double_starts: list[str] = []
         self.unfair: list[str] = []
+        self.unreported: set[str] = set()  # started by a process that died before it wrote the status
         self.leaks: list[str] = []
         self.unseen_start_leaks: list[str] = []
         self.step_open = False  # a step began and its invariants have not passed yet
@@ -591,7 +592,9 @@ class ExportModel(RuleBasedStateMachine):
     def crash_during_sync(self, which: int) -> None:
         """The process dies after its AWS calls, before the status patch."""
         self.begin()
+        before = set(self.aws.accepted)
         self.sync_object(self.pick(which, self.syncable()), write=False)
+        self.unreported |= set(self.aws.accepted) - before
         self.boot()
 
     @precondition(lambda self: any(self.timer_runs(o) and not o.observes for o in self.objects.values()))
@@ -670,6 +673,9 @@ class ExportModel(RuleBasedStateMachine):
                 assert status.get("status") == "COMPLETE", status
             if status.get("status") == st.QUEUED:
                 assert failed.get("status") == "False" and failed.get("reason") == "ExportQueued", conds
+                task = aws.tasks.get(obj.spec().identifier)
+                unknown = task is None or task.foreign or {task.identifier} & (aws.lost | self.unreported)
+                assert unknown or task.status not in ACTIVE, f"{obj.uid} QUEUED while its export runs"
             if has_task(status) and status.get("ownership") in ("Started", "Adopted"):
                 assert obj.spec().identifier in aws.tasks, f"{obj.uid} shows a task AWS does not have"
             if status.get("status") == st.REFUSED:  # a verdict before any task was this object's
