@@ -1,11 +1,29 @@
 """Model-based test (issue 9, item 10): the real Reconciler and the real coalesced Poller (with its ExportSlots)
 against an in-memory AWS that keeps AWS's rules, with random faults, restarts and deletions.
 
-The machine emulates what kopf and our handlers do around the reconciler: the status write (merge with None
-deleting keys, conditions keeping lastTransitionTime), the ``track`` handler after every write, the finalizer
-that kopf adds and removes as ``needs_finalizer`` matches, timers that stop once Complete or Failed is True or
-the object is marked for deletion, and the delete handler that runs ``Reconciler.cancel`` until it is done.
-Invariants are checked after every step; ``teardown`` is the liveness phase: faults off, every object terminal.
+AWS (``AwsModel``): at most 5 active tasks per account (ExportTaskLimitReachedFault), ExportTaskAlreadyExists for a
+used identifier, STARTING -> IN_PROGRESS -> COMPLETE | FAILED, cancel -> CANCELING -> CANCELED,
+InvalidExportTaskStateFault on cancel of a finished task, one export of a cluster at a time
+(InvalidExportSourceState), InvalidS3BucketFault for a missing bucket. Faults switched by rules: AccessDenied,
+Throttling, InternalFailure (5xx), ReadTimeoutError (a timed-out Start or Cancel may have been carried out), filters
+ignored (every task, as moto and LocalStack), lower-case statuses, an unknown status ("PAUSED") for running tasks,
+tasks started and canceled by others.
+
+kopf and our handlers, emulated: the status write (a merge patch against the body the handler had; None deletes;
+conditions keep lastTransitionTime), watch events that may arrive late (ticks on a body older than the operator's
+own writes), the ``track`` handler on every event, the finalizer that kopf adds and removes as ``needs_finalizer``
+matches, timers that stop once Complete or Failed is True or deletion began, the delete handler that runs
+``Reconciler.cancel`` until done, operator restarts (fresh Reconciler and Poller; also right after a sync's AWS calls,
+before its status write), spec edits Create <-> Observe.
+
+Invariants after every step (``verify``): never more than 5 active tasks; at most one accepted Start per identifier
+and no Start for an object whose status shows a task; no StartExportTask refused for the limit unless tasks the
+operator could not see took the slots; oldest first; never a Cancel of a task the operator did not start; no
+deletion that leaves the object's known export running; Failed=True only with a Start verdict or AWS's own outcome,
+never with QUEUED/STARTING/IN_PROGRESS/CANCELING, Complete=True only with COMPLETE; QUEUED or REFUSED never while
+the object's own export runs (unless its Start answer was lost); no ghost in the export slots (every entry is a
+live, unfinished Create object without a task; queue_length() <= such objects). Liveness (``teardown``): faults off,
+every object Complete or Failed within a bounded number of rounds, and the queue empty.
 """
 
 from __future__ import annotations
@@ -21,7 +39,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as hs
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from rds_export_operator import status as st
 from rds_export_operator.aws_errors import CANCEL, DESCRIBE, START, AwsError, ErrorKind, ExportTask
@@ -290,12 +315,12 @@ class Obj:
         return self.raw.get("managementPolicy") == "Observe"
 
 
-STATS: Counter[str] = Counter()  # steps and examples run, for the report
+STATS: Counter[str] = Counter()  # steps (with their invariants checked), examples, settled examples
 
 
 class ExportModel(RuleBasedStateMachine):
     # Known bug: a deletion lets go of an export whose Start the stored status does not show yet (the process died
-    # before the status write, or the Start answer was lost); see test_deletion_cancels_an_export_the_status_...
+    # before the status write, or the Start answer was lost); see UNSEEN_START_LEAK below. Set False once fixed.
     tolerate_unseen_start_leak = True
 
     def __init__(self) -> None:
@@ -308,6 +333,7 @@ class ExportModel(RuleBasedStateMachine):
         self.foreign_serial = 0
         self.double_starts: list[str] = []
         self.unfair: list[str] = []
+        self.syncing: Obj | None = None  # the object whose timer runs now
         self.unreported: set[str] = set()  # started by a process that died before it wrote the status
         self.leaks: list[str] = []
         self.unseen_start_leaks: list[str] = []
@@ -381,13 +407,13 @@ class ExportModel(RuleBasedStateMachine):
         self.reconciler.forget(obj.uid)
 
     def _on_start(self, identifier: str) -> bool:
-        stale_grant = False
-        for obj in self.objects.values():  # several objects may name one identifier (observers of one task)
-            if obj.spec().identifier == identifier and not obj.observes:
-                if has_task(obj.status) or obj.deleting:
-                    self.double_starts.append(f"{obj.uid}: Start while status is {obj.status.get('status')}")
-                stale_grant = self.grants.pop(obj.uid, False) or stale_grant
-        return stale_grant
+        obj = self.syncing
+        if obj is None or obj.spec().identifier != identifier:
+            self.double_starts.append(f"Start of {identifier} outside the sync of its object")
+            return False
+        if has_task(obj.status) or obj.observes or obj.deleting:
+            self.double_starts.append(f"{obj.uid}: Start while its status is {obj.status.get('status')}")
+        return self.grants.pop(obj.uid, False)
 
     def _may_start(self, region: str, uid: str, created: str) -> bool:
         """Poller.may_start, noting whether a slot is granted from a page that hid running tasks: a Start refused
@@ -407,14 +433,18 @@ class ExportModel(RuleBasedStateMachine):
     def sync_object(self, obj: Obj, *, write: bool = True, deliver: bool = True) -> None:
         """The timer: ``Handlers.sync``, on the body the operator has."""
         spec = obj.spec()
-        result = self.reconciler.sync(
-            spec,
-            copy.deepcopy(obj.seen),
-            attempt=obj.attempt,
-            uid=obj.uid,
-            created=obj.created,
-            has_finalizer=obj.finalizer,
-        )
+        self.syncing = obj
+        try:
+            result = self.reconciler.sync(
+                spec,
+                copy.deepcopy(obj.seen),
+                attempt=obj.attempt,
+                uid=obj.uid,
+                created=obj.created,
+                has_finalizer=obj.finalizer,
+            )
+        finally:
+            self.syncing = None
         if not write:  # the process died before the patch
             return
         obj.attempt = obj.attempt + 1 if result.retry_after is not None else 0
@@ -734,15 +764,21 @@ class ExportModel(RuleBasedStateMachine):
         )
 
 
-ExportModel.TestCase.settings = settings(
-    max_examples=25,
+# About 8,000 steps in about 5 s on a shared 2-core machine; derandomized: the same runs every time, no flakes.
+SETTINGS = settings(
+    max_examples=100,
     stateful_step_count=100,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestExportModel = ExportModel.TestCase
+
+
+def test_reconciler_and_poller_keep_their_promises_against_a_faulty_aws() -> None:
+    before = STATS["steps"]
+    run_state_machine_as_test(ExportModel, settings=SETTINGS)
+    assert STATS["steps"] - before >= 2000  # issue 9: at least 2,000 steps in CI
 
 
 # -- the bug the model found, as plain scenarios ----------------------------------------------------------------------
