@@ -547,14 +547,17 @@ class ExportModel(RuleBasedStateMachine):
         for obj in list(self.objects.values()):
             self.deliver(obj)
 
-    @rule()
-    def sync_all(self) -> None:
+    @rule(order=hs.integers(0, 2**16))
+    def sync_all(self, order: int) -> None:
         self.begin()
-        self._sync_all()
+        self._sync_all(order)
 
-    def _sync_all(self) -> None:
+    def _sync_all(self, order: int) -> None:
+        """Every timer fires once, in an order of ``order`` (kopf's timers are independent tasks)."""
         self.deliver_all()
-        for obj in self.syncable():
+        objects = self.syncable()
+        random.Random(order).shuffle(objects)
+        for obj in objects:
             if obj.uid in self.objects and self.timer_runs(obj):
                 self.sync_object(obj)
 
@@ -564,13 +567,13 @@ class ExportModel(RuleBasedStateMachine):
         self.clock.now += seconds
         self.aws.advance()
 
-    @rule(seconds=hs.sampled_from([5.0, 31.0, 61.0]))
-    def time_passes(self, seconds: float) -> None:
+    @rule(seconds=hs.sampled_from([5.0, 31.0, 61.0]), order=hs.integers(0, 2**16))
+    def time_passes(self, seconds: float, order: int) -> None:
         """Time passes and every timer fires once."""
         self.begin()
         self.clock.now += seconds
         self.aws.advance()
-        self._sync_all()
+        self._sync_all(order)
 
     @rule(
         fault=hs.sampled_from([None, *FAULT_CODES]),
