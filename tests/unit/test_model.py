@@ -707,8 +707,8 @@ class ExportModel(RuleBasedStateMachine):
             if status.get("status") == st.QUEUED:
                 assert failed.get("status") == "False" and failed.get("reason") == "ExportQueued", conds
                 task = aws.tasks.get(obj.spec().identifier)
-                unknown = task is None or task.foreign or {task.identifier} & (aws.lost | self.unreported)
-                assert unknown or task.status not in ACTIVE, f"{obj.uid} QUEUED while its export runs"
+                if task is not None and not task.foreign and task.identifier not in aws.lost | self.unreported:
+                    assert task.status not in ACTIVE, f"{obj.uid} QUEUED while its export runs"
             if has_task(status) and status.get("ownership") in ("Started", "Adopted"):
                 assert obj.spec().identifier in aws.tasks, f"{obj.uid} shows a task AWS does not have"
             if status.get("status") == st.REFUSED:  # a verdict before any task was this object's
@@ -718,12 +718,12 @@ class ExportModel(RuleBasedStateMachine):
                 waiters += 1
         entries = self.poller.slots._entries
         for uid, entry in entries.items():
-            obj = self.objects.get(uid)
-            assert obj is not None, f"ghost in the export slots: {uid} ({entry.state}) is gone"
-            assert entry.state is not State.STARTED or obj.pending, f"{uid}: STARTED outlived the status event"
+            holder = self.objects.get(uid)
+            assert holder is not None, f"ghost in the export slots: {uid} ({entry.state}) is gone"
+            assert entry.state is not State.STARTED or holder.pending, f"{uid}: STARTED outlived the status event"
             if entry.state is not State.STARTED:
-                assert not obj.observes and not obj.finished and not has_task(obj.seen), (
-                    f"ghost in the export slots: {uid} ({entry.state}) with status {obj.seen.get('status')}"
+                assert not holder.observes and not holder.finished and not has_task(holder.seen), (
+                    f"ghost in the export slots: {uid} ({entry.state}) with status {holder.seen.get('status')}"
                 )
         assert self.poller.queue_length() <= waiters
 
