@@ -342,12 +342,12 @@ class Reconciler:
         Objects that never started or adopted a task (queued, refused, Observe) make no AWS call at all. A Start
         whose answer never reached the status (a crash, a lost answer) is found by describing: when the status
         shows no task yet, the task is this object's if we started it in this process, or if its identifier is
-        derived from this object's UID and it matches the spec; an explicit identifier is never presumed ours.
+        derived from this object's UID and it matches the spec; any other identifier is never presumed ours.
         """
         result = Result()
         owned = status.get("ownership") in OWNED and has_task(status)
         unseen = not has_task(status) and status.get("status") not in (st.QUEUED, st.REFUSED)
-        maybe_ours = unseen and (self.aws.started(uid) or not spec.explicit_identifier)
+        maybe_ours = unseen and (self.aws.started(uid) or spec.derived_identifier)
         if not spec.cancels_on_delete or not (owned or maybe_ours):
             result.done = True
             return result

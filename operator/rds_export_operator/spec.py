@@ -94,7 +94,7 @@ class ExportSpec:
     s3_prefix: str | None = None
     export_only: tuple[str, ...] = ()
     namespace: str = ""
-    explicit_identifier: bool = False  # set in the spec (else derived from the object's UID: only it uses it)
+    derived_identifier: bool = True  # the identifier derived from this object's UID: no other object can hold it
     identity: Identity | None = None  # the AWS identity the namespace uses; None: the operator's own
 
     @property
@@ -120,7 +120,8 @@ def parse_spec(spec: Mapping[str, Any], *, namespace: str, name: str, uid: str, 
     identifier = spec.get("exportTaskIdentifier")
     if management is ManagementPolicy.OBSERVE and not identifier:
         raise SpecError("managementPolicy Observe requires exportTaskIdentifier")
-    identifier = identifier or derive_identifier(namespace, name, uid)
+    derived = derive_identifier(namespace, name, uid)
+    identifier = identifier or derived
     if not is_valid_identifier(identifier):
         raise SpecError(f"exportTaskIdentifier {identifier!r} is not a valid export task identifier")
     region = spec.get("region") or ""
@@ -145,5 +146,5 @@ def parse_spec(spec: Mapping[str, Any], *, namespace: str, name: str, uid: str, 
         s3_prefix=spec.get("s3Prefix"),
         export_only=tuple(spec.get("exportOnly") or ()),
         namespace=namespace,
-        explicit_identifier=bool(spec.get("exportTaskIdentifier")),
+        derived_identifier=identifier == derived,
     )
