@@ -24,7 +24,7 @@ from rds_export_operator.metrics import Metrics
 from rds_export_operator.polling import PerObject, Poller
 from rds_export_operator.rds import Rds
 from rds_export_operator.reconcile import OWNED, Reconciler, Result, RetryPolicy, has_task, refused
-from rds_export_operator.resources import ANNOTATION_PREFIX, COMPONENT, FINALIZER, GROUP, PLURAL, VERSION
+from rds_export_operator.resources import ANNOTATION_PREFIX, COMPONENT, FINALIZER, GROUP, PLURAL, VERSION, WATCHED
 from rds_export_operator.settings import Settings
 from rds_export_operator.spec import ExportSpec, SpecError, parse_spec
 from rds_export_operator.tenancy import Tenancy
@@ -57,6 +57,7 @@ class _Looks:
     attempt: int = 0  # failed looks in a row (the backoff's exponent)
     sleep: float | None = None  # how long to wait for a wake-up before the next look; None: look at once
     generation: int | None = None  # of the spec, as last seen in a watch event
+    finalized: bool = False  # our finalizer was on the object in the last watch event
     written: str | None = None  # resourceVersion our last status write was based on
 
 
@@ -148,7 +149,7 @@ class Handlers:
             return None
         # kopf's own session has no connection limit: one TLS connection (~0.3 MiB) per request in flight. Each
         # watch stream holds one connection for minutes, so they come on top of the connections for writes.
-        watch_streams = max(1, len(self.config.namespaces))
+        watch_streams = max(1, len(self.config.namespaces)) * len(WATCHED)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=self.config.api_connections + watch_streams, ssl=info.as_ssl_context()
@@ -179,9 +180,10 @@ class Handlers:
         if has_task(status) or spec.get("managementPolicy") == "Observe":
             self.reconciler.forget(uid)  # no longer waiting for an export slot, nor a start in flight
         looks = self._looks.setdefault(uid, _Looks())
-        if looks.generation not in (None, meta.get("generation")):
-            self.wakeups.wake([uid])  # the spec changed (a policy): look now
-        looks.generation = meta.get("generation")
+        finalized = FINALIZER in (meta.get("finalizers") or [])
+        if looks.generation not in (None, meta.get("generation")) or finalized > looks.finalized:
+            self.wakeups.wake([uid])  # the spec changed (a policy), or the finalizer a start waits for is stored
+        looks.generation, looks.finalized = meta.get("generation"), finalized
 
     def first_delay(self, status: Mapping[str, Any], **_: Any) -> float:
         # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).

@@ -23,6 +23,7 @@ from rds_export_operator.tenancy import Tenancy
 PROGRESS_MILESTONES = (25, 50, 75)
 STARTED, ADOPTED, OBSERVED = "Started", "Adopted", "Observed"
 OWNED = (STARTED, ADOPTED)  # only these may be canceled by the object
+CONGESTION_CODES = frozenset({"RegionBusy", "RefreshPending"})  # polling.Poller's, not AWS's
 
 
 class Gateway(Protocol):
@@ -221,9 +222,10 @@ class Reconciler:
             return None
         if spec.cancels_on_delete and not has_finalizer:
             # The slot is ours; the finalizer that lets a deletion cancel the export must be stored first.
-            if status.get("status") == st.QUEUED:
+            # No retry loop: the watch event that shows the finalizer wakes the object (handlers.track). A status
+            # the finalizer filter excludes (queued, or refused before) goes, or the finalizer would never come.
+            if status.get("status") in (st.QUEUED, st.REFUSED):
                 result.status.update({"status": None, "queuedSince": None})
-            result.retry_after = 0.5
             return None
         try:
             task = self.aws.start(spec)
@@ -308,6 +310,9 @@ class Reconciler:
     def _aws_error(
         self, error: AwsError, status: Mapping[str, Any], result: Result, *, uid: str, attempt: int
     ) -> Result:
+        if error.code in CONGESTION_CODES:  # our own thread budget, not AWS: no news to write, look again soon
+            result.retry_after = self.rng.uniform(0.5, 2.0)
+            return result
         message = f"{error.operation}: {error.message}" if error.message else error.operation
         now = self.clock()
         if error.kind is ErrorKind.TERMINAL:

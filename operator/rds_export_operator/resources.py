@@ -5,6 +5,8 @@ from __future__ import annotations
 GROUP = "rdsexport.dev"
 VERSION = "v1alpha1"
 PLURAL = "rdsexporttasks"
+SCHEDULE_PLURAL = "rdsexportschedules"
+WATCHED = (PLURAL, SCHEDULE_PLURAL)  # kopf holds one watch stream per resource and namespace
 KIND = "RdsExportTask"
 # Prefix for the operator's own annotations (kopf progress, diff-base) and its finalizer.
 ANNOTATION_PREFIX = "rdsexport.dev"

@@ -22,11 +22,11 @@ from rds_export_operator.children import TaskApi
 from rds_export_operator.identity import Identities, Identity, IdentityUnavailable, Refusal
 from rds_export_operator.kubeapi import ApiError
 from rds_export_operator.rds import Rds
+from rds_export_operator.resources import SCHEDULE_PLURAL
 from rds_export_operator.settings import Settings
 from rds_export_operator.snapshots import SnapshotCache
 
 logger = logging.getLogger(__name__)
-SCHEDULE_PLURAL = "rdsexportschedules"
 _QUIET = ("Timer 'schedule' succeeded", "Timer 'ttl' succeeded")
 
 

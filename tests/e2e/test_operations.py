@@ -99,14 +99,13 @@ def test_the_operator_identity_has_only_the_chart_rbac(kubectl: Kubectl, operato
         out = kubectl.run("auth", "can-i", verb, resource, "-n", namespace, f"--as={sa}", check=False)
         return out.strip() == "yes"
 
-    for verb in ("get", "list", "watch", "patch"):
+    # create and delete: a schedule's exports (its children), history pruning and ttlSecondsAfterFinished.
+    for verb in ("get", "list", "watch", "patch", "create", "delete"):
         assert can(verb, "rdsexporttasks.rdsexport.dev")
     assert can("patch", "rdsexporttasks.rdsexport.dev/status")
     assert can("create", "events")
     assert can("get", f"leases.coordination.k8s.io/{RELEASE}", RELEASE_NAMESPACE)
     for verb, resource in [
-        ("delete", "rdsexporttasks.rdsexport.dev"),
-        ("create", "rdsexporttasks.rdsexport.dev"),
         ("update", "rdsexporttasks.rdsexport.dev"),
         ("get", "secrets"),
         ("list", "pods"),

@@ -652,7 +652,7 @@ def test_a_queued_object_gets_its_finalizer_before_it_starts(reconciler: Reconci
     result = reconciler.sync(SPEC, queued, uid="u1", created="t1", has_finalizer=False)
     assert rds.calls == []
     assert result.status == {"status": None, "queuedSince": None}  # no longer queued: the finalizer filter matches
-    assert result.retry_after is not None and result.retry_after <= 1
+    assert result.retry_after is None  # no retry loop: the watch event showing the finalizer wakes the object
     started = reconciler.sync(SPEC, {}, uid="u1", created="t1", has_finalizer=True)
     assert reasons(started) == ["Started"]
     retained = make_spec(deletionPolicy="Retain", exportTaskIdentifier="kept")
@@ -733,3 +733,13 @@ def test_cancel_of_an_explicit_identifier_needs_proof_of_ownership(reconciler: R
 def test_cancel_of_an_unseen_start_that_never_happened_is_done(reconciler: Reconciler, rds: FakeRds) -> None:
     assert reconciler.cancel(SPEC, {}, uid="u1").done
     assert rds.calls == [("DescribeExportTasks", SPEC.identifier)]
+
+
+def test_congestion_of_our_own_threads_writes_nothing_and_looks_again_soon(
+    reconciler: Reconciler, rds: FakeRds
+) -> None:
+    # Found by the benchmark: at an adoption burst, RegionBusy went through the exponential backoff (minutes).
+    rds.fail("DescribeExportTasks", ErrorKind.RETRYABLE, "RegionBusy", "every call slot is busy")
+    result = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS"}, attempt=12)
+    assert result.status == {} and result.events == []
+    assert result.retry_after is not None and result.retry_after <= 2
