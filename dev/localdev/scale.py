@@ -436,6 +436,9 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
     return out
 
 
-def floor_rss(cp: ControlPlane, kubectl: Kubectl, mode: str, workdir: Path, interval: float) -> float:
+def floor_rss(
+    cp: ControlPlane, kubectl: Kubectl, mode: str, workdir: Path, interval: float, *, namespace: str | None = None
+) -> float:
     """The operator's RSS once it has synced a single finished object: the fixed cost growth is measured from."""
-    return run(cp, kubectl, Scenario(1, 0, interval, mode=mode, intervals=0, restart=False), workdir).rss_synced
+    scenario = Scenario(1, 0, interval, mode=mode, intervals=0, restart=False)
+    return run(cp, kubectl, scenario, workdir, namespace=namespace).rss_synced

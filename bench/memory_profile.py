@@ -1,0 +1,103 @@
+"""Where the operator's memory goes at N objects: tracemalloc by file and by line, and live objects by type.
+
+    PYTHONPATH=dev:operator .venv/bin/python bench/memory_profile.py --objects 1000 --active 10
+
+Runs the operator under tracemalloc (slower: the sync takes a few times longer), waits until every object shows
+its task and API writes settle, then has the operator write its snapshot (SIGUSR1) and prints the top entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from localdev import controlplane, scale
+from localdev.aws_standin import StandInServer
+from localdev.kube import Kubectl
+from localdev.stack import OperatorProcess, install_crd
+from localdev.waiting import wait_until
+
+# Runs inside the operator process: on SIGUSR1, dump what holds memory, then carry on.
+PROBE = """
+import collections, gc, signal, sys, tracemalloc
+tracemalloc.start(12)
+out = sys.argv.pop(1)
+
+def dump(*_):
+    gc.collect()
+    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    with open(out, "w") as f:
+        total = sum(s.size for s in snap.statistics("filename"))
+        f.write(f"traced {total / 2**20:.1f} MiB\\n\\n-- by file --\\n")
+        for s in snap.statistics("filename")[:25]:
+            f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0].filename}\\n")
+        f.write("\\n-- by line --\\n")
+        for s in snap.statistics("lineno")[:30]:
+            f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0]}\\n")
+        f.write("\\n-- by traceback (top 12) --\\n")
+        for s in snap.statistics("traceback")[:12]:
+            f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d}\\n")
+            for line in s.traceback.format()[-16:]:
+                f.write(f"    {line}\\n")
+        f.write("\\n-- live objects by type --\\n")
+        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        for name, n in types.most_common(25):
+            f.write(f"{n:9d} {name}\\n")
+        f.write("@@done\\n")
+
+signal.signal(signal.SIGUSR1, dump)
+sys.argv[0] = "rds_export_operator"
+from rds_export_operator.__main__ import main
+sys.exit(main())
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--active", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=10.0)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="rds-export-memory-"))
+    names = [f"mem-{i:05d}" for i in range(args.objects)]
+    with controlplane.running(tmp / "cp") as cp, StandInServer(auto=False, limit=args.objects) as aws:
+        kubectl = Kubectl(cp.kubectl, cp.kubeconfig)
+        install_crd(kubectl)
+        kubectl.run("create", "namespace", "mem")
+        scale.seed_tasks(aws, names, args.active)
+        items = list(scale.manifests(names))
+        for i in range(0, len(items), 500):
+            batch = {"apiVersion": "v1", "kind": "List", "items": items[i : i + 500]}
+            kubectl.run("apply", "-n", "mem", "-f", "-", timeout=300, input=json.dumps(batch))
+        watch = scale.Watch(cp, "mem").start()
+        report = tmp / "memory.txt"
+        op = OperatorProcess(
+            cp.kubeconfig,
+            aws.env(),
+            tmp / "operator.log",
+            args=[f"--poll-interval={args.interval}", "--namespace=mem", "--log-level=WARNING"],
+        )
+        op.cmd = [sys.executable, "-c", PROBE, str(report), *op.cmd[3:]]  # the same arguments, under the probe
+        op.start()
+        assert op.proc is not None
+        started = time.monotonic()
+        wait_until(
+            lambda: not scale.out_of_sync(watch, aws, names), timeout=args.objects * 2 + 120, what="sync", interval=1
+        )
+        scale.settle_writes(cp)
+        rss, cpu = scale.process_usage(op.proc.pid)
+        print(f"synced in {time.monotonic() - started:.0f} s; RSS {rss:.1f} MiB (tracemalloc on), CPU {cpu:.0f} s")
+        op.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: report.exists() and "@@done" in report.read_text(), timeout=300, what="the dump")
+        print(report.read_text())
+        op.stop()
+        watch.stop()
+
+
+if __name__ == "__main__":
+    main()
