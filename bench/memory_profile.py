@@ -80,7 +80,15 @@ def main() -> None:
             cp.kubeconfig,
             aws.env(),
             tmp / "operator.log",
-            args=[f"--poll-interval={args.interval}", "--namespace=mem", "--log-level=WARNING"],
+            args=[
+                f"--poll-interval={args.interval}",
+                "--namespace=mem",
+                f"--max-concurrent-exports={args.objects}",  # as bench/scale.py: no object waits for a slot
+                "--log-level=WARNING",
+                # Short retries: adoption meets RegionBusy, and the default backoff only delays the snapshot.
+                "--retry-base-delay=0.5",
+                "--retry-max-delay=2",
+            ],
         )
         op.cmd = [sys.executable, "-c", PROBE, str(report), *op.cmd[3:]]  # the same arguments, under the probe
         op.start()

@@ -96,12 +96,12 @@ def main() -> None:
                 results[mode] = scale.rows(scale.run(cp, kubectl, scenario, tmp), floors[mode])
                 print(f"  done in {time.monotonic() - began:.0f} s, load {os.getloadavg()}", flush=True)
                 columns.append((f"{mode} N={n}", results[mode]))
-            if len(results) == 2:
-                columns.append(("ratio", ratios(results["coalesced"], results["per-object"])))
-            # The table so far after every N: a long run that is stopped still leaves its smaller rows.
-            print("\nRSS floor (one object): " + ", ".join(f"{m} {v:.1f} MiB" for m, v in floors.items()))
-            print(f"poll interval {args.interval:g} s, {args.intervals} intervals per phase\n")
-            print(table(columns), flush=True)
+                if len(results) == 2:
+                    columns.append(("ratio", ratios(results["coalesced"], results["per-object"])))
+                # The table so far after every run: a long run that is stopped still leaves the earlier ones.
+                print("\nRSS floor (one object): " + ", ".join(f"{m} {v:.1f} MiB" for m, v in floors.items()))
+                print(f"poll interval {args.interval:g} s, {args.intervals} intervals per phase\n")
+                print(table(columns), flush=True)
 
 
 if __name__ == "__main__":
