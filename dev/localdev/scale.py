@@ -322,7 +322,7 @@ def _measure(
 ) -> None:
     assert operator.proc is not None
     pid, started = operator.proc.pid, time.monotonic()
-    synced = _synced(cp, aws, watch, names, timeout=len(names) * 0.5 + 120)
+    synced = _synced(cp, aws, watch, names, timeout=len(names) * 1.5 + 300)
     result.sync_s = synced - started
     result.rss_synced, result.sync_cpu_s = process_usage(pid)
     if not scenario.intervals:
@@ -403,7 +403,7 @@ def _restart(
     c0, _ = _total_calls(aws)
     started = time.monotonic()
     operator.start()
-    result.restart_s = _synced(cp, aws, watch, names, timeout=len(names) * 0.5 + 120) - started
+    result.restart_s = _synced(cp, aws, watch, names, timeout=len(names) * 1.5 + 300) - started
     result.restart_calls = _total_calls(aws)[0] - c0
 
 
