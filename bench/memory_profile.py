@@ -24,30 +24,70 @@ from localdev.waiting import wait_until
 
 # Runs inside the operator process: on SIGUSR1, dump what holds memory, then carry on.
 PROBE = """
-import collections, gc, signal, sys, tracemalloc
-tracemalloc.start(12)
+import collections, gc, os, signal, sys, tracemalloc
 out = sys.argv.pop(1)
+if os.environ.get("PROBE_TRACEMALLOC"):
+    tracemalloc.start(12)
+
+def deep(obj, seen):
+    # Bytes reachable from obj through containers and plain objects, each object counted once.
+    todo, total = [obj], 0
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or isinstance(o, (type, type(sys))) or callable(o) and not hasattr(o, "__dict__"):
+            continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        if isinstance(o, dict):
+            todo.extend(o.keys()); todo.extend(o.values())
+        elif isinstance(o, (list, tuple, set, frozenset, collections.deque)):
+            todo.extend(o)
+        elif hasattr(o, "__dict__") and not isinstance(o, BaseException):
+            todo.append(vars(o))
+        for slot in getattr(type(o), "__slots__", ()):
+            if hasattr(o, slot):
+                todo.append(getattr(o, slot))
+    return total
 
 def dump(*_):
     gc.collect()
-    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    objs = gc.get_objects()
     with open(out, "w") as f:
-        total = sum(s.size for s in snap.statistics("filename"))
-        f.write(f"traced {total / 2**20:.1f} MiB\\n\\n-- by file --\\n")
-        for s in snap.statistics("filename")[:25]:
-            f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0].filename}\\n")
-        f.write("\\n-- by line --\\n")
-        for s in snap.statistics("lineno")[:30]:
-            f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0]}\\n")
-        f.write("\\n-- by traceback (top 12) --\\n")
-        for s in snap.statistics("traceback")[:12]:
-            f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d}\\n")
-            for line in s.traceback.format()[-16:]:
-                f.write(f"    {line}\\n")
+        f.write("-- deep sizes of what the operator keeps (MiB, shared objects counted once, in this order) --\\n")
+        seen = set()
+        memories = [o for o in objs if type(o).__name__ == "ResourceMemories"]
+        for m in memories:
+            items = m._items
+            bodies = [r.daemons_memory.live_fresh_body for r in items.values()]
+            raw = [b._src if hasattr(b, "_src") else b for b in bodies if b is not None]
+            f.write(f"kopf ResourceMemories: {len(items)} objects\\n")
+            f.write(f"  live_fresh_body (the full last body) {deep(raw, seen) / 2**20:8.2f}\\n")
+            f.write(f"  the rest of ResourceMemory          {deep(items, seen) / 2**20:8.2f}\\n")
+        for h in [o for o in objs if type(o).__name__ == "Handlers"]:
+            g = h.gateway
+            seen.update({id(g.rds), id(h.config), id(h.metrics.registry)})  # clients and settings: not per object
+            parts = {
+                "Handlers._looks": h._looks,
+                "Wakeups._events": h.wakeups._events,
+                "Poller._scopes (pages, watched)": getattr(g, "_scopes", None),
+                "Poller._watching": getattr(g, "_watching", None),
+                "ExportSlots": g.slots,
+                "metrics tracker and tables": (h.metrics.tracker, h.metrics.tables),
+                "Reconciler (the rest)": h.reconciler,
+            }
+            for label, part in parts.items():
+                f.write(f"{label:<36} {deep(part, seen) / 2**20:8.2f}\\n")
+        tasks = [o for o in objs if type(o).__name__ == "Task" and type(o).__module__ == "_asyncio"]
+        f.write(f"asyncio tasks: {len(tasks)}\\n")
         f.write("\\n-- live objects by type --\\n")
-        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
-        for name, n in types.most_common(25):
+        types = collections.Counter(type(o).__qualname__ for o in objs)
+        for name, n in types.most_common(20):
             f.write(f"{n:9d} {name}\\n")
+        if tracemalloc.is_tracing():
+            snap = tracemalloc.take_snapshot()
+            f.write("\\n-- tracemalloc by line --\\n")
+            for s in snap.statistics("lineno")[:30]:
+                f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0]}\\n")
         f.write("@@done\\n")
 
 signal.signal(signal.SIGUSR1, dump)

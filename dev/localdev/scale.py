@@ -114,8 +114,9 @@ class Watch:
             return next((t for t, s in self.history.get(name, []) if t >= after and s in states), None)
 
 
-def apiserver_writes(cp: ControlPlane) -> float:
-    """PATCH/UPDATE/APPLY requests on rdsexporttasks (and their status) so far, from kube-apiserver's metrics."""
+def apiserver_writes(cp: ControlPlane, resource: str = "rdsexporttasks") -> float:
+    """Write requests on ``resource`` so far, from kube-apiserver's metrics: PATCH/UPDATE/APPLY on rdsexporttasks
+    (and their status), POST on events (kopf posts a Kubernetes Event for every handler log line)."""
     request = urllib.request.Request(f"{cp.url}/metrics", headers={"Authorization": f"Bearer {cp.token}"})
     context = ssl.create_default_context(cafile=str(cp.ca_file))
     with urllib.request.urlopen(request, context=context, timeout=10) as response:
@@ -124,8 +125,9 @@ def apiserver_writes(cp: ControlPlane) -> float:
     for line in text.splitlines():
         if (
             line.startswith("apiserver_request_total{")
-            and 'resource="rdsexporttasks"' in line
-            and any(f'verb="{v}"' in line for v in ("PATCH", "UPDATE", "APPLY"))
+            and f'resource="{resource}"' in line
+            and any(f'verb="{v}"' in line for v in ("PATCH", "UPDATE", "APPLY", "POST"))
+            and (resource == "events" or 'verb="POST"' not in line)  # creating our objects is the benchmark's
         ):
             total += float(line.rsplit(" ", 1)[1])
     return total
@@ -190,10 +192,12 @@ class Measured:
     idle_calls: list[int] = field(default_factory=list)  # per interval: every AWS call
     idle_describes: list[int] = field(default_factory=list)  # per interval: DescribeExportTasks
     idle_writes: list[float] = field(default_factory=list)
+    idle_events: list[float] = field(default_factory=list)  # Kubernetes Events posted (by anyone), per interval
     rss_idle: float = math.nan  # after the idle phase
     busy_calls: list[int] = field(default_factory=list)
     busy_describes: list[int] = field(default_factory=list)
     busy_writes: list[float] = field(default_factory=list)
+    busy_events: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # seconds, one per change made in AWS
     unfinished_busy: float = math.nan  # unfinished tasks, mean over the busy intervals
     rss_end: float = math.nan  # after the busy phase
@@ -330,11 +334,16 @@ def _measure(
     pause, rng = threading.Event(), random.Random(scenario.seed)
 
     def window(
-        calls: list[int], describes: list[int], writes: list[float], change_at: float | None, change: Any
+        calls: list[int],
+        describes: list[int],
+        writes: list[float],
+        events: list[float],
+        change_at: float | None,
+        change: Any,
     ) -> None:
         start = time.monotonic()
         c0, d0 = _total_calls(aws)
-        w0 = apiserver_writes(cp)
+        w0, e0 = apiserver_writes(cp), apiserver_writes(cp, "events")
         if change_at is not None:
             pause.wait(change_at)
             change()
@@ -343,11 +352,12 @@ def _measure(
         calls.append(c1 - c0)
         describes.append(d1 - d0)
         writes.append(apiserver_writes(cp) - w0)
+        events.append(apiserver_writes(cp, "events") - e0)
 
     # Idle: nothing changes in AWS.
     t0, cpu0 = time.monotonic(), process_usage(pid)[1]
     for _ in range(scenario.intervals):
-        window(result.idle_calls, result.idle_describes, result.idle_writes, None, None)
+        window(result.idle_calls, result.idle_describes, result.idle_writes, result.idle_events, None, None)
     result.idle_s, result.idle_cpu_s = time.monotonic() - t0, process_usage(pid)[1] - cpu0
     result.rss_idle = process_usage(pid)[0]
 
@@ -374,7 +384,12 @@ def _measure(
     for _ in range(scenario.intervals):
         unfinished.append(len(running))
         window(
-            result.busy_calls, result.busy_describes, result.busy_writes, rng.uniform(0, scenario.interval), progress
+            result.busy_calls,
+            result.busy_describes,
+            result.busy_writes,
+            result.busy_events,
+            rng.uniform(0, scenario.interval),
+            progress,
         )
     result.unfinished_busy = statistics.mean(unfinished)
     _synced(cp, aws, watch, names, timeout=scenario.interval * 3 + 60)
@@ -422,6 +437,8 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
         "target: ceil(unfinished/100)+1": float(target_calls(s.active)),
         "API writes / interval, idle": m.per_interval(m.idle_writes),
         "API writes / interval, busy": m.per_interval(m.busy_writes),
+        "Events posted / interval, idle": m.per_interval(m.idle_events),
+        "Events posted / interval, busy": m.per_interval(m.busy_events),
         "changes / busy interval": len(m.latencies) / max(1, len(m.busy_calls)),
         "status latency p50 (s)": percentile(m.latencies, 0.5),
         "status latency p99 (s)": percentile(m.latencies, 0.99),

@@ -38,6 +38,7 @@ def test_cost_of_200_objects_stays_at_one_page_per_interval(
     assert statistics.mean(m.idle_describes) <= math.ceil(UNFINISHED / 100) + 0.5, m.idle_describes
     assert max(m.idle_calls) <= target, m.idle_calls  # pages are at least one interval apart
     assert m.idle_writes == [0.0] * scenario.intervals, m.idle_writes
+    assert m.idle_events == [0.0] * scenario.intervals, m.idle_events  # kopf posts an Event per handler log line
     # Busy: the page plus one batched describe for the tasks that left it.
     assert statistics.mean(m.busy_calls) <= target + 0.5, m.busy_calls
     assert max(m.busy_calls) <= target + 2, m.busy_calls
