@@ -63,7 +63,8 @@ def dump(*_):
             f.write(f"kopf ResourceMemories: {len(items)} objects\\n")
             f.write(f"  live_fresh_body (the full last body) {deep(raw, seen) / 2**20:8.2f}\\n")
             f.write(f"  the rest of ResourceMemory          {deep(items, seen) / 2**20:8.2f}\\n")
-        for h in [o for o in objs if type(o).__name__ == "Handlers"]:
+        ours = [o for o in objs if type(o).__module__ == "rds_export_operator.handlers"]
+        for h in [o for o in ours if type(o).__name__ == "Handlers"]:
             g = h.gateway
             seen.update({id(g.rds), id(h.config), id(h.metrics.registry)})  # clients and settings: not per object
             parts = {
@@ -139,7 +140,7 @@ def main() -> None:
         )
         scale.settle_writes(cp)
         rss, cpu = scale.process_usage(op.proc.pid)
-        print(f"synced in {time.monotonic() - started:.0f} s; RSS {rss:.1f} MiB (tracemalloc on), CPU {cpu:.0f} s")
+        print(f"synced in {time.monotonic() - started:.0f} s; RSS {rss:.1f} MiB, CPU {cpu:.0f} s")
         op.proc.send_signal(signal.SIGUSR1)
         wait_until(lambda: report.exists() and "@@done" in report.read_text(), timeout=300, what="the dump")
         print(report.read_text())
