@@ -1,0 +1,152 @@
+"""Where the operator's memory goes at N objects: tracemalloc by file and by line, and live objects by type.
+
+    PYTHONPATH=dev:operator .venv/bin/python bench/memory_profile.py --objects 1000 --active 10
+
+Runs the operator under tracemalloc (slower: the sync takes a few times longer), waits until every object shows
+its task and API writes settle, then has the operator write its snapshot (SIGUSR1) and prints the top entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from localdev import controlplane, scale
+from localdev.aws_standin import StandInServer
+from localdev.kube import Kubectl
+from localdev.stack import OperatorProcess, install_crd
+from localdev.waiting import wait_until
+
+# Runs inside the operator process: on SIGUSR1, dump what holds memory, then carry on.
+PROBE = """
+import collections, gc, os, signal, sys, tracemalloc
+out = sys.argv.pop(1)
+if os.environ.get("PROBE_TRACEMALLOC"):
+    tracemalloc.start(12)
+
+def deep(obj, seen):
+    # Bytes reachable from obj through containers and plain objects, each object counted once.
+    todo, total = [obj], 0
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or isinstance(o, (type, type(sys))) or callable(o) and not hasattr(o, "__dict__"):
+            continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        if isinstance(o, dict):
+            todo.extend(o.keys()); todo.extend(o.values())
+        elif isinstance(o, (list, tuple, set, frozenset, collections.deque)):
+            todo.extend(o)
+        elif hasattr(o, "__dict__") and not isinstance(o, BaseException):
+            todo.append(vars(o))
+        for slot in getattr(type(o), "__slots__", ()):
+            if hasattr(o, slot):
+                todo.append(getattr(o, slot))
+    return total
+
+def dump(*_):
+    gc.collect()
+    objs = gc.get_objects()
+    with open(out, "w") as f:
+        f.write("-- deep sizes of what the operator keeps (MiB, shared objects counted once, in this order) --\\n")
+        seen = set()
+        memories = [o for o in objs if type(o).__name__ == "ResourceMemories"]
+        for m in memories:
+            items = m._items
+            bodies = [r.daemons_memory.live_fresh_body for r in items.values()]
+            raw = [b._src if hasattr(b, "_src") else b for b in bodies if b is not None]
+            f.write(f"kopf ResourceMemories: {len(items)} objects\\n")
+            f.write(f"  live_fresh_body (the full last body) {deep(raw, seen) / 2**20:8.2f}\\n")
+            f.write(f"  the rest of ResourceMemory          {deep(items, seen) / 2**20:8.2f}\\n")
+        ours = [o for o in objs if type(o).__module__ == "rds_export_operator.handlers"]
+        for h in [o for o in ours if type(o).__name__ == "Handlers"]:
+            g = h.gateway
+            seen.update({id(g.rds), id(h.config), id(h.metrics.registry)})  # clients and settings: not per object
+            parts = {
+                "Handlers._looks": h._looks,
+                "Wakeups._events": h.wakeups._events,
+                "Poller._scopes (pages, watched)": getattr(g, "_scopes", None),
+                "Poller._watching": getattr(g, "_watching", None),
+                "ExportSlots": g.slots,
+                "metrics tracker and tables": (h.metrics.tracker, h.metrics.tables),
+                "Reconciler (the rest)": h.reconciler,
+            }
+            for label, part in parts.items():
+                f.write(f"{label:<36} {deep(part, seen) / 2**20:8.2f}\\n")
+        tasks = [o for o in objs if type(o).__name__ == "Task" and type(o).__module__ == "_asyncio"]
+        f.write(f"asyncio tasks: {len(tasks)}\\n")
+        f.write("\\n-- live objects by type --\\n")
+        types = collections.Counter(type(o).__qualname__ for o in objs)
+        for name, n in types.most_common(20):
+            f.write(f"{n:9d} {name}\\n")
+        if tracemalloc.is_tracing():
+            snap = tracemalloc.take_snapshot()
+            f.write("\\n-- tracemalloc by line --\\n")
+            for s in snap.statistics("lineno")[:30]:
+                f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0]}\\n")
+        f.write("@@done\\n")
+
+signal.signal(signal.SIGUSR1, dump)
+sys.argv[0] = "rds_export_operator"
+from rds_export_operator.__main__ import main
+sys.exit(main())
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--active", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=10.0)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="rds-export-memory-"))
+    names = [f"mem-{i:05d}" for i in range(args.objects)]
+    with controlplane.running(tmp / "cp") as cp, StandInServer(auto=False, limit=args.objects) as aws:
+        kubectl = Kubectl(cp.kubectl, cp.kubeconfig)
+        install_crd(kubectl)
+        kubectl.run("create", "namespace", "mem")
+        scale.seed_tasks(aws, names, args.active)
+        items = list(scale.manifests(names))
+        for i in range(0, len(items), 500):
+            batch = {"apiVersion": "v1", "kind": "List", "items": items[i : i + 500]}
+            kubectl.run("apply", "-n", "mem", "-f", "-", timeout=300, input=json.dumps(batch))
+        watch = scale.Watch(cp, "mem").start()
+        report = tmp / "memory.txt"
+        op = OperatorProcess(
+            cp.kubeconfig,
+            aws.env(),
+            tmp / "operator.log",
+            args=[
+                f"--poll-interval={args.interval}",
+                "--namespace=mem",
+                f"--max-concurrent-exports={args.objects}",  # as bench/scale.py: no object waits for a slot
+                "--log-level=WARNING",
+                # Short retries: adoption meets RegionBusy, and the default backoff only delays the snapshot.
+                "--retry-base-delay=0.5",
+                "--retry-max-delay=2",
+            ],
+        )
+        op.cmd = [sys.executable, "-c", PROBE, str(report), *op.cmd[3:]]  # the same arguments, under the probe
+        op.start()
+        assert op.proc is not None
+        started = time.monotonic()
+        wait_until(
+            lambda: not scale.out_of_sync(watch, aws, names), timeout=args.objects * 2 + 120, what="sync", interval=1
+        )
+        scale.settle_writes(cp)
+        rss, cpu = scale.process_usage(op.proc.pid)
+        print(f"synced in {time.monotonic() - started:.0f} s; RSS {rss:.1f} MiB, CPU {cpu:.0f} s")
+        op.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: report.exists() and "@@done" in report.read_text(), timeout=300, what="the dump")
+        print(report.read_text())
+        op.stop()
+        watch.stop()
+
+
+if __name__ == "__main__":
+    main()
