@@ -95,10 +95,12 @@ def test_queued_at_the_limit_then_started_when_a_slot_frees(
     obj = kubectl.wait_for(KIND, "waiting", namespace, status_is("STARTING"), timeout=30, what="STARTING")
     assert "queuedSince" not in obj["status"]
     reasons = [e["reason"] for e in kubectl.events(namespace, "waiting")]
-    assert reasons.count("Queued") == 1 and "Started" in reasons
-    # The shared snapshot knows the 5 slots are taken, so the operator waits without a refused StartExportTask
-    # (one refusal at most, if its snapshot predates the 5 direct starts).
-    assert 1 <= aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) <= 2
+    # The shared page knows the 5 slots are taken, so the operator waits without a refused StartExportTask (one
+    # refusal at most, if its page is older than AWS's answer). One Queued event per wait: the first, and one
+    # after such a refusal (a queued object's status is cleared while its finalizer is stored, before it starts).
+    starts = aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"])
+    assert 1 <= starts <= 2
+    assert 1 <= reasons.count("Queued") <= starts and "Started" in reasons
 
 
 def test_throttling_storm_is_retried_without_losing_an_update(
