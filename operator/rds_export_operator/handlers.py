@@ -8,7 +8,7 @@ import logging
 import random
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -58,7 +58,7 @@ class _Looks:
     sleep: float | None = None  # how long to wait for a wake-up before the next look; None: look at once
     generation: int | None = None  # of the spec, as last seen in a watch event
     finalized: bool = False  # our finalizer was on the object in the last watch event
-    written: str | None = None  # resourceVersion our last status write was based on
+    written: dict[str, Any] = field(default_factory=dict)  # the status fields of our last write
 
 
 UP_TO_DATE = "up to date; asleep until the task changes"
@@ -198,15 +198,16 @@ class Handlers:
         looks = self._looks.setdefault(uid, _Looks())
         if looks.sleep is not None:
             await self.wakeups.wait(uid, looks.sleep)
-        # Never decide on a body older than our own last write: wait (briefly) for its watch event.
+        # Never decide on a body older than our own last write: wait (briefly) for its watch event. Another
+        # writer (kopf adding the finalizer) may change the body first: only our own fields tell.
         for _try in range(40):
-            if looks.written is None or body.metadata.get("resourceVersion") != looks.written:
+            if all(body.status.get(key) == value for key, value in looks.written.items()):
                 break
             await asyncio.sleep(0.05)
         # The live body changes under us (watch events): decide on one version of it.
         snapshot = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
         result = await asyncio.to_thread(self._look, snapshot, patch, looks.attempt)
-        looks.written = snapshot.metadata.get("resourceVersion") if patch else None
+        looks.written = copy.deepcopy(dict(patch.status))
         if result is not None and result.retry_after is not None:
             looks.attempt, looks.sleep = looks.attempt + 1, None
             raise kopf.TemporaryError(_synced_message(result), delay=result.retry_after)
