@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -28,18 +30,25 @@ def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
+@contextmanager
+def local_cluster(prefix: str) -> Iterator[tuple[Path, controlplane.ControlPlane, Kubectl]]:
+    """A fresh work directory and the local control plane with the CRDs installed (the demos' common start)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    say("starting the local control plane (etcd + kube-apiserver; the first run builds them)")
+    with controlplane.running(workdir / "cp") as cp:
+        kubectl = Kubectl(cp.kubectl, cp.kubeconfig)
+        print(f"kube-apiserver {cp.url} ready; KUBECONFIG={cp.kubeconfig}")
+        install_crd(kubectl)
+        yield workdir, cp, kubectl
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--export-seconds", type=float, default=40, help="how long the simulated export runs")
     parser.add_argument("--poll-interval", type=float, default=3, help="the operator's poll interval")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="rds-export-demo-"))
-    say("starting the local control plane (etcd + kube-apiserver; the first run builds them)")
-    with controlplane.running(workdir / "cp") as cp:
-        kubectl = Kubectl(cp.kubectl, cp.kubeconfig)
-        print(f"kube-apiserver {cp.url} ready; KUBECONFIG={cp.kubeconfig}")
-        install_crd(kubectl)
+    with local_cluster("rds-export-demo-") as (workdir, cp, kubectl):
         script = Script(starting=5, running=args.export_seconds, size_gb=12)
         with StandInServer(auto=True, script=script) as aws:
             say(f"AWS stand-in (moto + RDS export lifecycle) at {aws.url}: creating snapshot orders-nightly")

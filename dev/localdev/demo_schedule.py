@@ -12,9 +12,7 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,16 +20,13 @@ import yaml
 
 from localdev import controlplane
 from localdev.aws_standin import Script, StandInServer, create_db_instance
+from localdev.demo import local_cluster, say
 from localdev.kube import Kubectl
-from localdev.stack import OperatorProcess, install_crd
+from localdev.stack import OperatorProcess
 from localdev.waiting import wait_until
 
 EXAMPLE = controlplane.REPO / "examples" / "schedule.yaml"
 SNAPSHOTS = 2
-
-
-def say(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
 
 
 def demo_schedule() -> dict[str, Any]:
@@ -52,13 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float, default=2, help="the operator's poll interval")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="rds-export-demo-schedule-"))
-    say("starting the local control plane (etcd + kube-apiserver; the first run builds them)")
-    with controlplane.running(workdir / "cp") as cp:
-        kubectl = Kubectl(cp.kubectl, cp.kubeconfig)
-        print(f"kube-apiserver {cp.url} ready; KUBECONFIG={cp.kubeconfig}")
-        install_crd(kubectl)
-        with StandInServer(auto=True, script=Script(starting=2, running=args.export_seconds, size_gb=3)) as aws:
+    with local_cluster("rds-export-demo-schedule-") as (workdir, cp, kubectl):
+        script = Script(starting=2, running=args.export_seconds, size_gb=3)
+        with StandInServer(auto=True, script=script) as aws:
             say(f"AWS stand-in at {aws.url}: DB instance orders")
             rds = boto3.client(
                 "rds", endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id="d", aws_secret_access_key="d"
