@@ -186,6 +186,8 @@ class Measured:
     scenario: Scenario
     sync_s: float = math.nan  # initial sync: operator start until every object shows its task, writes settled
     sync_cpu_s: float = math.nan
+    sync_calls: int = 0  # AWS calls of the initial sync
+    sync_starts: int = 0  # StartExportTask calls of the initial sync (every task exists: 0 expected)
     rss_synced: float = math.nan  # MiB, after the initial sync
     idle_s: float = math.nan
     idle_cpu_s: float = math.nan
@@ -329,6 +331,7 @@ def _measure(
     synced = _synced(cp, aws, watch, names, timeout=len(names) * 1.5 + 300)
     result.sync_s = synced - started
     result.rss_synced, result.sync_cpu_s = process_usage(pid)
+    result.sync_calls, result.sync_starts = _total_calls(aws)[0], aws.standin.calls_by_action()["StartExportTask"]
     if not scenario.intervals:
         return
     pause, rng = threading.Event(), random.Random(scenario.seed)
@@ -431,6 +434,8 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
         "initial sync (s)": m.sync_s,
         "initial sync, s per 1,000 objects": m.sync_s * per_k,
         "initial sync CPU, s per 1,000 objects": m.sync_cpu_s * per_k,
+        "initial sync AWS calls per 100 objects": m.sync_calls * per_k / 10,
+        "initial sync StartExportTask calls": float(m.sync_starts),
         "AWS calls / interval, idle": m.per_interval(m.idle_calls),
         "AWS calls / interval, busy": m.per_interval(m.busy_calls),
         "AWS calls, most in one busy interval": float(max(m.busy_calls, default=0)),

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 
 import kopf
+from kopf._core.reactor.inventory import ResourceMemories
 
-from rds_export_operator import handlers, health, schedule_handlers, settings
+from rds_export_operator import handlers, health, idle_bodies, schedule_handlers, settings
 from rds_export_operator.kubeapi import KubeApi
 from rds_export_operator.leader import leadership
 from rds_export_operator.metrics import Metrics
@@ -43,12 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     registry = kopf.OperatorRegistry()
-    wiring = handlers.Handlers(config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout), metrics)
+    wiring = handlers.Handlers(
+        config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout, connections=config.max_workers), metrics
+    )
     wiring.register(registry)
     schedule_handlers.register(registry, config, metrics.observe_call, wiring.identities)
     if config.table_report:  # reads S3 as the namespace's identity, the one its exports run as
-        s3 = S3(observe=metrics.observe_call, timeout=config.aws_timeout, identities=wiring.identities)
+        s3 = S3(
+            observe=metrics.observe_call,
+            timeout=config.aws_timeout,
+            identities=wiring.identities,
+            connections=config.max_workers,
+        )
         TableReportHandlers(config, s3, wiring.identities).register(registry)
+
+    memories = ResourceMemories()  # kopf's per-object memory, swept of finished objects' bodies
+    idle_bodies.register(registry, memories)
 
     loop = asyncio.new_event_loop()
     probes = health.Probes(config.readiness_period)
@@ -65,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 clusterwide=not config.namespaces,
                 namespaces=config.namespaces,
                 stop_flag=lead.stop_flag,
+                memories=memories,
             )
             metrics.leader.set(0)
     if lead.exit_code:

@@ -56,7 +56,10 @@ class AwsClients:
         observe: Callable[[str, str, float], None] | None = None,
         timeout: float = 20.0,
         identities: Identities | None = None,
+        connections: int = 10,
     ) -> None:
+        """``connections``: kept open per client; as many as threads may call at once (botocore's default, 10,
+        makes a busier pool open and drop a TLS connection per call)."""
         self._session_factory, self.identities = session_factory, identities
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -65,6 +68,7 @@ class AwsClients:
             retries={"mode": "standard", "total_max_attempts": 2},
             connect_timeout=min(5.0, timeout),
             read_timeout=timeout,
+            max_pool_connections=connections,
             user_agent_extra="rds-export-operator",
         )
 

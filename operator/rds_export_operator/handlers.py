@@ -98,6 +98,7 @@ class Handlers:
                 max_backoff=config.retry_max_delay,
                 wait_for_page=min(5.0, config.aws_timeout),
                 threads_per_scope=max(1, config.max_workers // 4),
+                lookup_delay=min(1.0, config.poll_interval / 4),
                 wake=self.wakeups.wake,
             )
             self.tick = config.tick_interval

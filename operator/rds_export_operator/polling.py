@@ -2,8 +2,12 @@
 
 Cost grows with pages, not with objects: per interval, one paginated ``DescribeExportTasks`` filtered to the active
 statuses, plus the tasks that unfinished objects asked about but that page does not hold (they just finished, or
-are unknown), fetched by identifier in batches of 100. Every unfinished object reads the shared page; only an
-identifier never asked about before costs a targeted describe. The page also counts the running exports.
+are unknown), fetched by identifier in batches of 100. Every unfinished object reads the shared page. An object
+whose task the page does not hold (new, adopted, switched to Observe, or back after a restart) is not answered at
+once: its identifier joins the scope's next lookup and the object sleeps until the answer wakes it. A lookup is a
+describe by identifier, 100 per call: full calls go at once, the rest when no identifier came for ``lookup_delay``.
+A burst of N new objects costs about N/100 calls, whatever order they arrive in. The page also counts the running
+exports.
 
 Failure is never a verdict and never a stampede:
 - the page is fetched by one caller (single flight through a shared future; no lock held across the call), and
@@ -29,7 +33,8 @@ from dataclasses import dataclass, field
 
 from rds_export_operator.aws_errors import DESCRIBE, AwsError, ErrorKind, ExportTask
 from rds_export_operator.identity import Identity, role_account
-from rds_export_operator.rds import Rds
+from rds_export_operator.rds import BATCH, Rds
+from rds_export_operator.reconcile import LOOKUP_PENDING
 from rds_export_operator.slots import ExportSlots, State
 from rds_export_operator.spec import ExportSpec
 from rds_export_operator.status import ACTIVE_STATUSES, normalize_status
@@ -64,7 +69,10 @@ class _Scope:
     failures: int = 0
     retry_at: float = 0.0  # after a failure: no new page before this
     error: AwsError | None = None
-    recent: dict[str, ExportTask | None] = field(default_factory=dict)  # learned since the page: Start, misses
+    # identifier -> (task or None: AWS does not know it, when learned): Start answers and lookups the page lacks
+    recent: dict[str, tuple[ExportTask | None, float]] = field(default_factory=dict)
+    lost: dict[str, float] = field(default_factory=dict)  # identifier -> when a Start/Cancel answer was lost
+    lookups: dict[str, set[str]] = field(default_factory=dict)  # identifier -> uids waiting for the next lookup
     asked: dict[str, float] = field(default_factory=dict)  # identifier -> when an object last asked for it
     watched: dict[str, set[str]] = field(default_factory=dict)  # identifier -> uids of unfinished objects
     identity: Identity | None = None  # who fetches this scope's pages (any of the scope's namespaces)
@@ -87,12 +95,14 @@ class Poller:
         max_backoff: float = 300.0,
         wait_for_page: float = 5.0,
         threads_per_scope: int = 4,
+        lookup_delay: float = 1.0,
         rng: random.Random | None = None,
         wake: Callable[[Iterable[str]], None] = lambda uids: None,
     ) -> None:
-        """``wake(uids)``: called (from a poller thread) with the objects whose task changed in a new page, or
-        that may start now because slots freed."""
+        """``wake(uids)``: called (from a poller thread) with the objects whose task changed in a new page, that
+        may start now because slots freed, or whose lookup is answered."""
         self.rds, self.interval, self.clock, self.wake = rds, interval, clock, wake
+        self.lookup_delay = lookup_delay
         self.max_backoff, self.wait_for_page = max(max_backoff, interval), wait_for_page
         self.threads_per_scope = threads_per_scope
         self.slots = ExportSlots(max_concurrent)
@@ -101,6 +111,7 @@ class Poller:
         self._lock = threading.Lock()
         self._watching: dict[str, tuple[_Scope, str]] = {}  # uid -> (scope, identifier), under self._lock
         self._stop = threading.Event()
+        self._nudge = threading.Event()  # a lookup is wanted: the pump runs before its interval is up
 
     def _scope(self, key: tuple[str | None, str]) -> _Scope:
         with self._lock:
@@ -155,12 +166,8 @@ class Poller:
             more = self.rds.describe_many(region, absent, identity) if absent else []
         except AwsError as error:
             with state.lock:
-                state.failures += 1
-                delay = min(self.max_backoff, self.interval * 2 ** min(state.failures - 1, 20))
-                state.retry_at, state.error = self.clock() + self.rng.uniform(delay, 1.5 * delay), error
                 state.inflight = None
-                # The first failure is news for every watcher (Synced=False); later ones are not.
-                told = [uid for uids in state.watched.values() for uid in uids] if state.failures == 1 else []
+                told = self._failed(state, error)
             future.set_exception(error)
             self.wake(told)
             raise
@@ -170,7 +177,9 @@ class Poller:
         with state.lock:
             recovered = state.failures > 0  # watchers showed the failure: all of them are news now
             state.page, state.failures, state.error, state.inflight = page, 0, None, None
-            state.recent.clear()
+            # What the page now answers is the page's; older news of what it does not hold stays (expiring).
+            state.recent = {i: v for i, v in state.recent.items() if self._keeps(page, i, v[1], now)}
+            state.lost = {i: at for i, at in state.lost.items() if self._keeps(page, i, at, now)}
             changed = [
                 uid
                 for identifier, uids in state.watched.items()
@@ -182,6 +191,86 @@ class Poller:
         future.set_result(page)
         self.wake(changed + self.slots.next_up(scope, len(running)))
         return page
+
+    def _failed(self, state: _Scope, error: AwsError) -> list[str]:
+        """A page or lookup failed (under ``state.lock``): back off; the uids to tell. The first failure is news
+        for every watcher (Synced=False); later ones are not."""
+        state.failures += 1
+        delay = min(self.max_backoff, self.interval * 2 ** min(state.failures - 1, 20))
+        state.retry_at, state.error = self.clock() + self.rng.uniform(delay, 1.5 * delay), error
+        return [uid for uids in state.watched.values() for uid in uids] if state.failures == 1 else []
+
+    @property
+    def _keep(self) -> float:
+        """How long a lookup's answer waits for its objects to read it (they may queue for worker threads)."""
+        return max(60.0, 2 * self.interval)
+
+    def _keeps(self, page: Page, identifier: str, at: float, now: float) -> bool:
+        return at >= page.fetched_at or (
+            identifier not in page.tasks and identifier not in page.unknown and now - at < self._keep
+        )
+
+    @staticmethod
+    def _known(state: _Scope, page: Page, identifier: str) -> tuple[bool, ExportTask | None]:
+        """What is known of a task (under ``state.lock``): the newest of the page, a Start, Cancel or lookup answer,
+        and a Start or Cancel whose answer was lost (then nothing is: AWS may have acted on it)."""
+        at, task = -1.0, None
+        if identifier in page.tasks or identifier in page.unknown:
+            at, task = page.fetched_at, page.tasks.get(identifier)
+        news = state.recent.get(identifier)
+        if news is not None and news[1] >= at:
+            task, at = news
+        lost = state.lost.get(identifier)
+        if lost is not None and lost >= at:
+            return False, None
+        return at >= 0, task
+
+    # -- lookups: many objects' tasks by identifier, one call ------------------------------------------------------
+
+    def find(self, region: str, identifier: str, identity: Identity | None = None, uid: str = "") -> ExportTask | None:
+        """The task (None: AWS does not know it) from the shared page or an earlier lookup; otherwise the
+        identifier joins the scope's next lookup and AwsError LOOKUP_PENDING says the answer comes with a wake-up.
+        """
+        with self._using(region, identity, DESCRIBE) as state:
+            page = self._page(region, identity, state)
+            with state.lock:
+                known, task = self._known(state, page, identifier)
+                if known:
+                    return task
+                if state.error is not None and self.clock() < state.retry_at:
+                    raise state.error  # no lookup before the backoff ends: the object shows why
+                state.lookups.setdefault(identifier, set()).add(uid)
+        self._nudge.set()
+        raise AwsError(ErrorKind.RETRYABLE, LOOKUP_PENDING, f"looking up {identifier} by identifier", DESCRIBE)
+
+    def lookup(self, state: _Scope, *, whole_batches: bool = False) -> None:
+        """Answer the identifiers waiting in this scope with describes by identifier (100 per call), and wake the
+        objects that asked. ``whole_batches``: only as many as fill calls (more may be on their way). A failure
+        backs the scope off as a failed page does; the objects see the error when woken."""
+        with state.lock:
+            count = len(state.lookups) // BATCH * BATCH if whole_batches else len(state.lookups)
+            if not count or (state.error is not None and self.clock() < state.retry_at):
+                return
+        if not state.gate.acquire(blocking=False):
+            return  # the region's call slots hang on AWS: try again at the next pump
+        try:
+            with state.lock:
+                wanted = {i: state.lookups.pop(i) for i in list(state.lookups)[:count]}
+            asked = self.clock()
+            try:
+                tasks = self.rds.describe_many(state.region, sorted(wanted), state.identity)
+            except AwsError as error:
+                with state.lock:
+                    told = self._failed(state, error)
+                self.wake(told + [uid for uids in wanted.values() for uid in uids])
+                return
+            with state.lock:
+                state.failures, state.error = 0, None
+                found = {t["ExportTaskIdentifier"]: t for t in tasks}
+                state.recent.update((i, (found.get(i), asked)) for i in wanted)
+            self.wake(uid for uids in wanted.values() for uid in uids)
+        finally:
+            state.gate.release()
 
     # -- push: who is told, and the refresh that tells them ----------------------------------------------------
 
@@ -214,22 +303,48 @@ class Poller:
                 state.watched.pop(identifier, None)
 
     def refresh(self) -> None:
-        """Fetch a page for every scope someone watches or waits in (the pump; a thread, once per interval)."""
+        """Answer the waiting lookups, and fetch a page for every scope someone watches or waits in (the pump)."""
         with self._lock:
             scopes = list(self._scopes.values())
         for state in scopes:
+            self.lookup(state)
+            with state.lock:  # answers nobody came back for
+                if state.recent:
+                    now = self.clock()
+                    state.recent = {i: v for i, v in state.recent.items() if now - v[1] < self._keep}
+                    state.lost = {i: at for i, at in state.lost.items() if now - at < self._keep}
             waiting = self.slots.waiting_in(slot_scope(state.region, state.identity))
             if state.watched or waiting:
                 with contextlib.suppress(AwsError):  # objects see the error at their next look
                     self.page(state.region, state.identity)
 
     def pump(self) -> None:
-        """Refresh every interval until ``stop``; run in a daemon thread."""
-        while not self._stop.wait(self.interval / 4):
+        """Refresh until ``stop``; run in a daemon thread. A quarter interval apart (the page itself is fetched
+        once per interval), or ``lookup_delay`` after the first identifier of a lookup: the delay gathers a burst
+        into one call."""
+        while not self._stop.is_set():
+            if self._nudge.wait(self.interval / 4):
+                self._nudge.clear()
+                self._gather()
             self.refresh()
+
+    def _gather(self) -> None:
+        """Let a burst of lookups gather: full calls go at once, the rest when no identifier came for
+        ``lookup_delay`` (at most ten of them)."""
+        before = -1
+        for _ in range(10):
+            with self._lock:
+                scopes = list(self._scopes.values())
+            for state in scopes:
+                self.lookup(state, whole_batches=True)
+            waiting = sum(len(state.lookups) for state in scopes)
+            if waiting in (0, before) or self._stop.wait(self.lookup_delay):
+                return
+            before = waiting
 
     def stop(self) -> None:
         self._stop.set()
+        self._nudge.set()
 
     def peek(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None:
         """The task if the shared page has it as active; never an extra call."""
@@ -246,30 +361,37 @@ class Poller:
             with state.lock:
                 state.asked[identifier] = self.clock()
             page = self._page(region, identity, state)
-            task = page.tasks.get(identifier)
-            if task is not None or identifier in page.unknown:
-                return task
             with state.lock:
-                if identifier in state.recent:
-                    return state.recent[identifier]
+                known, task = self._known(state, page, identifier)
+            if known:
+                return task
+            asked = self.clock()
             task = self.rds.describe(region, identifier, identity)
             with state.lock:
-                state.recent[identifier] = task
+                state.recent[identifier] = (task, asked)
             return task
 
     def start(self, spec: ExportSpec) -> ExportTask:
         with self._using(spec.region, spec.identity, "StartExportTask") as state:
-            task = self.rds.start(spec)
-            with state.lock:
-                state.recent[spec.identifier] = task
-            return task
+            return self._changing(state, spec.identifier, lambda: self.rds.start(spec))
 
     def cancel(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask:
         with self._using(region, identity, "CancelExportTask") as state:
-            task = self.rds.cancel(region, identifier, identity)
+            return self._changing(state, identifier, lambda: self.rds.cancel(region, identifier, identity))
+
+    def _changing(self, state: _Scope, identifier: str, call: Callable[[], ExportTask]) -> ExportTask:
+        """A Start or Cancel: what was known of the task is stale from now on, even if the answer is lost (AWS may
+        have acted on a call that timed out); the answer, if any, is the news until a page shows the task."""
+        asked = self.clock()
+        try:
+            task = call()
+        except AwsError:
             with state.lock:
-                state.recent[identifier] = task
-            return task
+                state.lost[identifier] = asked
+            raise
+        with state.lock:
+            state.recent[identifier] = (task, asked)
+        return task
 
     # -- the export slots -------------------------------------------------------------------------------------
 
@@ -306,6 +428,9 @@ class PerObject:
 
     def peek(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None:
         return None
+
+    def find(self, region: str, identifier: str, identity: Identity | None = None, uid: str = "") -> ExportTask | None:
+        return self.rds.describe(region, identifier, identity)
 
     def may_start(self, region: str, uid: str, created: str, identity: Identity | None = None) -> bool:
         return self.slots.want(region, uid, created, running=0)

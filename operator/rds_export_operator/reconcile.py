@@ -24,6 +24,7 @@ PROGRESS_MILESTONES = (25, 50, 75)
 STARTED, ADOPTED, OBSERVED = "Started", "Adopted", "Observed"
 OWNED = (STARTED, ADOPTED)  # only these may be canceled by the object
 CONGESTION_CODES = frozenset({"RegionBusy", "RefreshPending"})  # polling.Poller's, not AWS's
+LOOKUP_PENDING = "LookupPending"  # polling.Poller.find: the answer comes with a wake-up
 
 
 class Gateway(Protocol):
@@ -31,6 +32,9 @@ class Gateway(Protocol):
 
     def start(self, spec: ExportSpec) -> ExportTask: ...
     def describe(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None: ...
+    def find(
+        self, region: str, identifier: str, identity: Identity | None = None, uid: str = ""
+    ) -> ExportTask | None: ...
     def cancel(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask: ...
     def peek(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None: ...
     def may_start(self, region: str, uid: str, created: str, identity: Identity | None = None) -> bool: ...
@@ -151,9 +155,9 @@ class Reconciler:
         try:
             spec = self._with_identity(spec)
             if not spec.creates:
-                task = self._observe(spec, status, result)
+                task = self._observe(spec, status, result, uid)
             elif (has_task(status) and ownership in OWNED) or self.aws.started(uid):
-                task = self.aws.describe(spec.region, spec.identifier, spec.identity)
+                task = self.aws.find(spec.region, spec.identifier, spec.identity, uid)
             elif has_task(status):  # Observe switched to Create, or a status from before ownership existed
                 task = self._adopt_known(spec, result, uid)
             else:
@@ -183,8 +187,8 @@ class Reconciler:
             raise AwsError(ErrorKind.UNAUTHORIZED, "NoIdentity", identity.message, "AssumeRole")
         return replace(spec, identity=identity)
 
-    def _observe(self, spec: ExportSpec, status: Mapping[str, Any], result: Result) -> ExportTask | None:
-        task = self.aws.describe(spec.region, spec.identifier, spec.identity)
+    def _observe(self, spec: ExportSpec, status: Mapping[str, Any], result: Result, uid: str) -> ExportTask | None:
+        task = self.aws.find(spec.region, spec.identifier, spec.identity, uid)
         if task is None:
             return None
         if self.tenancy.task_refusal(spec.namespace, task) is not None:
@@ -201,7 +205,7 @@ class Reconciler:
         return task
 
     def _adopt_known(self, spec: ExportSpec, result: Result, uid: str) -> ExportTask | None:
-        task = self.aws.describe(spec.region, spec.identifier, spec.identity)
+        task = self.aws.find(spec.region, spec.identifier, spec.identity, uid)
         return None if task is None else self._adopt(spec, task, result, uid)
 
     def _start_or_adopt(
@@ -217,6 +221,12 @@ class Reconciler:
         known = self.aws.peek(spec.region, spec.identifier, spec.identity)
         if known is not None:  # already running (we crashed after starting it?): adopt without a call
             return self._adopt(spec, known, result, uid, visible=True)
+        if status.get("status") != st.QUEUED:  # a queued object was looked up before it queued
+            # Matched by identifier before anything starts: one batched lookup for a burst of new objects.
+            known = self.aws.find(spec.region, spec.identifier, spec.identity, uid)
+            if known is not None:  # a running one is not in the page yet: its slot counts until a page shows it
+                visible = st.normalize_status(known.get("Status")) not in st.ACTIVE_STATUSES
+                return self._adopt(spec, known, result, uid, visible=visible)
         if not self.aws.may_start(spec.region, uid, created, spec.identity):
             self._queue(status, result, "all export slots are taken; oldest waiting exports start first")
             return None
@@ -312,6 +322,8 @@ class Reconciler:
     ) -> Result:
         if error.code in CONGESTION_CODES:  # our own thread budget, not AWS: no news to write, look again soon
             result.retry_after = self.rng.uniform(0.5, 2.0)
+            return result
+        if error.code == LOOKUP_PENDING:  # no news either: sleep until the lookup's answer wakes the object
             return result
         message = f"{error.operation}: {error.message}" if error.message else error.operation
         now = self.clock()

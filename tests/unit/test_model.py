@@ -546,6 +546,12 @@ class ExportModel(RuleBasedStateMachine):
                 self.sync_object(obj, deliver=not stale)
 
     @rule()
+    def pump_runs(self) -> None:
+        """The poller's pump thread: answers the lookups waiting, fetches a page when one is due."""
+        self.begin()
+        self.poller.refresh()
+
+    @rule()
     def events_arrive(self) -> None:
         self.begin()
         self.deliver_all()
@@ -560,8 +566,10 @@ class ExportModel(RuleBasedStateMachine):
         self._sync_all(order)
 
     def _sync_all(self, order: int) -> None:
-        """Every timer fires once, in an order of ``order`` (kopf's timers are independent tasks)."""
+        """The pump runs, then every timer fires once, in an order of ``order`` (kopf's timers are independent
+        tasks)."""
         self.deliver_all()
+        self.poller.refresh()
         objects = self.syncable()
         random.Random(order).shuffle(objects)
         for obj in objects:
@@ -745,6 +753,7 @@ class ExportModel(RuleBasedStateMachine):
             self.clock.now += 40
             aws.advance()
             self.deliver_all()
+            self.poller.refresh()  # the pump: lookups and pages
             for obj in list(self.objects.values()):
                 if obj.uid not in self.objects:
                     continue
@@ -811,10 +820,19 @@ def delete_until_gone(model: ExportModel, obj: Obj) -> None:
     raise AssertionError(f"{obj.uid} still not deleted: {obj.status}")
 
 
+def looked_up(model: ExportModel) -> Obj:
+    """The model's one object after its first sync asked for its task by identifier and the pump answered."""
+    (obj,) = model.objects.values()
+    model.sync_object(obj)
+    model.poller.refresh()
+    assert not model.aws.tasks, "a lookup starts nothing"
+    return obj
+
+
 def test_deletion_cancels_an_export_started_just_before_a_crash() -> None:
     model = ExportModel()
     model.create_many(1, SOURCES[0])
-    (obj,) = model.objects.values()
+    obj = looked_up(model)
     model.sync_object(obj, write=False)  # StartExportTask accepted, then the process died before the status patch
     model.boot()
     task = model.aws.tasks[obj.spec().identifier]
@@ -828,7 +846,7 @@ def test_deletion_cancels_an_export_whose_start_answer_was_lost() -> None:
     model.aws.fault, model.aws.fault_ops, model.aws.fault_rate = "ReadTimeoutError", frozenset({START}), 1.0
     model.aws.timeout_reached_aws = 1.0  # AWS started it; the answer never came back
     model.create_many(1, SOURCES[0])
-    (obj,) = model.objects.values()
+    obj = looked_up(model)
     model.sync_object(obj)
     task = model.aws.tasks[obj.spec().identifier]
     assert obj.conditions()["Synced"]["reason"] == "ReadTimeoutError" and obj.finalizer
@@ -842,7 +860,7 @@ def test_the_machine_sees_an_export_left_running_by_a_deletion(write: bool) -> N
     """The leak checks themselves (independent of the operator): an object gone while its export runs."""
     model = ExportModel()
     model.create_many(1, SOURCES[0])
-    (obj,) = model.objects.values()
+    obj = looked_up(model)
     model.sync_object(obj, write=write)  # write False: as if the process died before the status patch
     model.gone(obj)  # no cancel at all
     message = "deleted while its own export still runs" if write else "deleted before its status showed its export"

@@ -342,3 +342,82 @@ def test_freed_slots_wake_the_oldest_waiting_objects(rds: FakeRds, clock: Clock)
     clock.now += 30
     poller.refresh()  # waiting objects are reason enough to refresh
     assert woken == ["a"]  # one slot: the oldest
+
+
+# -- lookups: objects with no status matched to existing tasks by identifier, in batches (issue 13 item 4) ----------
+
+
+def pending(poller: Poller, identifier: str, uid: str) -> bool:
+    """``find`` answered "the lookup will tell" (True), or with an answer (False)."""
+    try:
+        poller.find(REGION, identifier, uid=uid)
+    except AwsError as error:
+        assert error.code == "LookupPending", error
+        return True
+    return False
+
+
+def test_a_burst_of_new_objects_is_looked_up_in_batches_of_100(rds: FakeRds, clock: Clock) -> None:
+    woken: list[str] = []
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    for i in range(0, 250, 2):
+        task(rds, f"t{i}", "COMPLETE")  # half exist (finished: not in the active page), half are new
+    assert all(pending(poller, f"t{i}", f"u{i}") for i in range(250))
+    assert [c[0] for c in rds.calls] == ["page"] and woken == []  # nobody answered one by one
+    poller.refresh()
+    batches = [c[1] for c in rds.calls if c[0] == "many"]
+    assert [len(b) for b in batches] == [250]  # one describe_many: the client splits it into calls of 100
+    assert sorted(woken) == sorted(f"u{i}" for i in range(250))
+    calls = len(rds.calls)
+    for i in range(250):
+        found = poller.find(REGION, f"t{i}", uid=f"u{i}")
+        assert (found or {}).get("Status") == ("COMPLETE" if i % 2 == 0 else None)
+    assert len(rds.calls) == calls  # the answers are kept for the objects that come back for them
+    poller.refresh()
+    assert len(rds.calls) == calls  # nothing more to look up, nobody watched: no call
+
+
+def test_a_lookup_is_not_trusted_after_a_start_whose_answer_was_lost(rds: FakeRds, clock: Clock) -> None:
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock)  # type: ignore[arg-type]
+    assert pending(poller, "t1", "u1")
+    poller.refresh()
+    assert poller.find(REGION, "t1", uid="u1") is None  # AWS does not know it: the object may start it
+    real_start = rds.start
+
+    def start_then_time_out(spec: Any) -> dict[str, Any]:
+        real_start(spec)
+        raise AwsError(ErrorKind.RETRYABLE, "ReadTimeoutError", "no answer", "StartExportTask")
+
+    rds.start = start_then_time_out  # type: ignore[method-assign]
+    clock.now += 1
+    with pytest.raises(AwsError):
+        poller.start(spec("t1"))
+    assert pending(poller, "t1", "u1")  # not "unknown" any more: AWS may have started it
+    assert poller.describe(REGION, "t1")["Status"] == "STARTING"  # type: ignore[index]  # a real call
+
+
+def test_a_failed_lookup_backs_off_like_a_failed_page(rds: FakeRds, clock: Clock) -> None:
+    woken: list[str] = []
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    assert pending(poller, "t1", "u1")
+    real = rds.describe_many
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        rds.calls.append(("many", "throttled"))
+        raise AwsError(ErrorKind.RETRYABLE, "Throttling", "slow down", "DescribeExportTasks")
+
+    rds.describe_many = throttled  # type: ignore[method-assign]
+    poller.refresh()
+    assert woken == ["u1"]  # told, so it sees the error (Synced=False) instead of waiting for the safety net
+    with pytest.raises(AwsError, match="slow down"):
+        poller.find(REGION, "t1", uid="u1")
+    calls = len(rds.calls)
+    for _ in range(10):  # the pump runs every quarter interval: no call before the backoff ends
+        clock.now += 2
+        poller.refresh()
+    assert len(rds.calls) == calls
+    rds.describe_many = real  # type: ignore[method-assign]
+    clock.now += 60
+    assert pending(poller, "t1", "u1")
+    poller.refresh()
+    assert poller.find(REGION, "t1", uid="u1") is None

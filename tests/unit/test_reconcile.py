@@ -97,6 +97,13 @@ class FakeRds:
         task = self.tasks.get(identifier)
         return dict(task) if task else None
 
+    def find(self, region: str, identifier: str, identity: Any = None, uid: str = "") -> ExportTask | None:
+        """The batched lookup (Poller.find), answered at once."""
+        self.calls.append(("Lookup", identifier))
+        self._maybe_raise("DescribeExportTasks")
+        task = self.tasks.get(identifier)
+        return dict(task) if task else None
+
     def cancel(self, region: str, identifier: str, identity: Any = None) -> ExportTask:
         self.calls.append(("CancelExportTask", identifier))
         self._maybe_raise("CancelExportTask")
@@ -211,7 +218,7 @@ def test_backoff_is_bounded(base: float, factor: float, attempt: int, rng: rando
 
 def test_sync_starts_a_new_export(reconciler: Reconciler, rds: FakeRds) -> None:
     result = reconciler.sync(SPEC, {})
-    assert rds.calls == [("StartExportTask", SPEC.identifier)]
+    assert rds.calls == [("Lookup", SPEC.identifier), ("StartExportTask", SPEC.identifier)]
     assert result.status["status"] == "STARTING"
     assert result.status["ownership"] == "Started"
     assert result.status["sourceArn"] == SOURCE
@@ -233,7 +240,7 @@ def test_sync_starts_a_queued_export_when_a_slot_frees(reconciler: Reconciler, r
 def test_sync_polls_instead_of_starting_when_a_task_is_known(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="IN_PROGRESS", PercentProgress=10)
     result = reconciler.sync(SPEC, {**OWNED, "status": "STARTING"})
-    assert rds.calls == [("DescribeExportTasks", SPEC.identifier)]
+    assert rds.calls == [("Lookup", SPEC.identifier)]
     assert result.status["status"] == "IN_PROGRESS"
     assert result.status["percentProgress"] == 10
     assert reasons(result) == ["InProgress"]
@@ -242,7 +249,7 @@ def test_sync_polls_instead_of_starting_when_a_task_is_known(reconciler: Reconci
 def test_sync_adopts_an_existing_task_for_the_same_source(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, Status="STARTING")
     result = reconciler.sync(SPEC, {})
-    assert rds.calls == [("StartExportTask", SPEC.identifier), ("DescribeExportTasks", SPEC.identifier)]
+    assert rds.calls == [("Lookup", SPEC.identifier)]  # matched by identifier before anything starts
     assert reasons(result) == ["Adopted"]
     assert result.status["status"] == "STARTING"
     assert conditions(result)["Synced"].status == "True"
@@ -304,7 +311,7 @@ def test_sync_queued_again_posts_no_second_event(reconciler: Reconciler, rds: Fa
     assert reasons(first) == ["Queued"]
     assert second.events == []
     assert second.status["status"] == st.QUEUED
-    assert [c for c, _ in rds.calls] == ["StartExportTask"]  # the queue stays closed until the next page
+    assert [c for c, _ in rds.calls] == ["Lookup", "StartExportTask"]  # closed until the next page; no 2nd lookup
 
 
 @pytest.mark.parametrize("code", ["Throttling", "ServiceUnavailable", "RequestTimeout", "EndpointConnectionError"])
@@ -427,7 +434,7 @@ def test_sync_reports_canceled(reconciler: Reconciler, rds: FakeRds) -> None:
 def test_sync_observe_never_starts(reconciler: Reconciler, rds: FakeRds) -> None:
     put(rds, "theirs", Status="IN_PROGRESS", PercentProgress=5)
     result = reconciler.sync(OBSERVE, {})
-    assert rds.calls == [("DescribeExportTasks", "theirs")]
+    assert rds.calls == [("Lookup", "theirs")]
     assert result.status["status"] == "IN_PROGRESS"
     assert reasons(result) == ["InProgress"]
 
@@ -452,11 +459,11 @@ def test_sync_missing_task_once(reconciler: Reconciler, rds: FakeRds) -> None:
     assert (c["Synced"].status, c["Synced"].reason) == ("False", "ExportTaskNotFound")
     assert "does not start it again" in c["Synced"].message
     assert [(e.type, e.reason) for e in first.events] == [("Warning", "ExportTaskNotFound")]
-    assert [name for name, _ in rds.calls] == ["DescribeExportTasks"]  # never restarted
+    assert [name for name, _ in rds.calls] == ["Lookup"]  # never restarted
     second = reconciler.sync(SPEC, {**status_of(first), "status": "IN_PROGRESS"})
     assert second.events == []
     assert conditions(second)["Synced"].reason == "ExportTaskNotFound"
-    assert [name for name, _ in rds.calls] == ["DescribeExportTasks", "DescribeExportTasks"]
+    assert [name for name, _ in rds.calls] == ["Lookup", "Lookup"]
 
 
 def test_sync_missing_observed_task(reconciler: Reconciler) -> None:
@@ -623,17 +630,17 @@ def test_queue_start_when_a_slot_is_free(reconciler: Reconciler, rds: FakeRds) -
     result = reconciler.sync(SPEC, {}, uid="u1", created="t1")
     assert reasons(result) == ["Started"]
     assert rds.slot_calls == [("may_start", "u1"), ("started", "u1")]
-    assert rds.calls == [("StartExportTask", SPEC.identifier)]
+    assert rds.calls == [("Lookup", SPEC.identifier), ("StartExportTask", SPEC.identifier)]
     # A tick on a body older than our own status write describes instead of starting again.
     again = reconciler.sync(SPEC, {}, uid="u1", created="t1")
-    assert rds.calls == [("StartExportTask", SPEC.identifier), ("DescribeExportTasks", SPEC.identifier)]
+    assert rds.calls == [("Lookup", SPEC.identifier), ("StartExportTask", SPEC.identifier), ("Lookup", SPEC.identifier)]
     assert "Started" not in reasons(again)
 
 
 def test_queue_waits_without_calling_aws(reconciler: Reconciler, rds: FakeRds) -> None:
     rds.free = False
     first = reconciler.sync(SPEC, {}, uid="u1", created="t1")
-    assert rds.calls == []
+    assert rds.calls == [("Lookup", SPEC.identifier)]  # no task of that identifier: it waits for a slot
     assert first.status["status"] == st.QUEUED
     assert first.status["queuedSince"]
     synced = conditions(first)["Synced"]
@@ -644,7 +651,7 @@ def test_queue_waits_without_calling_aws(reconciler: Reconciler, rds: FakeRds) -
     second = reconciler.sync(SPEC, status_of(first), uid="u1", created="t1")
     assert second.events == [] and second.status["status"] == st.QUEUED
     assert "queuedSince" not in second.status  # kept as it was
-    assert rds.calls == []
+    assert rds.calls == [("Lookup", SPEC.identifier)]
 
 
 def test_a_queued_object_gets_its_finalizer_before_it_starts(reconciler: Reconciler, rds: FakeRds) -> None:
