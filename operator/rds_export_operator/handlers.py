@@ -130,6 +130,13 @@ class Handlers:
         settings.watching.server_timeout = self.config.watch_server_timeout
         settings.watching.client_timeout = self.config.watch_client_timeout
         settings.execution.max_workers = self.config.max_workers
+        # kopf handles each object's events in a worker of its own, with no limit: at start-up every object at
+        # once, the memory peak that RSS keeps. 200 at a time measured lower in memory (-30 MiB at 1,000 objects)
+        # and CPU (-35 %) with no slower sync. A worker is held while a delete handler waits for AWS to finish a
+        # cancel; AWS runs at most 5 exports per account and region, so 200 are all busy only when 40 accounts
+        # and regions cancel at once, and then other events wait, none is lost.
+        settings.queueing.worker_limit = 200
+        settings.queueing.idle_timeout = 1.0  # kopf's default 5 s would hold a worker that long after each event
         settings.posting.reporting_component = COMPONENT
         settings.posting.reporting_instance = self.config.identity
         # Our resource is known: no CRD discovery watch, which least-privilege RBAC does not (and need not) allow.
