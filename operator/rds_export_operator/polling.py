@@ -264,8 +264,7 @@ class Poller:
                     told = self._failed(state, error)
                 self.wake(told + [uid for uids in wanted.values() for uid in uids])
                 return
-            with state.lock:
-                state.failures, state.error = 0, None
+            with state.lock:  # the next page ends a failure streak: it tells the watchers of the recovery
                 found = {t["ExportTaskIdentifier"]: t for t in tasks}
                 state.recent.update((i, (found.get(i), asked)) for i in wanted)
             self.wake(uid for uids in wanted.values() for uid in uids)
@@ -309,7 +308,7 @@ class Poller:
         for state in scopes:
             self.lookup(state)
             with state.lock:  # answers nobody came back for
-                if state.recent:
+                if state.recent or state.lost:
                     now = self.clock()
                     state.recent = {i: v for i, v in state.recent.items() if now - v[1] < self._keep}
                     state.lost = {i: at for i, at in state.lost.items() if now - at < self._keep}

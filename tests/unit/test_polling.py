@@ -12,6 +12,7 @@ import pytest
 
 from rds_export_operator.aws_errors import AwsError, ErrorKind
 from rds_export_operator.polling import ACTIVE_FILTER, Poller
+from rds_export_operator.reconcile import Reconciler
 from rds_export_operator.spec import parse_spec
 
 REGION = "us-east-1"
@@ -399,6 +400,7 @@ def test_a_lookup_is_not_trusted_after_a_start_whose_answer_was_lost(rds: FakeRd
 def test_a_failed_lookup_backs_off_like_a_failed_page(rds: FakeRds, clock: Clock) -> None:
     woken: list[str] = []
     poller = Poller(rds, interval=30, max_concurrent=5, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    poller.watch("w1", REGION, "t9")  # an unfinished object: told of the failure, and of the recovery
     assert pending(poller, "t1", "u1")
     real = rds.describe_many
 
@@ -407,8 +409,9 @@ def test_a_failed_lookup_backs_off_like_a_failed_page(rds: FakeRds, clock: Clock
         raise AwsError(ErrorKind.RETRYABLE, "Throttling", "slow down", "DescribeExportTasks")
 
     rds.describe_many = throttled  # type: ignore[method-assign]
+    woken.clear()
     poller.refresh()
-    assert woken == ["u1"]  # told, so it sees the error (Synced=False) instead of waiting for the safety net
+    assert woken == ["w1", "u1"]  # told, so they show the error (Synced=False), not wait for the safety net
     with pytest.raises(AwsError, match="slow down"):
         poller.find(REGION, "t1", uid="u1")
     calls = len(rds.calls)
@@ -418,6 +421,25 @@ def test_a_failed_lookup_backs_off_like_a_failed_page(rds: FakeRds, clock: Clock
     assert len(rds.calls) == calls
     rds.describe_many = real  # type: ignore[method-assign]
     clock.now += 60
+    woken.clear()
     assert pending(poller, "t1", "u1")
     poller.refresh()
     assert poller.find(REGION, "t1", uid="u1") is None
+    assert "w1" in woken  # the page after the failure streak: the watcher shows Synced=True again
+
+
+def test_objects_recreated_for_existing_exports_are_adopted_without_a_start(rds: FakeRds, clock: Clock) -> None:
+    """Issue 13 item 4 with the real reconciler: 300 objects with no status, their tasks finished long ago."""
+    woken: list[str] = []
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    reconciler = Reconciler(poller)
+    for i in range(300):
+        task(rds, f"t{i}", "COMPLETE")
+    first = [reconciler.sync(spec(f"t{i}"), {}, uid=f"t{i}", created="c") for i in range(300)]
+    assert all(not r.status and r.retry_after is None for r in first)  # asleep until the lookup wakes them
+    poller.refresh()
+    assert sorted(woken) == sorted(f"t{i}" for i in range(300))
+    second = [reconciler.sync(spec(f"t{i}"), {}, uid=f"t{i}", created="c") for i in range(300)]
+    assert {(r.status["status"], r.status["ownership"]) for r in second} == {("COMPLETE", "Adopted")}
+    assert [c[0] for c in rds.calls] == ["page", "many"]  # 300 identifiers: 3 calls of 100 in the real client
+    assert poller.slots.used(("", REGION)) == 0  # finished tasks take no export slot
