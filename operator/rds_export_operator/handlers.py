@@ -137,6 +137,9 @@ class Handlers:
         # and regions cancel at once, and then other events wait, none is lost.
         settings.queueing.worker_limit = 200
         settings.queueing.idle_timeout = 1.0  # kopf's default 5 s would hold a worker that long after each event
+        # A stopped daemon returns from its sleep at once; kopf's default of 10 zero-time loop cycles may be short
+        # of that under load, and a daemon kopf must cancel costs a warning and an Event.
+        settings.background.instant_exit_timeout = 0.5
         settings.posting.reporting_component = COMPONENT
         settings.posting.reporting_instance = self.config.identity
         # Our resource is known: no CRD discovery watch, which least-privilege RBAC does not (and need not) allow.
@@ -197,15 +200,18 @@ class Handlers:
         # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).
         return self.rng.uniform(0, self.tick) if has_task(status) else 0.0
 
-    async def sync(self, body: kopf.Body, patch: kopf.Patch, uid: str, **_: Any) -> None:
+    async def sync(self, body: kopf.Body, patch: kopf.Patch, uid: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
         """The object's daemon: look, write, then sleep until the poller wakes it (or a backoff ends).
 
         Each look ends in a TemporaryError so that kopf applies the patch and calls again: with the backoff's
-        delay after an error, at once (to sleep on the wake-up) after a look that went well.
+        delay after an error, at once (to sleep on the wake-up) after a look that went well. It returns when kopf
+        stops it (the object finished or goes).
         """
         looks = self._looks.setdefault(uid, _Looks())
         if looks.sleep is not None:
-            await self.wakeups.wait(uid, looks.sleep)
+            await self.wakeups.wait(uid, looks.sleep, stopped.wait())
+        if stopped:
+            return
         # Never decide on a body older than our own last write: wait (briefly) for its watch event. Another
         # writer (kopf adding the finalizer) may change the body first: only our own fields tell.
         for _try in range(40):

@@ -7,8 +7,7 @@ that arrives before the object waits is kept (the event stays set), so none is l
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 
 class Wakeups:
@@ -35,15 +34,21 @@ class Wakeups:
             event = self._events[uid] = asyncio.Event()
         return event
 
-    async def wait(self, uid: str, at_most: float) -> bool:
-        """Sleep until woken (True) or ``at_most`` seconds passed (False). Runs on the loop."""
+    async def wait(self, uid: str, at_most: float, stopped: Awaitable[object] | None = None) -> bool:
+        """Sleep until woken (True), ``at_most`` seconds passed or ``stopped`` is done (False). Runs on the loop.
+
+        ``stopped``: kopf's flag that the daemon is to stop: then it returns at once, and the daemon exits of its
+        own accord (a daemon kopf has to cancel logs a warning and posts an Event per object)."""
         event = self._event(uid)
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(event.wait())]
+        if stopped is not None:
+            waits.append(asyncio.ensure_future(stopped))
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(at_most):
-                    await event.wait()
+            await asyncio.wait(waits, timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
             return event.is_set()
         finally:
+            for waiting in waits:
+                waiting.cancel()
             event.clear()
 
     def forget(self, uid: str) -> None:

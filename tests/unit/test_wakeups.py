@@ -35,3 +35,18 @@ def test_forgotten_objects_hold_nothing() -> None:
         return len(wakeups)
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_stopped_daemon_stops_waiting_at_once() -> None:
+    async def scenario() -> tuple[bool, float]:
+        wakeups = Wakeups()
+        wakeups.bind(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[bool] = loop.create_future()
+        loop.call_later(0.05, stopped.set_result, True)  # kopf stops the daemon: its object finished
+        began = loop.time()
+        woken = await wakeups.wait("u1", 30, stopped)
+        return woken, loop.time() - began
+
+    woken, waited = asyncio.run(scenario())
+    assert not woken and waited < 5  # not the 30 s sleep
