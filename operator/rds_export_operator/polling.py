@@ -136,11 +136,15 @@ class Poller:
         with self._using(region, identity, DESCRIBE) as state:
             return self._page(region, identity, state)
 
-    def _page(self, region: str, identity: Identity | None, state: _Scope) -> Page:
+    def _page(self, region: str, identity: Identity | None, state: _Scope, *, wait: bool = True) -> Page:
+        """The scope's page: the last one while fresh, else a new one (fetched by one caller, the others wait for
+        it). ``wait`` False: while another caller fetches, the last page (or an empty one) rather than waiting."""
         now = self.clock()
         with state.lock:
             if state.page is not None and now - state.page.fetched_at < self.interval:
                 return state.page
+            if not wait and state.inflight is not None:
+                return state.page or Page({}, 0, -1.0)
             future = state.inflight
             if future is None:
                 if state.error is not None and now < state.retry_at:
@@ -232,7 +236,7 @@ class Poller:
         identifier joins the scope's next lookup and AwsError LOOKUP_PENDING says the answer comes with a wake-up.
         """
         with self._using(region, identity, DESCRIBE) as state:
-            page = self._page(region, identity, state)
+            page = self._page(region, identity, state, wait=False)  # a burst of new objects need not wait
             with state.lock:
                 known, task = self._known(state, page, identifier)
                 if known:
@@ -346,8 +350,9 @@ class Poller:
         self._nudge.set()
 
     def peek(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None:
-        """The task if the shared page has it as active; never an extra call."""
-        task = self.page(region, identity).tasks.get(identifier)
+        """The task if the shared page has it as active; never an extra call, nor a wait for a page in flight."""
+        with self._using(region, identity, DESCRIBE) as state:
+            task = self._page(region, identity, state, wait=False).tasks.get(identifier)
         return task if task is not None and normalize_status(task.get("Status")) in ACTIVE_STATUSES else None
 
     def describe(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None:

@@ -443,3 +443,30 @@ def test_objects_recreated_for_existing_exports_are_adopted_without_a_start(rds:
     assert {(r.status["status"], r.status["ownership"]) for r in second} == {("COMPLETE", "Adopted")}
     assert [c[0] for c in rds.calls] == ["page", "many"]  # 300 identifiers: 3 calls of 100 in the real client
     assert poller.slots.used(("", REGION)) == 0  # finished tasks take no export slot
+
+
+def test_new_objects_do_not_wait_for_a_page_in_flight(rds: FakeRds) -> None:
+    """At start-up every object arrives while the first page is fetched: they join a lookup instead of holding
+    the region's call slots (which would answer the rest "RegionBusy")."""
+    fetching, release = threading.Event(), threading.Event()
+    fast = rds.describe_by_status
+
+    def slow(region: str, statuses: list[str], page_size: int = 100, identity: Any = None) -> Any:
+        fetching.set()
+        release.wait(5)
+        return fast(region, statuses, page_size)
+
+    rds.describe_by_status = slow  # type: ignore[method-assign]
+    task(rds, "t1", "IN_PROGRESS")
+    poller = Poller(rds, interval=30, max_concurrent=5, threads_per_scope=2)  # type: ignore[arg-type]
+    first = threading.Thread(target=poller.page, args=(REGION,))
+    first.start()
+    assert fetching.wait(5)
+    began = time.monotonic()
+    assert poller.peek(REGION, "t1") is None  # the page is not there yet: nothing known, no wait
+    assert all(pending(poller, f"t{i}", f"u{i}") for i in range(50))  # one slot in use, no RegionBusy
+    assert time.monotonic() - began < 1.0
+    release.set()
+    first.join(5)
+    poller.refresh()
+    assert poller.find(REGION, "t1", uid="u1")["Status"] == "IN_PROGRESS"  # type: ignore[index]
