@@ -305,8 +305,10 @@ class Poller:
             if not uids:
                 state.watched.pop(identifier, None)
 
-    def refresh(self) -> None:
-        """Answer the waiting lookups, and fetch a page for every scope someone watches or waits in (the pump)."""
+    def refresh(self) -> float:
+        """Answer the waiting lookups, and fetch a page for every scope someone watches or waits in (the pump).
+        Returns the seconds until the next page is due (at most a quarter interval: new watchers come)."""
+        due = self.interval / 4
         with self._lock:
             scopes = list(self._scopes.values())
         for state in scopes:
@@ -320,16 +322,24 @@ class Poller:
             if state.watched or waiting:
                 with contextlib.suppress(AwsError):  # objects see the error at their next look
                     self.page(state.region, state.identity)
+                with state.lock:  # a page exactly one interval after the last (or when the backoff ends)
+                    now = self.clock()
+                    if state.error is not None and now < state.retry_at:
+                        due = min(due, state.retry_at - now)
+                    elif state.page is not None:
+                        due = min(due, state.page.fetched_at + self.interval - now)
+        return max(0.05, due)
 
     def pump(self) -> None:
-        """Refresh until ``stop``; run in a daemon thread. A quarter interval apart (the page itself is fetched
-        once per interval), or ``lookup_delay`` after the first identifier of a lookup: the delay gathers a burst
-        into one call."""
+        """Refresh until ``stop``; run in a daemon thread. When the next page is due (a page a quarter interval
+        late would add that much to every object's status latency), or ``lookup_delay`` after the first
+        identifier of a lookup: the delay gathers a burst into one call."""
+        wait = 0.0
         while not self._stop.is_set():
-            if self._nudge.wait(self.interval / 4):
+            if self._nudge.wait(wait):
                 self._nudge.clear()
                 self._gather()
-            self.refresh()
+            wait = self.refresh()
 
     def _gather(self) -> None:
         """Let a burst of lookups gather: full calls go at once, the rest when no identifier came for

@@ -470,3 +470,23 @@ def test_new_objects_do_not_wait_for_a_page_in_flight(rds: FakeRds) -> None:
     first.join(5)
     poller.refresh()
     assert poller.find(REGION, "t1", uid="u1")["Status"] == "IN_PROGRESS"  # type: ignore[index]
+
+
+def test_the_pump_sleeps_until_the_next_page_is_due(rds: FakeRds, clock: Clock) -> None:
+    """Pages exactly one interval apart: a page a quarter interval late adds that to every status's latency."""
+    poller = Poller(rds, interval=10, max_concurrent=5, clock=clock)  # type: ignore[arg-type]
+    assert poller.refresh() == 2.5  # nobody watches: look again in a quarter interval for new watchers
+    poller.watch("u1", REGION, "t1")
+    assert poller.refresh() == 2.5 and len(rds.calls) == 2  # a page (and its describe of t1): due in 10 s
+    clock.now += 9.0
+    assert poller.refresh() == pytest.approx(1.0)  # due in 1 s, not at the next quarter (2.5 s)
+    clock.now += 1.0
+    poller.refresh()
+    assert [c[0] for c in rds.calls].count("page") == 2
+    clock.now += 10.0
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise AwsError(ErrorKind.RETRYABLE, "Throttling", "slow down", "DescribeExportTasks")
+
+    rds.describe_by_status = failing  # type: ignore[method-assign]
+    assert poller.refresh() == 2.5  # backing off (10 s or more): no hot loop on the overdue page
