@@ -210,14 +210,14 @@ class Handlers:
         looks = self._looks.setdefault(uid, _Looks())
         if looks.sleep is not None:
             await self.wakeups.wait(uid, looks.sleep, stopped.wait())
-        if stopped:
-            return
         # Never decide on a body older than our own last write: wait (briefly) for its watch event. Another
         # writer (kopf adding the finalizer) may change the body first: only our own fields tell.
         for _try in range(40):
-            if all(body.status.get(key) == value for key, value in looks.written.items()):
+            if stopped or all(body.status.get(key) == value for key, value in looks.written.items()):
                 break
             await asyncio.sleep(0.05)
+        if stopped:
+            return
         # The live body changes under us (watch events): decide on one version of it.
         snapshot = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
         result = await asyncio.to_thread(self._look, snapshot, patch, looks.attempt)
