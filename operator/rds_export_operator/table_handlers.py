@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,11 @@ class TableReportHandlers:
             identity=identities.resolve if identities else None,
         )
         self.rng = random.Random()
+        # uid -> (generation, when) of a report this process wrote final. kopf stops the timer only once the
+        # watch event of that write is processed, which under load (thousands of objects adopted at once) can
+        # take longer than the interval: a tick before that must not read S3 again. Kept for 10 intervals.
+        self._written: dict[str, tuple[int | None, float]] = {}
+        self._prune_above = 1000
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         interval = self.config.poll_interval  # no finalizer: see spawning.py
@@ -65,6 +71,9 @@ class TableReportHandlers:
 
     def report(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         meta = body.metadata
+        written = self._written.get(meta.uid or "")
+        if written is not None and written[0] == meta.get("generation"):
+            return
         try:
             spec = parse_spec(
                 body.spec,
@@ -82,9 +91,19 @@ class TableReportHandlers:
             return
         result = self.reporter.report(target, status, attempt=retry)
         self._apply(result, body, patch)
+        if result.retry_after is None:
+            self._remember(meta.uid or "", meta.get("generation"))
         if result.retry_after is not None:
             cond = result.status["conditions"][0]
             raise kopf.TemporaryError(f"table report: {cond.reason}: {cond.message}", delay=result.retry_after)
+
+    def _remember(self, uid: str, generation: int | None) -> None:
+        now = time.monotonic()
+        if len(self._written) > self._prune_above:  # amortised: the bound doubles with what stays
+            keep = 10 * self.config.poll_interval
+            self._written = {u: w for u, w in self._written.items() if now - w[1] < keep}
+            self._prune_above = max(1000, 2 * len(self._written))
+        self._written[uid] = (generation, now)
 
     def _apply(self, result: Result, body: kopf.Body, patch: kopf.Patch) -> None:
         current = body.status

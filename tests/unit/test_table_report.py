@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import kopf
 import pytest
+from kopf._core.engines import posting
 
-from rds_export_operator import tables
+from rds_export_operator import settings, tables
 from rds_export_operator.aws_errors import GET_OBJECT, LIST_OBJECTS, AwsError
 from rds_export_operator.identity import Identity, IdentityUnavailable, Refusal
 from rds_export_operator.reconcile import Result
 from rds_export_operator.s3 import ObjectTooLarge, S3Object
+from rds_export_operator.table_handlers import TableReportHandlers
 from rds_export_operator.table_report import (
     TABLES_COMPLETE,
     ReportPolicy,
@@ -353,3 +357,39 @@ def _status(export: str = "COMPLETE", **cond: Any) -> dict[str, Any]:
 )
 def test_wants_report(spec: dict[str, Any], status: dict[str, Any], generation: int, wanted: bool) -> None:
     assert wants_report(spec, status, generation) is wanted
+
+
+def test_a_tick_after_a_final_report_reads_nothing_more(s3: FakeS3) -> None:
+    """kopf stops the timer only once the watch event of the final write is processed; under load (thousands of
+    objects adopted at once) a tick can come first, on the old body: it must not read S3 again."""
+    quiet = kopf.OperatorSettings()
+    quiet.posting.enabled = False  # no event loop to post Events to
+    contextvars.copy_context().run(_ticks_after_a_final_report, s3, quiet)
+
+
+def _ticks_after_a_final_report(s3: FakeS3, quiet: kopf.OperatorSettings) -> None:
+    posting.settings_var.set(quiet)
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    s3.put_report({"db.t1": "COMPLETE"})
+    raw: dict[str, Any] = {
+        "metadata": {"uid": "u1", "generation": 1, "name": "nightly", "namespace": "team"},
+        "spec": {
+            "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:nightly",
+            "s3BucketName": "bucket",
+            "s3Prefix": "exports",
+            "exportTaskIdentifier": ID,
+            "iamRoleArn": "arn:aws:iam::123456789012:role/export",
+            "kmsKeyId": "alias/key",
+        },
+        "status": {"status": "COMPLETE", "exportTaskIdentifier": ID},
+    }
+    patch = kopf.Patch()
+    handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=patch)
+    assert patch.status["conditions"][0]["status"] == "True"
+    reads = len(s3.calls)
+    assert reads >= 2
+    handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=kopf.Patch())
+    assert len(s3.calls) == reads
+    raw["metadata"]["generation"] = 2  # the spec was edited: its report is read again
+    handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=kopf.Patch())
+    assert len(s3.calls) > reads
