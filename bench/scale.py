@@ -65,6 +65,12 @@ def main() -> None:
     )
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--per-object-up-to", type=int, default=10**9, help="run the baseline only up to this N")
+    parser.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        help="passed to the operator, e.g. --operator-arg=--no-table-report",
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.objects.split(",")]
     modes = args.modes.split(",")
@@ -93,7 +99,8 @@ def main() -> None:
                 )
                 print(f"N={n} {mode}: {scenario} ...", flush=True)
                 began = time.monotonic()
-                results[mode] = scale.rows(scale.run(cp, kubectl, scenario, tmp), floors[mode])
+                measured = scale.run(cp, kubectl, scenario, tmp, extra_args=args.operator_arg)
+                results[mode] = scale.rows(measured, floors[mode])
                 print(f"  done in {time.monotonic() - began:.0f} s, load {os.getloadavg()}", flush=True)
                 columns.append((f"{mode} N={n}", results[mode]))
                 if len(results) == 2:
