@@ -6,8 +6,8 @@ bench/README.md) and ``tests/e2e/test_cost.py`` (its small version, in CI):
 1. seed N export tasks (``active`` IN_PROGRESS, the rest COMPLETE), create N objects naming them, start the
    operator (it adopts them all) and wait until every object shows its task and API writes stop (initial sync);
 2. idle: ``intervals`` back-to-back poll intervals in which nothing changes in AWS;
-3. busy: ``intervals`` back-to-back poll intervals; in each, at a random moment (not locked to the poller's
-   refreshes), every running task progresses and ``transitions`` of them complete;
+3. busy: ``intervals`` back-to-back poll intervals; in each, every running task progresses (``transitions`` of
+   them complete), each at a random moment of its own (not locked to the poller's refreshes, nor to each other);
 4. restart (optional): SIGKILL the operator, change every running task, start it again and time until every
    object shows the truth and API writes stop.
 
@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,14 +350,13 @@ def _measure(
         describes: list[int],
         writes: list[float],
         events: list[float],
-        change_at: float | None,
-        change: Any,
+        moments: Sequence[tuple[float, Callable[[], None]]] = (),
     ) -> None:
         start = time.monotonic()
         c0, d0 = _total_calls(aws)
         w0, e0 = apiserver_writes(cp), apiserver_writes(cp, "events")
-        if change_at is not None:
-            pause.wait(change_at)
+        for at, change in sorted(moments, key=lambda moment: moment[0]):
+            pause.wait(max(0.0, start + at - time.monotonic()))
             change()
         pause.wait(max(0.0, start + scenario.interval - time.monotonic()))  # the window is one interval long
         c1, d1 = _total_calls(aws)
@@ -369,7 +368,7 @@ def _measure(
     # Idle: nothing changes in AWS.
     t0, cpu0 = time.monotonic(), process_usage(pid)[1]
     for _ in range(scenario.intervals):
-        window(result.idle_calls, result.idle_describes, result.idle_writes, result.idle_events, None, None)
+        window(result.idle_calls, result.idle_describes, result.idle_writes, result.idle_events)
     result.idle_s, result.idle_cpu_s = time.monotonic() - t0, process_usage(pid)[1] - cpu0
     result.rss_idle = process_usage(pid)[0]
 
@@ -379,30 +378,25 @@ def _measure(
     states: dict[str, list[State]] = {n: [] for n in running}
     unfinished: list[int] = []
 
-    def progress() -> None:
-        nonlocal running
-        finishing = set(running[: scenario.transitions])
-        for n in running:
-            percent = min(99, (aws.standin.task(n).percent or 0) + 7)
+    def change(name: str, finish: bool) -> Callable[[], None]:
+        def apply() -> None:
+            percent = min(99, (aws.standin.task(name).percent or 0) + 7)
             task = (
-                aws.standin.set_task(n, status="COMPLETE")
-                if n in finishing
-                else aws.standin.set_task(n, percent=percent)
+                aws.standin.set_task(name, status="COMPLETE") if finish else aws.standin.set_task(name, percent=percent)
             )
-            states[n].append((task.status, task.percent or 0))
-            changes.append((n, time.monotonic(), len(states[n]) - 1))
-        running = [n for n in running if n not in finishing]
+            states[name].append((task.status, task.percent or 0))
+            changes.append((name, time.monotonic(), len(states[name]) - 1))
+
+        return apply
 
     for _ in range(scenario.intervals):
         unfinished.append(len(running))
-        window(
-            result.busy_calls,
-            result.busy_describes,
-            result.busy_writes,
-            result.busy_events,
-            rng.uniform(0, scenario.interval),
-            progress,
-        )
+        finishing = set(running[: scenario.transitions])
+        # Each running task changes once, at a moment of its own: not locked to the poller's pages nor to each
+        # other, so that every latency is a sample of its own.
+        moments = [(rng.uniform(0, scenario.interval), change(n, n in finishing)) for n in running]
+        window(result.busy_calls, result.busy_describes, result.busy_writes, result.busy_events, moments)
+        running = [n for n in running if n not in finishing]
     result.unfinished_busy = statistics.mean(unfinished)
     _synced(cp, aws, watch, names, timeout=scenario.interval * 3 + 60)
     for name, when, index in changes:
