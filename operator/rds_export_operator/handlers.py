@@ -222,12 +222,12 @@ class Handlers:
         snapshot = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
         result = await asyncio.to_thread(self._look, snapshot, patch, looks.attempt)
         looks.written = copy.deepcopy(dict(patch.status))
-        if result is not None and result.retry_after is not None and not result.status:
-            # Our own congestion (threads busy, a page in flight): no news, so no error log and no Event either;
-            # look again after the delay, or sooner when woken.
-            looks.sleep = result.retry_after
-            raise kopf.TemporaryError(UP_TO_DATE, delay=0)
         if result is not None and result.retry_after is not None:
+            if not result.status:
+                # Our own congestion (threads busy, a page in flight): no news, so no error log and no Event
+                # either; look again after the delay, or sooner when woken.
+                looks.sleep = result.retry_after
+                raise kopf.TemporaryError(UP_TO_DATE, delay=0)
             looks.attempt, looks.sleep = looks.attempt + 1, None
             raise kopf.TemporaryError(_synced_message(result), delay=result.retry_after)
         looks.attempt, looks.sleep = 0, self.sleep

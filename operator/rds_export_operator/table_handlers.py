@@ -93,7 +93,7 @@ class TableReportHandlers:
         self._apply(result, body, patch)
         if result.retry_after is None:
             self._remember(meta.uid or "", meta.get("generation"))
-        if result.retry_after is not None:
+        else:
             cond = result.status["conditions"][0]
             raise kopf.TemporaryError(f"table report: {cond.reason}: {cond.message}", delay=result.retry_after)
 
