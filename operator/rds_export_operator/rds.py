@@ -80,12 +80,16 @@ class Rds(AwsClients):
 
     def describe_many(self, region: str, identifiers: list[str], identity: Identity | None = None) -> list[ExportTask]:
         """The tasks with these identifiers, BATCH per call (the export-task-identifier filter); AWS omits unknown
-        ones. Endpoints that ignore the filter return others too: only the asked identifiers are kept."""
-        wanted, found = set(identifiers), list[ExportTask]()
+        ones. Endpoints that ignore the filter (moto, LocalStack) list every task instead: only the asked ones are
+        kept, and that one listing answers every batch (a listing per batch would be quadratic in tasks)."""
+        wanted, found = set(identifiers), dict[str, ExportTask]()
         for start in range(0, len(identifiers), BATCH):
             chunk = identifiers[start : start + BATCH]
-            found.extend(self._describe_filtered(region, "export-task-identifier", chunk, BATCH, identity))
-        return [t for t in found if t.get("ExportTaskIdentifier") in wanted]
+            answer = list(self._describe_filtered(region, "export-task-identifier", chunk, BATCH, identity))
+            found.update((str(t.get("ExportTaskIdentifier")), t) for t in answer)
+            if not {t.get("ExportTaskIdentifier") for t in answer} <= set(chunk):
+                break  # the filter was ignored: this was a listing of every task
+        return [task for identifier, task in found.items() if identifier in wanted]
 
     def _describe_filtered(
         self, region: str, name: str, values: list[str], page_size: int, identity: Identity | None
