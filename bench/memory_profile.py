@@ -49,8 +49,28 @@ def deep(obj, seen):
                 todo.append(getattr(o, slot))
     return total
 
+def alloc_stats(f):
+    # First, before this probe allocates: RSS, pymalloc's arenas (how much holds live objects; the rest is
+    # fragmentation that RSS keeps), and what malloc_trim gives back.
+    saved, tmp = os.dup(2), open(out + ".malloc", "w+")
+    os.dup2(tmp.fileno(), 2)
+    sys._debugmallocstats()
+    os.dup2(saved, 2)
+    tmp.seek(0)
+    for line in tmp:
+        if line.startswith(("# arenas allocated current", "# bytes in allocated blocks", "# bytes in available")):
+            f.write("pymalloc " + line)
+    def rss():
+        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:")) / 1024
+    before = rss()
+    import ctypes
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    f.write(f"RSS {before:.1f} MiB; after malloc_trim(0) {rss():.1f} MiB\\n")
+
 def dump(*_):
     gc.collect()
+    with open(out + ".alloc", "w") as f:
+        alloc_stats(f)
     objs = gc.get_objects()
     with open(out, "w") as f:
         f.write("-- deep sizes of what the operator keeps (MiB, shared objects counted once, in this order) --\\n")
@@ -78,17 +98,43 @@ def dump(*_):
             }
             for label, part in parts.items():
                 f.write(f"{label:<36} {deep(part, seen) / 2**20:8.2f}\\n")
+        # Objects' bodies (parsed JSON) still alive, by what holds them (two levels up).
+        bodies = [o for o in objs if isinstance(o, dict) and "metadata" in o and "spec" in o]
+        holders = collections.Counter()
+        for b in bodies:
+            for r in gc.get_referrers(b):
+                if r is objs or r is bodies:
+                    continue
+                up = [type(u).__qualname__ for u in gc.get_referrers(r) if u is not objs and u is not bodies][:2]
+                holders[f"{type(r).__qualname__} <- {','.join(up)}"] += 1
+        f.write(f"bodies alive: {len(bodies)}\\n")
+        for name, n in holders.most_common(12):
+            f.write(f"{n:9d} {name}\\n")
         tasks = [o for o in objs if type(o).__name__ == "Task" and type(o).__module__ == "_asyncio"]
         f.write(f"asyncio tasks: {len(tasks)}\\n")
         f.write("\\n-- live objects by type --\\n")
         types = collections.Counter(type(o).__qualname__ for o in objs)
         for name, n in types.most_common(20):
             f.write(f"{n:9d} {name}\\n")
+        f.write("\\n-- RSS by mapping (MiB) --\\n")
+        rss, name = collections.Counter(), "?"
+        for line in open("/proc/self/smaps"):
+            head = line.split()
+            if len(head) >= 5 and "-" in head[0]:
+                name = head[5] if len(head) > 5 else "[anon]"
+                name = "file" if name.startswith("/") else name
+            elif head and head[0] == "Rss:":
+                rss[name] += int(head[1]) / 1024
+        for name, mib in rss.most_common(6):
+            f.write(f"{mib:8.2f} {name}\\n")
         if tracemalloc.is_tracing():
+            current, peak = tracemalloc.get_traced_memory()
+            f.write(f"traced now {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB\\n")
             snap = tracemalloc.take_snapshot()
             f.write("\\n-- tracemalloc by line --\\n")
             for s in snap.statistics("lineno")[:30]:
                 f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0]}\\n")
+        f.write(open(out + ".alloc").read())
         f.write("@@done\\n")
 
 signal.signal(signal.SIGUSR1, dump)
@@ -103,6 +149,10 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--active", type=int, default=10)
     parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=0.0, help="seconds to wait after the sync before the dump")
+    parser.add_argument(
+        "--during", type=float, default=1.0, help="dump when this fraction shows its task (0.5: mid-burst)"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rds-export-memory-"))
     names = [f"mem-{i:05d}" for i in range(args.objects)]
@@ -135,12 +185,18 @@ def main() -> None:
         op.start()
         assert op.proc is not None
         started = time.monotonic()
+        left = int(len(names) * (1 - args.during))
         wait_until(
-            lambda: not scale.out_of_sync(watch, aws, names), timeout=args.objects * 2 + 120, what="sync", interval=1
+            lambda: len(scale.out_of_sync(watch, aws, names)) <= left,
+            timeout=args.objects * 2 + 120,
+            what="sync",
+            interval=0.2,
         )
-        scale.settle_writes(cp)
+        if not left:
+            scale.settle_writes(cp)
         rss, cpu = scale.process_usage(op.proc.pid)
         print(f"synced in {time.monotonic() - started:.0f} s; RSS {rss:.1f} MiB, CPU {cpu:.0f} s")
+        time.sleep(args.settle)  # a measured pause, not synchronisation: what is still held after it
         op.proc.send_signal(signal.SIGUSR1)
         wait_until(lambda: report.exists() and "@@done" in report.read_text(), timeout=300, what="the dump")
         print(report.read_text())

@@ -209,6 +209,7 @@ class Measured:
     cpu_end: float = math.nan
     restart_s: float = math.nan
     restart_calls: float = math.nan
+    rss_restart: float = math.nan  # MiB, once the restarted operator settled: what N existing objects cost it
     unfinished_end: int = 0
 
     def per_interval(self, values: Sequence[float]) -> float:
@@ -426,6 +427,8 @@ def _restart(
     operator.start()
     result.restart_s = _synced(cp, aws, watch, names, timeout=len(names) * 1.5 + 300)[1] - started
     result.restart_calls = _total_calls(aws)[0] - c0
+    assert operator.proc is not None
+    result.rss_restart = process_usage(operator.proc.pid)[0]
 
 
 def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
@@ -458,6 +461,7 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
     }
     if floor_rss is not None:
         out["RSS growth, MiB per 1,000 objects"] = (max(m.rss_synced, m.rss_end) - floor_rss) * per_k
+        out["  after a restart (the same objects)"] = (m.rss_restart - floor_rss) * per_k
     out["CPU s per idle minute"] = m.idle_cpu_s / m.idle_s * 60 if m.idle_s else math.nan
     out["settle after restart (s)"] = m.restart_s
     out["AWS calls to settle after restart"] = m.restart_calls
