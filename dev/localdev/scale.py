@@ -191,6 +191,7 @@ class Measured:
     sync_starts: int = 0  # StartExportTask calls of the initial sync (every task exists: 0 expected)
     sync_s3_calls: int = 0  # S3 calls of the initial sync: the table reports of the finished exports
     sync_lookups: int = 0  # DescribeExportTasks by identifier (the rest are the pages, one per interval)
+    sync_lookup_sizes: list[int] = field(default_factory=list)  # identifiers per describe by identifier
     rss_synced: float = math.nan  # MiB, after the initial sync
     idle_s: float = math.nan
     idle_cpu_s: float = math.nan
@@ -339,9 +340,12 @@ def _measure(
     result.rss_synced, result.sync_cpu_s = process_usage(pid)
     result.sync_calls, result.sync_starts = _total_calls(aws)[0], aws.standin.calls_by_action()["StartExportTask"]
     result.sync_s3_calls = len(aws.standin.s3_calls())
-    result.sync_lookups = sum(
-        1 for c in aws.standin.calls(DESCRIBE) if c.params.get("Filters.Filter.1.Name") == "export-task-identifier"
-    )
+    result.sync_lookup_sizes = [
+        sum(1 for key in c.params if key.startswith("Filters.Filter.1.Values."))
+        for c in aws.standin.calls(DESCRIBE)
+        if c.params.get("Filters.Filter.1.Name") == "export-task-identifier"
+    ]
+    result.sync_lookups = len(result.sync_lookup_sizes)
     if not scenario.intervals:
         return
     pause, rng = threading.Event(), random.Random(scenario.seed)
@@ -443,6 +447,7 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
         "  CPU until settled, s per 1,000 objects": m.sync_cpu_s * per_k,
         "  RDS calls per 100 objects": m.sync_calls * per_k / 10,
         "  of which describes by identifier": m.sync_lookups * per_k / 10,
+        "    identifiers per describe by identifier (mean)": statistics.mean(m.sync_lookup_sizes or [math.nan]),
         "  StartExportTask calls": float(m.sync_starts),
         "  S3 calls per finished object (table report)": m.sync_s3_calls / max(1, s.objects - s.active),
         "AWS calls / interval, idle": m.per_interval(m.idle_calls),

@@ -7,6 +7,7 @@ import copy
 import logging
 import random
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ class _Looks:
     generation: int | None = None  # of the spec, as last seen in a watch event
     finalized: bool = False  # our finalizer was on the object in the last watch event
     written: dict[str, Any] = field(default_factory=dict)  # the status fields of our last write
+    behind: int = 0  # safety-net wake-ups in a row that found kopf not yet showing our finishing write
 
 
 UP_TO_DATE = "up to date; asleep until the task changes"
@@ -110,6 +112,7 @@ class Handlers:
         self.reconciler = Reconciler(self.gateway, policy, tenancy=tenancy, identity=resolve)
         metrics.tracker.queue_length = self.gateway.queue_length
         self.rng = random.Random()
+        self.own_write_wait = 2.0  # seconds a look waits for the watch event of our last write
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         kopf.on.startup(registry=registry)(self.configure)
@@ -208,16 +211,27 @@ class Handlers:
         stops it (the object finished or goes).
         """
         looks = self._looks.setdefault(uid, _Looks())
+        woken = True
         if looks.sleep is not None:
-            await self.wakeups.wait(uid, looks.sleep, stopped.wait())
+            woken = await self.wakeups.wait(uid, looks.sleep, stopped.wait())
         # Never decide on a body older than our own last write: wait (briefly) for its watch event. Another
         # writer (kopf adding the finalizer) may change the body first: only our own fields tell.
-        for _try in range(40):
-            if stopped or all(body.status.get(key) == value for key, value in looks.written.items()):
+        deadline = time.monotonic() + self.own_write_wait
+        while True:
+            shown = all(body.status.get(key) == value for key, value in looks.written.items())
+            if stopped or shown or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)
         if stopped:
             return
+        if not shown and not woken and st.is_finished(looks.written) and looks.behind < 10:
+            # The safety net's wake-up, and our write that finished the object is stored (kopf applies a daemon's
+            # patch before it calls it again) but kopf's queue of watch events is behind: minutes when 1,000s of
+            # objects are adopted at once. kopf stops this daemon when it gets there; a look now would decide on
+            # the body from before that write, and look its task up again.
+            looks.behind += 1
+            raise kopf.TemporaryError(UP_TO_DATE, delay=0)
+        looks.behind = 0
         # The live body changes under us (watch events): decide on one version of it.
         snapshot = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
         result = await asyncio.to_thread(self._look, snapshot, patch, looks.attempt)

@@ -22,6 +22,7 @@ Failure is never a verdict and never a stampede:
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import threading
 import time
@@ -73,6 +74,7 @@ class _Scope:
     recent: dict[str, tuple[ExportTask | None, float]] = field(default_factory=dict)
     lost: dict[str, float] = field(default_factory=dict)  # identifier -> when a Start/Cancel answer was lost
     lookups: dict[str, set[str]] = field(default_factory=dict)  # identifier -> uids waiting for the next lookup
+    readers: dict[str, set[str]] = field(default_factory=dict)  # identifier -> uids woken with an answer, not back
     asked: dict[str, float] = field(default_factory=dict)  # identifier -> when an object last asked for it
     watched: dict[str, set[str]] = field(default_factory=dict)  # identifier -> uids of unfinished objects
     identity: Identity | None = None  # who fetches this scope's pages (any of the scope's namespaces)
@@ -103,6 +105,8 @@ class Poller:
         may start now because slots freed, or whose lookup is answered."""
         self.rds, self.interval, self.clock, self.wake = rds, interval, clock, wake
         self.lookup_delay = lookup_delay
+        self._quiet = lookup_delay  # no new identifier for this long: the burst is over (adapts, see _gather)
+        self._partial_at = -math.inf  # when the pump last let a part-filled lookup go
         self.max_backoff, self.wait_for_page = max(max_backoff, interval), wait_for_page
         self.threads_per_scope = threads_per_scope
         self.slots = ExportSlots(max_concurrent)
@@ -182,7 +186,9 @@ class Poller:
             recovered = state.failures > 0  # watchers showed the failure: all of them are news now
             state.page, state.failures, state.error, state.inflight = page, 0, None, None
             # What the page now answers is the page's; older news of what it does not hold stays (expiring).
-            state.recent = {i: v for i, v in state.recent.items() if self._keeps(page, i, v[1], now)}
+            state.recent = {
+                i: v for i, v in state.recent.items() if self._keeps(page, i, v[1], now, read=i not in state.readers)
+            }
             state.lost = {i: at for i, at in state.lost.items() if self._keeps(page, i, at, now)}
             changed = [
                 uid
@@ -206,12 +212,21 @@ class Poller:
 
     @property
     def _keep(self) -> float:
-        """How long a lookup's answer waits for its objects to read it (they may queue for worker threads)."""
+        """How long news the page lacks is kept once read (other objects may ask for the same task)."""
         return max(60.0, 2 * self.interval)
 
-    def _keeps(self, page: Page, identifier: str, at: float, now: float) -> bool:
+    @property
+    def _hold(self) -> float:
+        """How long a lookup's answer waits for the objects it woke. In a burst they queue for kopf's loop and the
+        worker threads for minutes (5,000 objects adopted at once); an answer dropped before they come back is a
+        second lookup and a second wake-up for each. An object deleted meanwhile never comes: hence a limit."""
+        return 10 * self._keep
+
+    def _keeps(self, page: Page, identifier: str, at: float, now: float, *, read: bool = True) -> bool:
         return at >= page.fetched_at or (
-            identifier not in page.tasks and identifier not in page.unknown and now - at < self._keep
+            identifier not in page.tasks
+            and identifier not in page.unknown
+            and now - at < (self._keep if read else self._hold)
         )
 
     @staticmethod
@@ -240,6 +255,10 @@ class Poller:
             with state.lock:
                 known, task = self._known(state, page, identifier)
                 if known:
+                    readers = state.readers.get(identifier, set())
+                    readers.discard(uid)
+                    if not readers:
+                        state.readers.pop(identifier, None)
                     return task
                 if state.error is not None and self.clock() < state.retry_at:
                     raise state.error  # no lookup before the backoff ends: the object shows why
@@ -271,6 +290,8 @@ class Poller:
             with state.lock:  # the next page ends a failure streak: it tells the watchers of the recovery
                 found = {t["ExportTaskIdentifier"]: t for t in tasks}
                 state.recent.update((i, (found.get(i), asked)) for i in wanted)
+                for i, uids in wanted.items():
+                    state.readers.setdefault(i, set()).update(uids)
             self.wake(uid for uids in wanted.values() for uid in uids)
         finally:
             state.gate.release()
@@ -316,7 +337,12 @@ class Poller:
             with state.lock:  # answers nobody came back for
                 if state.recent or state.lost:
                     now = self.clock()
-                    state.recent = {i: v for i, v in state.recent.items() if now - v[1] < self._keep}
+                    state.recent = {
+                        i: v
+                        for i, v in state.recent.items()
+                        if now - v[1] < (self._keep if i not in state.readers else self._hold)
+                    }
+                    state.readers = {i: uids for i, uids in state.readers.items() if i in state.recent}
                     state.lost = {i: at for i, at in state.lost.items() if now - at < self._keep}
             waiting = self.slots.waiting_in(slot_scope(state.region, state.identity))
             if state.watched or waiting:
@@ -342,18 +368,35 @@ class Poller:
             wait = self.refresh()
 
     def _gather(self) -> None:
-        """Let a burst of lookups gather: full calls go at once, the rest when no identifier came for
-        ``lookup_delay`` (at most ten of them)."""
+        """Let a burst of lookups gather: full calls go at once, the rest (in ``refresh``) when no identifier came
+        for the quiet time, or ten ``lookup_delay`` after the gathering began.
+
+        The quiet time adapts. Under load the arrivals pause while kopf's loop handles the writes of the objects
+        just answered: identifiers that come within the quiet time after a part-filled call went mean the burst
+        was not over, so it doubles (up to half the gathering's limit); an interval without a part-filled call
+        brings it back to ``lookup_delay`` (a lone new object waits about that long)."""
+        began = time.monotonic()
+        limit = 10 * self.lookup_delay
+        if began - self._partial_at < self._quiet:
+            self._quiet = min(2 * self._quiet, limit / 2)
+        elif began - self._partial_at > self.interval:
+            self._quiet = self.lookup_delay
         before = -1
-        for _ in range(10):
+        while True:
             with self._lock:
                 scopes = list(self._scopes.values())
             for state in scopes:
                 self.lookup(state, whole_batches=True)
             waiting = sum(len(state.lookups) for state in scopes)
-            if waiting in (0, before) or self._stop.wait(self.lookup_delay):
+            left = began + limit - time.monotonic()
+            if not waiting:
                 return
+            if waiting == before or left <= 0:
+                break
             before = waiting
+            if self._stop.wait(min(self._quiet, left)):
+                return
+        self._partial_at = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()

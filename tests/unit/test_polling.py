@@ -490,3 +490,61 @@ def test_the_pump_sleeps_until_the_next_page_is_due(rds: FakeRds, clock: Clock) 
 
     rds.describe_by_status = failing  # type: ignore[method-assign]
     assert poller.refresh() == 2.5  # backing off (10 s or more): no hot loop on the overdue page
+
+
+def test_a_burst_with_pauses_is_looked_up_in_full_calls_and_a_lone_object_soon(rds: FakeRds) -> None:
+    """Under load, new objects reach the lookup in spurts (kopf's loop is busy between them, writing the answers
+    of the last ones). A pause a little longer than ``lookup_delay`` must not send a part-filled call each time;
+    yet a lone new object, once the burst is long over, waits about ``lookup_delay``, not the burst's wait."""
+    woken: list[str] = []
+    delay = 0.1
+    poller = Poller(rds, interval=1.0, max_concurrent=5, lookup_delay=delay, wake=woken.extend)  # type: ignore[arg-type]
+    pump = threading.Thread(target=poller.pump, daemon=True)
+    pump.start()
+    try:
+        for spurt in range(10):  # 300 objects, 30 at a time, paused 1.6 lookup delays apart
+            for i in range(30):
+                assert pending(poller, f"t{spurt}-{i}", f"u{spurt}-{i}")
+            time.sleep(1.6 * delay)  # the arrival pattern under test, not a wait for the pump
+        deadline = time.monotonic() + 10
+        while len(woken) < 300 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(woken) == 300
+        calls = sum(-(-len(c[1]) // 100) for c in rds.calls if c[0] == "many")  # calls of 100 in the real client
+        assert calls <= 6, [len(c[1]) for c in rds.calls if c[0] == "many"]  # one per spurt: 10
+
+        time.sleep(1.5)  # more than an interval without a lookup: the burst is over
+        asked = time.monotonic()
+        assert pending(poller, "lone", "lone")
+        while "lone" not in woken and time.monotonic() < asked + 10:
+            time.sleep(0.01)
+        assert time.monotonic() - asked < 3.5 * delay  # about one lookup delay (the burst's quiet time: 5)
+    finally:
+        poller.stop()
+        pump.join(5)
+
+
+def test_a_lookup_answer_waits_for_the_objects_it_woke(rds: FakeRds, clock: Clock) -> None:
+    """Adopting 5,000 objects at once, the woken ones queue for kopf's loop and the worker threads for minutes: an
+    answer dropped before they come back cost each a second lookup (measured: 7,700 identifiers looked up for
+    5,000 objects). Once read, it is kept no longer than other news."""
+    woken: list[str] = []
+    poller = Poller(rds, interval=10, max_concurrent=5, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    for i in range(200):
+        task(rds, f"t{i}", "COMPLETE")
+        assert pending(poller, f"t{i}", f"u{i}")
+    poller.refresh()
+    assert len(woken) == 200
+    calls = len(rds.calls)
+    for _ in range(6):  # three minutes of pages and pump rounds before the objects come back
+        clock.now += 30
+        poller.refresh()
+        poller.page(REGION)
+    assert [c[0] for c in rds.calls[calls:]] == ["page"] * 6  # pages only: nobody watches, nothing looked up again
+    for i in range(200):
+        assert poller.find(REGION, f"t{i}", uid=f"u{i}")["Status"] == "COMPLETE"  # type: ignore[index]
+    assert [c[0] for c in rds.calls[calls:]] == ["page"] * 6
+    clock.now += 61  # read: kept as long as any news (60 s or two intervals), then dropped
+    poller.refresh()
+    scope = poller._scopes[(None, REGION)]
+    assert not scope.recent and not scope.readers
