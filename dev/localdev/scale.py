@@ -192,6 +192,7 @@ class Measured:
     sync_s3_calls: int = 0  # S3 calls of the initial sync: the table reports of the finished exports
     sync_lookups: int = 0  # DescribeExportTasks by identifier (the rest are the pages, one per interval)
     sync_lookup_sizes: list[int] = field(default_factory=list)  # identifiers per describe by identifier
+    sync_writes: float = math.nan  # API writes to the objects (status, finalizers) until settled
     rss_synced: float = math.nan  # MiB, after the initial sync
     idle_s: float = math.nan
     idle_cpu_s: float = math.nan
@@ -334,8 +335,9 @@ def _measure(
     result: Measured,
 ) -> None:
     assert operator.proc is not None
-    pid, started = operator.proc.pid, time.monotonic()
+    pid, started, writes = operator.proc.pid, time.monotonic(), apiserver_writes(cp)
     shown, settled = _synced(cp, aws, watch, names, timeout=len(names) * 1.5 + 300)
+    result.sync_writes = apiserver_writes(cp) - writes
     result.sync_s, result.settle_s = shown - started, settled - started
     result.rss_synced, result.sync_cpu_s = process_usage(pid)
     result.sync_calls, result.sync_starts = _total_calls(aws)[0], aws.standin.calls_by_action()["StartExportTask"]
@@ -449,6 +451,7 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
         "  of which describes by identifier": m.sync_lookups * per_k / 10,
         "    identifiers per describe by identifier (mean)": statistics.mean(m.sync_lookup_sizes or [math.nan]),
         "  StartExportTask calls": float(m.sync_starts),
+        "  API writes per object": m.sync_writes / max(1, s.objects),
         "  S3 calls per finished object (table report)": m.sync_s3_calls / max(1, s.objects - s.active),
         "AWS calls / interval, idle": m.per_interval(m.idle_calls),
         "AWS calls / interval, busy": m.per_interval(m.busy_calls),

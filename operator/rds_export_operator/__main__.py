@@ -37,12 +37,8 @@ def configure_logging(config: settings.Settings) -> None:
     logging.getLogger("kopf.objects").addFilter(lambda r: not r.getMessage().startswith(quiet))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    config = settings.parse(sys.argv[1:] if argv is None else argv)
-    configure_logging(config)
-    metrics = Metrics()
-    if config.metrics_port:
-        metrics.serve(config.metrics_port)
+def wire(config: settings.Settings, metrics: Metrics) -> tuple[kopf.OperatorRegistry, ResourceMemories]:
+    """Every handler on one registry, and kopf's per-object memories."""
     registry = kopf.OperatorRegistry()
     wiring = handlers.Handlers(
         config, Rds(observe=metrics.observe_call, timeout=config.aws_timeout, connections=config.max_workers), metrics
@@ -60,7 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     memories = ResourceMemories()  # kopf's per-object memory, swept of finished objects' bodies
     idle_bodies.register(registry, memories)
+    return registry, memories
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = settings.parse(sys.argv[1:] if argv is None else argv)
+    configure_logging(config)
+    metrics = Metrics()
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    registry, memories = wire(config, metrics)
     loop = asyncio.new_event_loop()
     probes = health.Probes(config.readiness_period)
     probes.loop = loop

@@ -36,15 +36,32 @@ logger = logging.getLogger(__name__)
 
 def needs_finalizer(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
     """Only an object whose deletion must cancel something holds a finalizer: Create + Cancel, unfinished, and
-    not merely queued (a queued object gets it back before it starts). Observe and Retain objects, and their
-    namespaces, delete while the operator is down."""
+    with an export of its own or about to start one. Not before its first look (an empty status): most new objects
+    adopt a task that exists, often finished, and a finalizer added then removed was two writes and two watch
+    events for each. Nor while queued or refused: the start path writes a status that asks for it and starts only
+    once it is stored (Reconciler.sync's ``has_finalizer``). Observe and Retain objects, and their namespaces,
+    delete while the operator is down."""
     return (
         spec.get("managementPolicy", "Create") == "Create"
         and spec.get("deletionPolicy", "Cancel") == "Cancel"
+        and bool(status)
         and not st.is_finished(status)
         and status.get("status") not in (st.QUEUED, st.REFUSED)
         and (not has_task(status) or status.get("ownership") in OWNED)
     )
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf keeps a copy of each object's spec in an annotation (one write per new object, and the copy in every
+    body held) to tell an update from a creation. Our only change-detecting handler is on.delete, which needs no
+    diff: nothing is stored, and kopf sees each event as a creation with no handlers (a no-op). An on.create,
+    on.update or on.resume handler would need a real storage (tests/unit/test_settings.py checks there is none)."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
 
 
 def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
@@ -129,7 +146,7 @@ class Handlers:
             threading.Thread(target=self.gateway.pump, name="poller", daemon=True).start()
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.watching.server_timeout = self.config.watch_server_timeout
         settings.watching.client_timeout = self.config.watch_client_timeout
         settings.execution.max_workers = self.config.max_workers

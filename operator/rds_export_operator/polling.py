@@ -187,9 +187,9 @@ class Poller:
             state.page, state.failures, state.error, state.inflight = page, 0, None, None
             # What the page now answers is the page's; older news of what it does not hold stays (expiring).
             state.recent = {
-                i: v for i, v in state.recent.items() if self._keeps(page, i, v[1], now, read=i not in state.readers)
+                i: v for i, v in state.recent.items() if self._keeps(page, i, v[1], now, self._limit(state, i))
             }
-            state.lost = {i: at for i, at in state.lost.items() if self._keeps(page, i, at, now)}
+            state.lost = {i: at for i, at in state.lost.items() if self._keeps(page, i, at, now, self._keep)}
             changed = [
                 uid
                 for identifier, uids in state.watched.items()
@@ -222,11 +222,15 @@ class Poller:
         second lookup and a second wake-up for each. An object deleted meanwhile never comes: hence a limit."""
         return 10 * self._keep
 
-    def _keeps(self, page: Page, identifier: str, at: float, now: float, *, read: bool = True) -> bool:
+    def _limit(self, state: _Scope, identifier: str) -> float:
+        """How long news of a task is kept (under ``state.lock``): held while objects a lookup woke have not read
+        it yet, then kept."""
+        return self._hold if identifier in state.readers else self._keep
+
+    @staticmethod
+    def _keeps(page: Page, identifier: str, at: float, now: float, limit: float) -> bool:
         return at >= page.fetched_at or (
-            identifier not in page.tasks
-            and identifier not in page.unknown
-            and now - at < (self._keep if read else self._hold)
+            identifier not in page.tasks and identifier not in page.unknown and now - at < limit
         )
 
     @staticmethod
@@ -337,11 +341,7 @@ class Poller:
             with state.lock:  # answers nobody came back for
                 if state.recent or state.lost:
                     now = self.clock()
-                    state.recent = {
-                        i: v
-                        for i, v in state.recent.items()
-                        if now - v[1] < (self._keep if i not in state.readers else self._hold)
-                    }
+                    state.recent = {i: v for i, v in state.recent.items() if now - v[1] < self._limit(state, i)}
                     state.readers = {i: uids for i, uids in state.readers.items() if i in state.recent}
                     state.lost = {i: at for i, at in state.lost.items() if now - at < self._keep}
             waiting = self.slots.waiting_in(slot_scope(state.region, state.identity))

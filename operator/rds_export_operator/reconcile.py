@@ -231,11 +231,18 @@ class Reconciler:
             self._queue(status, result, "all export slots are taken; oldest waiting exports start first")
             return None
         if spec.cancels_on_delete and not has_finalizer:
-            # The slot is ours; the finalizer that lets a deletion cancel the export must be stored first.
-            # No retry loop: the watch event that shows the finalizer wakes the object (handlers.track). A status
-            # the finalizer filter excludes (queued, or refused before) goes, or the finalizer would never come.
-            if status.get("status") in (st.QUEUED, st.REFUSED):
-                result.status.update({"status": None, "queuedSince": None})
+            # The slot is ours; the finalizer that lets a deletion cancel the export must be stored first. This
+            # status asks for it (handlers.needs_finalizer: not empty, not queued or refused). No retry loop: the
+            # watch event that shows the finalizer wakes the object (handlers.track).
+            result.status.update({"status": None, "queuedSince": None})
+            result.status["conditions"] = [
+                st.Condition(
+                    st.SYNCED,
+                    "True",
+                    "AwaitingFinalizer",
+                    "the export starts once the finalizer that cancels it on deletion is stored",
+                )
+            ]
             return None
         try:
             task = self.aws.start(spec)

@@ -12,6 +12,7 @@ from hypothesis import strategies as hs
 
 from rds_export_operator import status as st
 from rds_export_operator.aws_errors import AwsError, ErrorKind, ExportTask
+from rds_export_operator.handlers import needs_finalizer
 from rds_export_operator.reconcile import Event, Gateway, Reconciler, Result, RetryPolicy, backoff, has_task
 from rds_export_operator.slots import ExportSlots, State
 from rds_export_operator.spec import ExportSpec, parse_spec
@@ -654,16 +655,41 @@ def test_queue_waits_without_calling_aws(reconciler: Reconciler, rds: FakeRds) -
     assert rds.calls == [("Lookup", SPEC.identifier)]
 
 
+def written(before: dict[str, Any], result: Result) -> dict[str, Any]:
+    """The status after ``result``'s merge patch (None deletes)."""
+    after = {**before, **status_of(result)}
+    return {key: value for key, value in after.items() if value is not None}
+
+
 def test_a_queued_object_gets_its_finalizer_before_it_starts(reconciler: Reconciler, rds: FakeRds) -> None:
     queued = {"status": "QUEUED", "queuedSince": "2026-01-01T00:00:00Z"}
+    assert not needs_finalizer({}, queued)
     result = reconciler.sync(SPEC, queued, uid="u1", created="t1", has_finalizer=False)
     assert rds.calls == []
-    assert result.status == {"status": None, "queuedSince": None}  # no longer queued: the finalizer filter matches
+    assert result.status["status"] is None and result.status["queuedSince"] is None
+    assert conditions(result)["Synced"].reason == "AwaitingFinalizer"
+    assert needs_finalizer({}, written(queued, result))  # no longer queued: the finalizer filter matches
     assert result.retry_after is None  # no retry loop: the watch event showing the finalizer wakes the object
     started = reconciler.sync(SPEC, {}, uid="u1", created="t1", has_finalizer=True)
     assert reasons(started) == ["Started"]
     retained = make_spec(deletionPolicy="Retain", exportTaskIdentifier="kept")
     assert reasons(reconciler.sync(retained, {}, uid="u2", created="t2", has_finalizer=False)) == ["Started"]
+
+
+def test_a_new_object_holds_no_finalizer_until_it_is_about_to_start(reconciler: Reconciler, rds: FakeRds) -> None:
+    # Bug (issue 13): kopf added the finalizer to every new object before its first look, and removed it again
+    # when the object adopted a finished task: two writes and two watch events for each of 1,000s adopted at once.
+    assert not needs_finalizer({}, {})
+    adopted = {"ExportTaskIdentifier": SPEC.identifier, "SourceArn": SOURCE, "Status": "COMPLETE"}
+    rds.tasks[SPEC.identifier] = adopted
+    finished = reconciler.sync(SPEC, {}, uid="u0", created="t0", has_finalizer=False)
+    assert not needs_finalizer({}, written({}, finished))
+    fresh = make_spec(exportTaskIdentifier="fresh")
+    first = reconciler.sync(fresh, {}, uid="u1", created="t1", has_finalizer=False)
+    assert ("StartExportTask", "fresh") not in rds.calls
+    assert first.status and needs_finalizer({}, written({}, first))  # a status that asks for the finalizer
+    started = reconciler.sync(fresh, written({}, first), uid="u1", created="t1", has_finalizer=True)
+    assert reasons(started) == ["Started"]
 
 
 def test_queue_adopts_a_known_running_task_without_calls(reconciler: Reconciler, rds: FakeRds) -> None:

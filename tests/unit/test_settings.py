@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 
+import kopf
 import pytest
 
+from rds_export_operator.__main__ import wire
+from rds_export_operator.metrics import Metrics
 from rds_export_operator.resources import FINALIZER
 from rds_export_operator.settings import Settings, parse
 
@@ -27,6 +30,14 @@ def test_defaults() -> None:
 
 def test_finalizer_name() -> None:
     assert FINALIZER == "rdsexport.dev/finalizer"
+
+
+def test_no_handler_needs_the_diff_kopf_no_longer_stores() -> None:
+    # handlers.NoDiffBase stores no copy of the spec, so kopf sees every event as a creation: an on.create,
+    # on.update or on.resume handler would run on each event. on.delete needs no diff.
+    registry, _ = wire(parse([], {}), Metrics())
+    changing = registry._changing.get_all_handlers()
+    assert changing and {h.reason for h in changing} == {kopf.Reason.DELETE}
 
 
 def test_environment() -> None:
