@@ -52,6 +52,8 @@ class Watch:
     cp: ControlPlane
     namespace: str
     history: dict[str, list[tuple[float, State]]] = field(default_factory=dict)
+    reports: bool = True  # the operator reads table reports: the sync ends when each finished object has its own
+    reported: set[str] = field(default_factory=set)  # objects whose table report is final
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Watch:
@@ -93,7 +95,12 @@ class Watch:
                 name, status = item.get("metadata", {}).get("name"), item.get("status", {})
                 if name:
                     state = (status.get("status", ""), int(status.get("percentProgress", -1)))
+                    final = not status.get("tablesPendingSince") and any(
+                        c.get("type") == "TablesComplete" for c in status.get("conditions") or []
+                    )
                     with self.lock:
+                        if final:
+                            self.reported.add(name)
                         seen = self.history.setdefault(name, [])
                         if not seen or seen[-1][1] != state:
                             seen.append((now, state))
@@ -219,13 +226,20 @@ class Measured:
         return statistics.mean(values) if values else math.nan
 
 
+def bucket_of(i: int) -> str:
+    """1,000 exports per bucket. Real S3 lists a prefix without reading the rest of the bucket; moto scans every key
+    (17.5 ms a list at 10,000 exports in one bucket, 5.5 ms at 1,000): the table reports of N exports in one bucket
+    would cost the stand-in O(N^2), on the cores the operator runs on."""
+    return f"bench-exports-{i // 1000}"
+
+
 def seed_tasks(aws: StandInServer, names: Sequence[str], active: int) -> None:
     for i, name in enumerate(names):
         running = i < active
         aws.standin.seed(
             name,
             source=SOURCE,
-            bucket="bench-exports",
+            bucket=bucket_of(i),
             role=f"arn:aws:iam::{ACCOUNT}:role/export",
             key="alias/bench",
             status="IN_PROGRESS" if running else "COMPLETE",
@@ -237,14 +251,14 @@ def seed_tasks(aws: StandInServer, names: Sequence[str], active: int) -> None:
 
 
 def manifests(names: Sequence[str]) -> Iterator[dict[str, Any]]:
-    for name in names:
+    for i, name in enumerate(names):
         yield {
             "apiVersion": "rdsexport.dev/v1alpha1",
             "kind": "RdsExportTask",
             "metadata": {"name": name},
             "spec": {
                 "sourceArn": SOURCE,
-                "s3BucketName": "bench-exports",
+                "s3BucketName": bucket_of(i),
                 "exportTaskIdentifier": name,
                 "iamRoleArn": f"arn:aws:iam::{ACCOUNT}:role/export",
                 "kmsKeyId": "alias/bench",
@@ -261,6 +275,13 @@ def out_of_sync(watch: Watch, aws: StandInServer, names: Sequence[str]) -> list[
     """(name, seen, truth) for every object whose status does not show its task yet."""
     seen, true = watch.current(), truth(aws, names)
     return [(n, seen.get(n), true[n]) for n in names if seen.get(n) != true[n]]
+
+
+def unreported(watch: Watch, aws: StandInServer, names: Sequence[str]) -> list[str]:
+    """The objects of finished exports whose table report is not final yet."""
+    finished = [n for n, (status, _) in truth(aws, names).items() if status == "COMPLETE"]
+    with watch.lock:
+        return [n for n in finished if n not in watch.reported]
 
 
 def _total_calls(aws: StandInServer) -> tuple[int, int]:
@@ -289,7 +310,7 @@ def run(
         for i in range(0, len(items), 500):
             batch = {"apiVersion": "v1", "kind": "List", "items": items[i : i + 500]}
             kubectl.run("apply", "-n", namespace, "-f", "-", timeout=300, input=json.dumps(batch))
-        watch = Watch(cp, namespace).start()
+        watch = Watch(cp, namespace, reports="--no-table-report" not in extra_args).start()
         op_args = [
             f"--poll-interval={scenario.interval}",
             f"--polling={scenario.mode}",
@@ -315,13 +336,17 @@ def run(
 def _synced(
     cp: ControlPlane, aws: StandInServer, watch: Watch, names: Sequence[str], timeout: float
 ) -> tuple[float, float]:
-    """Wait until every object shows its task and API writes settle; return (monotonic) when each was so."""
+    """Wait until every object shows its task, then (``watch.reports``) every finished one its final table report,
+    and API writes settle; return (monotonic) when the first and the last were so. Without waiting for the reports,
+    a pause of 2 s in their writes (under load, at 10,000 objects) passed for the end of the sync."""
     in_sync = wait_until(
         lambda: not out_of_sync(watch, aws, names) and time.monotonic(),
         timeout=timeout,
         what="every object to show its task",
         interval=0.2,
     )
+    if watch.reports:
+        wait_until(lambda: not unreported(watch, aws, names), timeout=timeout, what="every table report", interval=1)
     return in_sync, max(in_sync, settle_writes(cp, timeout=timeout))
 
 
