@@ -381,20 +381,24 @@ class Poller:
             self._quiet = min(2 * self._quiet, limit / 2)
         elif began - self._partial_at > self.interval:
             self._quiet = self.lookup_delay
-        before = -1
+        before, changed = -1, began
         while True:
+            self._nudge.clear()  # set by each identifier that joins a lookup: a call that fills goes at once
             with self._lock:
                 scopes = list(self._scopes.values())
             for state in scopes:
                 self.lookup(state, whole_batches=True)
             waiting = sum(len(state.lookups) for state in scopes)
-            left = began + limit - time.monotonic()
+            now = time.monotonic()
             if not waiting:
                 return
-            if waiting == before or left <= 0:
+            if waiting != before:
+                before, changed = waiting, now
+            wait = min(changed + self._quiet, began + limit) - now
+            if wait <= 0:
                 break
-            before = waiting
-            if self._stop.wait(min(self._quiet, left)):
+            self._nudge.wait(wait)
+            if self._stop.is_set():
                 return
         self._partial_at = time.monotonic()
 

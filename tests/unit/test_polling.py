@@ -524,6 +524,30 @@ def test_a_burst_with_pauses_is_looked_up_in_full_calls_and_a_lone_object_soon(r
         pump.join(5)
 
 
+def test_a_full_call_goes_when_its_last_identifier_arrives(rds: FakeRds) -> None:
+    """A gathering waits for a quiet time (up to 5 s in a burst) before a part-filled call; a call that fills
+    meanwhile goes at once, not at the end of that wait (each whole batch of a burst was up to 5 s late)."""
+    woken: list[str] = []
+    delay = 0.5
+    poller = Poller(rds, interval=10.0, max_concurrent=5, lookup_delay=delay, wake=woken.extend)  # type: ignore[arg-type]
+    pump = threading.Thread(target=poller.pump, daemon=True)
+    pump.start()
+    try:
+        for i in range(50):
+            assert pending(poller, f"t{i}", f"u{i}")
+        time.sleep(0.1)  # the arrival pattern under test: the gathering is waiting
+        for i in range(50, 100):
+            assert pending(poller, f"t{i}", f"u{i}")
+        full = time.monotonic()
+        while len(woken) < 100 and time.monotonic() < full + 10:
+            time.sleep(0.005)
+        assert len(woken) == 100
+        assert time.monotonic() - full < 0.2 * delay, time.monotonic() - full  # was about 0.8 delay
+    finally:
+        poller.stop()
+        pump.join(5)
+
+
 def test_a_lookup_answer_waits_for_the_objects_it_woke(rds: FakeRds, clock: Clock) -> None:
     """Adopting 5,000 objects at once, the woken ones queue for kopf's loop and the worker threads for minutes: an
     answer dropped before they come back cost each a second lookup (measured: 7,700 identifiers looked up for
