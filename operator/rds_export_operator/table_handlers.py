@@ -33,6 +33,7 @@ from rds_export_operator.table_report import (
 )
 
 logger = logging.getLogger(__name__)
+KEEP_WRITTEN = 3600.0  # seconds
 
 
 def needs_report(spec: Mapping[str, Any], status: Mapping[str, Any], body: kopf.Body, **_: Any) -> bool:
@@ -55,9 +56,11 @@ class TableReportHandlers:
         self.rng = random.Random()
         # uid -> (generation, when) of a report this process wrote final. kopf stops the timer only once the
         # watch event of that write is processed, which under load (thousands of objects adopted at once) can
-        # take longer than the interval: a tick before that must not read S3 again. Kept for 10 intervals.
+        # take minutes: a tick before that must not read S3 again. Kept an hour (KEEP_WRITTEN), longer than
+        # kopf's queue has been seen behind; about 150 bytes per export finished in that hour.
         self._written: dict[str, tuple[int | None, float]] = {}
         self._prune_above = 1000
+        self.clock = time.monotonic
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         interval = self.config.poll_interval  # no finalizer: see spawning.py
@@ -98,10 +101,9 @@ class TableReportHandlers:
             raise kopf.TemporaryError(f"table report: {cond.reason}: {cond.message}", delay=result.retry_after)
 
     def _remember(self, uid: str, generation: int | None) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if len(self._written) > self._prune_above:  # amortised: the bound doubles with what stays
-            keep = 10 * self.config.poll_interval
-            self._written = {u: w for u, w in self._written.items() if now - w[1] < keep}
+            self._written = {u: w for u, w in self._written.items() if now - w[1] < KEEP_WRITTEN}
             self._prune_above = max(1000, 2 * len(self._written))
         self._written[uid] = (generation, now)
 
