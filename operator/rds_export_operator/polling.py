@@ -384,6 +384,8 @@ class Poller:
         before, changed = -1, began
         while True:
             self._nudge.clear()  # set by each identifier that joins a lookup: a call that fills goes at once
+            if self._stop.is_set():  # after the clear: a stop after it leaves the nudge set
+                return
             with self._lock:
                 scopes = list(self._scopes.values())
             for state in scopes:
@@ -398,8 +400,6 @@ class Poller:
             if wait <= 0:
                 break
             self._nudge.wait(wait)
-            if self._stop.is_set():
-                return
         self._partial_at = time.monotonic()
 
     def stop(self) -> None:

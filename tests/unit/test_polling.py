@@ -6,6 +6,7 @@ import contextlib
 import random
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -492,16 +493,28 @@ def test_the_pump_sleeps_until_the_next_page_is_due(rds: FakeRds, clock: Clock) 
     assert poller.refresh() == 2.5  # backing off (10 s or more): no hot loop on the overdue page
 
 
+@contextlib.contextmanager
+def pumping(rds: FakeRds, *, interval: float, delay: float) -> Iterator[tuple[Poller, list[str]]]:
+    """A poller with its pump running (the woken uids in the list); stopped at the end, promptly."""
+    woken: list[str] = []
+    poller = Poller(rds, interval=interval, max_concurrent=5, lookup_delay=delay, wake=woken.extend)  # type: ignore[arg-type]
+    pump = threading.Thread(target=poller.pump, daemon=True)
+    pump.start()
+    try:
+        yield poller, woken
+    finally:
+        stopped = time.monotonic()
+        poller.stop()
+        pump.join(5)
+    assert not pump.is_alive() and time.monotonic() - stopped < 0.5
+
+
 def test_a_burst_with_pauses_is_looked_up_in_full_calls_and_a_lone_object_soon(rds: FakeRds) -> None:
     """Under load, new objects reach the lookup in spurts (kopf's loop is busy between them, writing the answers
     of the last ones). A pause a little longer than ``lookup_delay`` must not send a part-filled call each time;
     yet a lone new object, once the burst is long over, waits about ``lookup_delay``, not the burst's wait."""
-    woken: list[str] = []
     delay = 0.1
-    poller = Poller(rds, interval=1.0, max_concurrent=5, lookup_delay=delay, wake=woken.extend)  # type: ignore[arg-type]
-    pump = threading.Thread(target=poller.pump, daemon=True)
-    pump.start()
-    try:
+    with pumping(rds, interval=1.0, delay=delay) as (poller, woken):
         for spurt in range(10):  # 300 objects, 30 at a time, paused 1.6 lookup delays apart
             for i in range(30):
                 assert pending(poller, f"t{spurt}-{i}", f"u{spurt}-{i}")
@@ -519,20 +532,13 @@ def test_a_burst_with_pauses_is_looked_up_in_full_calls_and_a_lone_object_soon(r
         while "lone" not in woken and time.monotonic() < asked + 10:
             time.sleep(0.01)
         assert time.monotonic() - asked < 3.5 * delay  # about one lookup delay (the burst's quiet time: 5)
-    finally:
-        poller.stop()
-        pump.join(5)
 
 
 def test_a_full_call_goes_when_its_last_identifier_arrives(rds: FakeRds) -> None:
     """A gathering waits for a quiet time (up to 5 s in a burst) before a part-filled call; a call that fills
     meanwhile goes at once, not at the end of that wait (each whole batch of a burst was up to 5 s late)."""
-    woken: list[str] = []
     delay = 0.5
-    poller = Poller(rds, interval=10.0, max_concurrent=5, lookup_delay=delay, wake=woken.extend)  # type: ignore[arg-type]
-    pump = threading.Thread(target=poller.pump, daemon=True)
-    pump.start()
-    try:
+    with pumping(rds, interval=10.0, delay=delay) as (poller, woken):
         for i in range(50):
             assert pending(poller, f"t{i}", f"u{i}")
         time.sleep(0.1)  # the arrival pattern under test: the gathering is waiting
@@ -543,9 +549,8 @@ def test_a_full_call_goes_when_its_last_identifier_arrives(rds: FakeRds) -> None
             time.sleep(0.005)
         assert len(woken) == 100
         assert time.monotonic() - full < 0.2 * delay, time.monotonic() - full  # was about 0.8 delay
-    finally:
-        poller.stop()
-        pump.join(5)
+        for i in range(100, 110):  # a part-filled call: the gathering waits out its quiet time, stop ends it
+            assert pending(poller, f"t{i}", f"u{i}")
 
 
 def test_a_lookup_answer_waits_for_the_objects_it_woke(rds: FakeRds, clock: Clock) -> None:
