@@ -197,7 +197,6 @@ class Measured:
     sync_calls: int = 0  # AWS calls of the initial sync
     sync_starts: int = 0  # StartExportTask calls of the initial sync (every task exists: 0 expected)
     sync_s3_calls: int = 0  # S3 calls of the initial sync: the table reports of the finished exports
-    sync_lookups: int = 0  # DescribeExportTasks by identifier (the rest are the pages, one per interval)
     sync_lookup_sizes: list[int] = field(default_factory=list)  # identifiers per describe by identifier
     sync_writes: float = math.nan  # API writes to the objects (status, finalizers) until settled
     rss_synced: float = math.nan  # MiB, after the initial sync
@@ -220,6 +219,11 @@ class Measured:
     restart_calls: float = math.nan
     rss_restart: float = math.nan  # MiB, once the restarted operator settled: what N existing objects cost it
     unfinished_end: int = 0
+
+    @property
+    def sync_lookups(self) -> int:
+        """DescribeExportTasks by identifier (the rest are the pages, one per interval)."""
+        return len(self.sync_lookup_sizes)
 
     def per_interval(self, values: Sequence[float]) -> float:
         # Back-to-back intervals: the mean is the rate, whatever the phase of the poller's refreshes.
@@ -372,7 +376,6 @@ def _measure(
         for c in aws.standin.calls(DESCRIBE)
         if c.params.get("Filters.Filter.1.Name") == "export-task-identifier"
     ]
-    result.sync_lookups = len(result.sync_lookup_sizes)
     if not scenario.intervals:
         return
     pause, rng = threading.Event(), random.Random(scenario.seed)
