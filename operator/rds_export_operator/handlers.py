@@ -197,9 +197,11 @@ class Handlers:
             expiration=info.expiration,
         )
 
-    def track(
+    async def track(
         self, event: kopf.RawEvent, uid: str, status: kopf.Status, spec: kopf.Spec, meta: kopf.Meta, **_: Any
     ) -> None:
+        """Every watch event, on the event loop: kopf runs a sync handler in a thread, a hop per event (30,000 at
+        10,000 objects adopted); this one only updates memory (its locks are never held across an AWS call)."""
         deleted = event.get("type") == "DELETED"
         self.metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
         self.metrics.tables.observe(uid, status.get("tables"), deleted=deleted)
