@@ -30,6 +30,9 @@ OPTIONAL_SCANS = re.compile(
     r"Not enough permissions to|"
     r'cannot (list|watch) resource \\?"(customresourcedefinitions|namespaces)\\?" .* at the cluster scope'
 )
+# Not RBAC: earlier tests' objects whose namespaces are going away (the cluster-wide operator sees them too, when
+# tests/e2e ran before this test in the same session) get no new Events there.
+TERMINATING = re.compile(r"unable to create new content in namespace \S+ because it is being terminated")
 
 
 @pytest.fixture
@@ -268,4 +271,4 @@ def test_operator_runs_with_exactly_the_charts_permissions(
         # back to its start-up discovery and the listed namespaces. Nothing the operator itself needs is refused.
         for line in op.log().splitlines():
             if re.search(r"\b403\b", line) or "forbidden" in line.lower():  # not the digits of a timestamp
-                assert OPTIONAL_SCANS.search(line), line
+                assert OPTIONAL_SCANS.search(line) or TERMINATING.search(line), line
