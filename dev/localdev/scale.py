@@ -155,21 +155,24 @@ def settle_writes(cp: ControlPlane, quiet: float = 2.0, timeout: float = 300) ->
     return last[1]
 
 
-def settle_cpu(pid: int, share: float = 0.05, window: float = 2.0, timeout: float = 300) -> float:
-    """Wait until the process used less than ``share`` of a core over ``window`` seconds; return (monotonic) when
-    that window began. kopf works through its queue of watch events after the API shows every write (at 10,000
-    objects for a minute more): that is start-up work, not the idle intervals' cost."""
-    last = [time.monotonic(), process_usage(pid)[1]]
+def settle_cpu(pid: int, since: float, share: float = 0.05, quiet: float = 2.0, timeout: float = 300) -> float:
+    """Wait until the process has used less than ``share`` of a core for ``quiet`` seconds; return (monotonic) the
+    end of its last busier window of ``quiet`` seconds, or ``since`` if there was none. kopf works through its queue
+    of watch events after the API shows every write (at 10,000 objects for a minute more): that is start-up work,
+    not the idle intervals' cost. Windows of 2 s: a poll (a few 10 ms) does not count as busy."""
+    start = time.monotonic()
+    last, busy = [start, process_usage(pid)[1]], [since]
 
-    def quiet_enough() -> float | None:
+    def quiet_enough() -> bool:
         now, cpu = time.monotonic(), process_usage(pid)[1]
-        if now - last[0] < window:
-            return None
-        began, used = last[0], cpu - last[1]
-        last[:] = [now, cpu]
-        return began if used < share * (now - began) else None
+        if now - last[0] >= quiet:
+            if cpu - last[1] >= share * (now - last[0]):
+                busy[0] = now
+            last[:] = [now, cpu]
+        return now - max(busy[0], start) >= quiet and busy[0] < last[0]  # a whole quiet window watched
 
-    return wait_until(quiet_enough, timeout=timeout, what="the operator's CPU to settle", interval=window)
+    wait_until(quiet_enough, timeout=timeout, what="the operator's CPU to settle", interval=0.5, max_interval=0.5)
+    return busy[0]
 
 
 def process_usage(pid: int) -> tuple[float, float]:
@@ -210,6 +213,7 @@ class Measured:
     scenario: Scenario
     sync_s: float = math.nan  # initial sync: operator start until every object shows its task
     settle_s: float = math.nan  # ... and until API writes (table reports too) and the operator's CPU settled
+    counted_s: float = math.nan  # ... and until the sync's calls were counted (after watching it settle)
     sync_cpu_s: float = math.nan
     sync_calls: int = 0  # AWS calls of the initial sync
     sync_starts: int = 0  # StartExportTask calls of the initial sync (every task exists: 0 expected)
@@ -370,7 +374,7 @@ def _synced(
     if watch.reports:
         wait_until(lambda: not unreported(watch, aws, names), timeout=timeout, what="every table report", interval=1)
     written = settle_writes(cp, timeout=timeout)
-    return in_sync, max(in_sync, written, settle_cpu(pid, timeout=timeout))
+    return in_sync, max(in_sync, settle_cpu(pid, since=written, timeout=timeout))
 
 
 def _measure(
@@ -386,7 +390,7 @@ def _measure(
     pid, started, writes = operator.proc.pid, time.monotonic(), apiserver_writes(cp)
     shown, settled = _synced(cp, aws, watch, names, timeout=len(names) * 1.5 + 300, pid=pid)
     result.sync_writes = apiserver_writes(cp) - writes
-    result.sync_s, result.settle_s = shown - started, settled - started
+    result.sync_s, result.settle_s, result.counted_s = shown - started, settled - started, time.monotonic() - started
     result.rss_synced, result.sync_cpu_s = process_usage(pid)
     result.sync_calls, result.sync_starts = _total_calls(aws)[0], aws.standin.calls_by_action()["StartExportTask"]
     result.sync_s3_calls = len(aws.standin.s3_calls())

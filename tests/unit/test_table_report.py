@@ -408,6 +408,138 @@ def _ticks_after_a_final_report(s3: FakeS3, quiet: kopf.OperatorSettings) -> Non
     assert len(s3.calls) > reads
 
 
+def test_an_edit_during_the_reads_is_read_again() -> None:
+    """kopf replaces a timer's body in place when a watch event arrives. Bug: the report read the generation after
+    its S3 reads, so an edit that came during them stamped the old spec's report as the new generation's (and
+    remembered it so): the edited spec was never read."""
+    quiet = kopf.OperatorSettings()
+    quiet.posting.enabled = False  # no event loop to post Events to
+    contextvars.copy_context().run(_an_edit_during_the_reads, quiet)
+
+
+class _EditingS3(FakeS3):
+    """Edits the object (a new generation of its spec) while its files are listed."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        super().__init__()
+        self.raw = raw
+
+    def list(
+        self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None
+    ) -> tuple[list[S3Object], bool]:
+        self.raw["metadata"]["generation"] = 2
+        return super().list(region, bucket, prefix, limit=limit, identity=identity)
+
+
+def _an_edit_during_the_reads(quiet: kopf.OperatorSettings) -> None:
+    posting.settings_var.set(quiet)
+    raw: dict[str, Any] = {
+        "metadata": {"uid": "u1", "generation": 1, "name": "nightly", "namespace": "team"},
+        "spec": {
+            "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:nightly",
+            "s3BucketName": "bucket",
+            "s3Prefix": "exports",
+            "exportTaskIdentifier": ID,
+            "iamRoleArn": "arn:aws:iam::123456789012:role/export",
+            "kmsKeyId": "alias/key",
+        },
+        "status": {"status": "COMPLETE", "exportTaskIdentifier": ID},
+    }
+    s3 = _EditingS3(raw)
+    s3.put_report({"db.t1": "COMPLETE"})
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    patch = kopf.Patch()
+    body = kopf.Body(raw)
+    handlers.report(body=body, status=body.status, patch=patch)
+    assert patch.status["conditions"][0]["observedGeneration"] == 1  # the report is of the spec it read
+    reads = len(s3.calls)
+    handlers.report(body=body, status=body.status, patch=kopf.Patch())  # the next tick, at generation 2
+    assert len(s3.calls) > reads
+
+
+def _nightly(**spec: Any) -> dict[str, Any]:
+    base = {
+        "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:nightly",
+        "s3BucketName": "bucket",
+        "s3Prefix": "exports",
+        "exportTaskIdentifier": ID,
+        "iamRoleArn": "arn:aws:iam::123456789012:role/export",
+        "kmsKeyId": "alias/key",
+    }
+    return {
+        "metadata": {"uid": "u1", "generation": 1, "name": "nightly", "namespace": "team"},
+        "spec": {k: v for k, v in {**base, **spec}.items() if v is not None},
+        "status": {"status": "COMPLETE", "exportTaskIdentifier": ID},
+    }
+
+
+def _complete(s3: FakeS3) -> None:
+    s3.put_report({"db.t1": "COMPLETE"})
+
+
+def _failed_table(s3: FakeS3) -> None:
+    s3.put_report({"db.t1": "COMPLETE", "db.t2": "FAILED"})
+
+
+def _missing(s3: FakeS3) -> None:
+    pass
+
+
+def _denied(s3: FakeS3) -> None:
+    s3.error = AwsError.of(LIST_OBJECTS, "AccessDenied", "Access Denied")
+
+
+def _throttled(s3: FakeS3) -> None:
+    s3.error = AwsError.of(LIST_OBJECTS, "SlowDown", "Please reduce your request rate")
+
+
+def _too_large(s3: FakeS3) -> None:
+    _complete(s3)
+    s3.too_large.add(f"{FOLDER}export_info_{ID}.json")
+
+
+def _malformed(s3: FakeS3) -> None:
+    _complete(s3)
+    s3.objects[f"{FOLDER}export_tables_info_{ID}_from_1_to_1.json"] = b"{not json"
+
+
+@pytest.mark.parametrize(
+    ("files", "spec"),
+    [
+        (_complete, {}),
+        (_failed_table, {}),
+        (_missing, {}),
+        (_denied, {}),
+        (_throttled, {}),
+        (_too_large, {}),
+        (_malformed, {}),
+        (_complete, {"sourceArn": "not-an-arn"}),  # InvalidSpec
+    ],
+)
+def test_each_outcome_retries_on_its_own_delay_or_is_final(files: Any, spec: dict[str, Any]) -> None:
+    """The timer's interval paces only the ticks after a final report (10 poll intervals): an outcome that is not
+    final must retry on its own delay (a TemporaryError), never wait for the next tick."""
+    quiet = kopf.OperatorSettings()
+    quiet.posting.enabled = False  # no event loop to post Events to
+    contextvars.copy_context().run(_final_or_retried, files, spec, quiet)
+
+
+def _final_or_retried(files: Any, spec: dict[str, Any], quiet: kopf.OperatorSettings) -> None:
+    posting.settings_var.set(quiet)
+    s3 = FakeS3()
+    files(s3)
+    raw = _nightly(**spec)
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    patch = kopf.Patch()
+    try:
+        handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=patch)
+    except kopf.TemporaryError as error:
+        assert error.delay is not None and error.delay > 0
+        return
+    status = {**raw["status"], **patch.status}
+    assert not wants_report(raw["spec"], status, 1), status
+
+
 def test_the_timer_ticks_after_a_final_report_only_every_ten_poll_intervals() -> None:
     # Reads that are not final retry after their own delays; the interval paces only the ticks after a final
     # report, while kopf has not yet processed its watch event (minutes at 10,000 objects adopted at once). Each of
