@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -62,6 +63,16 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         pass
+
+
+class ApiBackoffs:
+    """kopf's backoffs for a failed API request (1 to 21 s), then every 30 s for as long as it takes. kopf's own
+    schedule ends after 9 tries (54 s) and lets the error out: out of a daemon or timer, which kopf then never
+    starts again for that object, so an API-server outage of a minute froze an export's status until the operator
+    restarted. Events are not held up by it: kopf posts them with backoffs of their own (``settings.posting``)."""
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.chain((1, 1, 2, 3, 5, 8, 13, 21), itertools.repeat(30.0))
 
 
 def unfinished(status: Mapping[str, Any], **_: Any) -> bool:
@@ -147,6 +158,7 @@ class Handlers:
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
         settings.persistence.diffbase_storage = NoDiffBase()
+        settings.networking.error_backoffs = ApiBackoffs()
         settings.watching.server_timeout = self.config.watch_server_timeout
         settings.watching.client_timeout = self.config.watch_client_timeout
         settings.execution.max_workers = self.config.max_workers

@@ -7,6 +7,7 @@ no finalizer left behind where the object is gone.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -119,6 +120,32 @@ def test_control_plane_restart_while_exports_run(
     )
     aws.standin.set_task(ident, status="COMPLETE")
     kubectl.run("wait", f"{KIND}/survivor", "-n", namespace, "--for=condition=Complete", "--timeout=60s")
+    assert operator.proc is not None and operator.proc.poll() is None
+    assert tasks_for(aws, snapshot_arn) == [ident]
+
+
+def test_an_api_server_outage_longer_than_kopfs_retries_loses_no_export(
+    control_plane: ControlPlane,
+    kubectl: Kubectl,
+    namespace: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    operator: OperatorProcess,
+) -> None:
+    """Bug: kopf tried a status write 9 times (54 s of backoff) and then let the error out of the object's daemon,
+    which it then never starts again for that object: after an API-server outage of a minute, the export's status
+    froze until the operator restarted. The write must wait for the API server instead, however long it is away."""
+    ident = start_export(kubectl, namespace, "outlasting", snapshot_arn)
+    control_plane.stop_component("kube-apiserver", kill=True)
+    try:
+        aws.standin.set_task(ident, status="IN_PROGRESS", percent=44)  # seen by the poller; the write must wait
+        ninth = re.compile(r"Request attempt #9\S* failed.*PATCH")  # kopf's 8 backoffs are behind it
+        wait_until(lambda: ninth.search(operator.log()), timeout=120, what="kopf's ninth try of the status write")
+    finally:
+        control_plane.start_component("kube-apiserver")
+    kubectl.wait_for(KIND, "outlasting", namespace, progress_is(44), timeout=90, what="the write made in the outage")
+    aws.standin.set_task(ident, status="COMPLETE")
+    kubectl.run("wait", f"{KIND}/outlasting", "-n", namespace, "--for=condition=Complete", "--timeout=60s")
     assert operator.proc is not None and operator.proc.poll() is None
     assert tasks_for(aws, snapshot_arn) == [ident]
 

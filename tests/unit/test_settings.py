@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
+from collections.abc import Sized
 
 import kopf
 import pytest
 
 from rds_export_operator.__main__ import wire
+from rds_export_operator.handlers import ApiBackoffs
 from rds_export_operator.metrics import Metrics
 from rds_export_operator.resources import FINALIZER
 from rds_export_operator.settings import Settings, parse
@@ -38,6 +41,15 @@ def test_no_handler_needs_the_diff_kopf_no_longer_stores() -> None:
     registry, _ = wire(parse([], {}), Metrics())
     changing = registry._changing.get_all_handlers()
     assert changing and {h.reason for h in changing} == {kopf.Reason.DELETE}
+
+
+def test_api_requests_are_retried_for_as_long_as_the_api_server_is_away() -> None:
+    # kopf's own schedule gives up after 9 tries and lets the error out of the daemon, which it then never starts
+    # again for the object (tests/e2e/test_faults.py has the outage); ours is kopf's, then every 30 s, every time.
+    backoffs = ApiBackoffs()
+    assert not isinstance(backoffs, Sized)  # kopf counts the tries of a Sized schedule, and stops after them
+    for _ in range(2):  # kopf iterates it anew for each request
+        assert list(itertools.islice(backoffs, 12)) == [1, 1, 2, 3, 5, 8, 13, 21, 30, 30, 30, 30]
 
 
 def test_environment() -> None:
