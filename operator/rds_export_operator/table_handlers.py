@@ -80,13 +80,13 @@ class TableReportHandlers:
         return self.rng.uniform(0, min(self.config.tick_interval, 1.0))
 
     def report(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
+        written = self._written.get(body.metadata.uid or "")
+        if written is not None and written[0] == body.metadata.get("generation"):
+            return
         # kopf replaces a timer's body in place as watch events arrive: decide on one version of it, or an edit
         # during the S3 reads would stamp the old spec's report as the new generation's.
         body = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
         status, meta = body.status, body.metadata
-        written = self._written.get(meta.uid or "")
-        if written is not None and written[0] == meta.get("generation"):
-            return
         try:
             spec = parse_spec(
                 body.spec,
