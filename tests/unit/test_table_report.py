@@ -361,30 +361,28 @@ def test_wants_report(spec: dict[str, Any], status: dict[str, Any], generation: 
     assert wants_report(spec, status, generation) is wanted
 
 
+def _without_posting(fn: Any, *args: Any) -> None:
+    """Run a handler test in a context where kopf posts no Events (there is no event loop to post them to)."""
+
+    def run() -> None:
+        quiet = kopf.OperatorSettings()
+        quiet.posting.enabled = False
+        posting.settings_var.set(quiet)
+        fn(*args)
+
+    contextvars.copy_context().run(run)
+
+
 def test_a_tick_after_a_final_report_reads_nothing_more(s3: FakeS3) -> None:
     """kopf stops the timer only once the watch event of the final write is processed; under load (thousands of
     objects adopted at once) a tick can come first, on the old body: it must not read S3 again."""
-    quiet = kopf.OperatorSettings()
-    quiet.posting.enabled = False  # no event loop to post Events to
-    contextvars.copy_context().run(_ticks_after_a_final_report, s3, quiet)
+    _without_posting(_ticks_after_a_final_report, s3)
 
 
-def _ticks_after_a_final_report(s3: FakeS3, quiet: kopf.OperatorSettings) -> None:
-    posting.settings_var.set(quiet)
+def _ticks_after_a_final_report(s3: FakeS3) -> None:
     handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
     s3.put_report({"db.t1": "COMPLETE"})
-    raw: dict[str, Any] = {
-        "metadata": {"uid": "u1", "generation": 1, "name": "nightly", "namespace": "team"},
-        "spec": {
-            "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:nightly",
-            "s3BucketName": "bucket",
-            "s3Prefix": "exports",
-            "exportTaskIdentifier": ID,
-            "iamRoleArn": "arn:aws:iam::123456789012:role/export",
-            "kmsKeyId": "alias/key",
-        },
-        "status": {"status": "COMPLETE", "exportTaskIdentifier": ID},
-    }
+    raw = _nightly()
     patch = kopf.Patch()
     handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=patch)
     assert patch.status["conditions"][0]["status"] == "True"
@@ -412,9 +410,7 @@ def test_an_edit_during_the_reads_is_read_again() -> None:
     """kopf replaces a timer's body in place when a watch event arrives. Bug: the report read the generation after
     its S3 reads, so an edit that came during them stamped the old spec's report as the new generation's (and
     remembered it so): the edited spec was never read."""
-    quiet = kopf.OperatorSettings()
-    quiet.posting.enabled = False  # no event loop to post Events to
-    contextvars.copy_context().run(_an_edit_during_the_reads, quiet)
+    _without_posting(_an_edit_during_the_reads)
 
 
 class _EditingS3(FakeS3):
@@ -431,20 +427,8 @@ class _EditingS3(FakeS3):
         return super().list(region, bucket, prefix, limit=limit, identity=identity)
 
 
-def _an_edit_during_the_reads(quiet: kopf.OperatorSettings) -> None:
-    posting.settings_var.set(quiet)
-    raw: dict[str, Any] = {
-        "metadata": {"uid": "u1", "generation": 1, "name": "nightly", "namespace": "team"},
-        "spec": {
-            "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:nightly",
-            "s3BucketName": "bucket",
-            "s3Prefix": "exports",
-            "exportTaskIdentifier": ID,
-            "iamRoleArn": "arn:aws:iam::123456789012:role/export",
-            "kmsKeyId": "alias/key",
-        },
-        "status": {"status": "COMPLETE", "exportTaskIdentifier": ID},
-    }
+def _an_edit_during_the_reads() -> None:
+    raw = _nightly()
     s3 = _EditingS3(raw)
     s3.put_report({"db.t1": "COMPLETE"})
     handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
@@ -519,13 +503,10 @@ def _malformed(s3: FakeS3) -> None:
 def test_each_outcome_retries_on_its_own_delay_or_is_final(files: Any, spec: dict[str, Any]) -> None:
     """The timer's interval paces only the ticks after a final report (10 poll intervals): an outcome that is not
     final must retry on its own delay (a TemporaryError), never wait for the next tick."""
-    quiet = kopf.OperatorSettings()
-    quiet.posting.enabled = False  # no event loop to post Events to
-    contextvars.copy_context().run(_final_or_retried, files, spec, quiet)
+    _without_posting(_final_or_retried, files, spec)
 
 
-def _final_or_retried(files: Any, spec: dict[str, Any], quiet: kopf.OperatorSettings) -> None:
-    posting.settings_var.set(quiet)
+def _final_or_retried(files: Any, spec: dict[str, Any]) -> None:
     s3 = FakeS3()
     files(s3)
     raw = _nightly(**spec)
