@@ -169,7 +169,7 @@ def settle_cpu(pid: int, since: float, share: float = 0.05, quiet: float = 2.0, 
             if cpu - last[1] >= share * (now - last[0]):
                 busy[0] = now
             last[:] = [now, cpu]
-        return now - max(busy[0], start) >= quiet and busy[0] < last[0]  # a whole quiet window watched
+        return start < last[0] and busy[0] < last[0]  # the last window watched was quiet
 
     wait_until(quiet_enough, timeout=timeout, what="the operator's CPU to settle", interval=0.5, max_interval=0.5)
     return busy[0]
