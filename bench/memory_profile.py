@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from localdev import controlplane, scale
-from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess, install_crd
+from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
 # Runs inside the operator process: on SIGUSR1, dump what holds memory, then carry on.
@@ -83,7 +83,7 @@ def dump(*_):
             f.write(f"kopf ResourceMemories: {len(items)} objects\\n")
             f.write(f"  live_fresh_body (the full last body) {deep(raw, seen) / 2**20:8.2f}\\n")
             f.write(f"  the rest of ResourceMemory          {deep(items, seen) / 2**20:8.2f}\\n")
-        ours = [o for o in objs if type(o).__module__ == "rds_export_operator.handlers"]
+        ours = [o for o in objs if type(o).__module__ == "rds_export_operator.exports.handlers"]
         for h in [o for o in ours if type(o).__name__ == "Handlers"]:
             g = h.gateway
             seen.update({id(g.rds), id(h.config), id(h.metrics.registry)})  # clients and settings: not per object

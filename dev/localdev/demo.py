@@ -19,9 +19,9 @@ from pathlib import Path
 import boto3
 
 from localdev import controlplane
-from localdev.aws_standin import Script, StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess, install_crd
+from localdev.standin.server import Script, StandInServer
 
 EXAMPLE = controlplane.REPO / "examples" / "snapshot-export.yaml"
 

@@ -19,10 +19,10 @@ import boto3
 import yaml
 
 from localdev import controlplane
-from localdev.aws_standin import Script, StandInServer, create_db_instance
 from localdev.demo import local_cluster, say
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import Script, StandInServer, create_db_instance
 from localdev.waiting import wait_until
 
 EXAMPLE = controlplane.REPO / "examples" / "schedule.yaml"

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localdev.aws_standin import ACCOUNT, StandInServer
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import ACCOUNT, StandInServer
 from localdev.waiting import wait_until
 
 REGION = "us-east-1"

@@ -10,13 +10,15 @@ from collections.abc import Sequence
 import kopf
 from kopf._core.reactor.inventory import ResourceMemories
 
-from rds_export_operator import handlers, health, idle_bodies, schedule_handlers, settings
-from rds_export_operator.kubeapi import KubeApi
-from rds_export_operator.leader import leadership
-from rds_export_operator.metrics import Metrics
-from rds_export_operator.rds import Rds
-from rds_export_operator.s3 import S3
-from rds_export_operator.table_handlers import TableReportHandlers
+from rds_export_operator.aws.rds import Rds
+from rds_export_operator.aws.s3 import S3
+from rds_export_operator.exports import handlers
+from rds_export_operator.runtime import health, idle_bodies, settings
+from rds_export_operator.runtime.kubeapi import KubeApi
+from rds_export_operator.runtime.leader import leadership
+from rds_export_operator.runtime.metrics import Metrics
+from rds_export_operator.schedules import handlers as schedule_handlers
+from rds_export_operator.tables.handlers import TableReportHandlers
 
 
 def configure_logging(config: settings.Settings) -> None:

@@ -19,10 +19,10 @@ import boto3
 import pytest
 
 from helmchart import CHART, CRD_NAME, OPERATOR_RULES, SCHEMA_ERROR, Helm
-from localdev.aws_standin import Script, StandInServer, create_snapshot
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import Script, StandInServer, create_snapshot
 
 pytestmark = pytest.mark.cluster
 

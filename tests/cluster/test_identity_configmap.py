@@ -20,7 +20,7 @@ from helmchart import CHART, Helm
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.waiting import wait_until
-from rds_export_operator.identity import (
+from rds_export_operator.aws.identity import (
     OPERATOR,
     Identities,
     Identity,
@@ -28,8 +28,8 @@ from rds_export_operator.identity import (
     IdentityUnavailable,
     Refusal,
 )
-from rds_export_operator.identity_source import ConfigMapSource, NamespaceLabels
-from rds_export_operator.kubeapi import KubeApi
+from rds_export_operator.runtime.identity_source import ConfigMapSource, NamespaceLabels
+from rds_export_operator.runtime.kubeapi import KubeApi
 
 ROLE_A = "arn:aws:iam::111111111111:role/rds-export-team-a"
 ROLE_B = "arn:aws:iam::222222222222:role/rds-export-team-b"

@@ -12,10 +12,10 @@ import boto3
 import pytest
 
 from constants import API_VERSION, BUCKET, KEY, KIND, PLURAL, ROLE
-from localdev.aws_standin import Script, StandInServer, create_snapshot
 from localdev.controlplane import REPO, ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import Script, StandInServer, create_snapshot
 
 OperatorFactory = Callable[..., OperatorProcess]  # the operator_factory fixture: start(*args, **env)
 POLL = 1.0  # the operator's poll interval in these tests (seconds)

@@ -12,9 +12,9 @@ import pytest
 from constants import PLURAL as KIND
 from e2e.conftest import OperatorFactory, export_task, status_is
 from helmchart import helm_runner, only, renderer
-from localdev.aws_standin import StandInServer
 from localdev.controlplane import ControlPlane, free_port
 from localdev.kube import Kubectl
+from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
 # Labels Prometheus adds when it scrapes (target labels), not served on /metrics.

@@ -7,8 +7,8 @@ import pytest
 
 from constants import PLURAL as KIND
 from e2e.conftest import OperatorFactory, condition, export_task, start_export, status_is
-from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
+from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
 FAULTS = ["access_denied", "throttling", "internal_failure", "timeout", "reset", "lost_answer"]

@@ -15,10 +15,10 @@ import pytest
 
 from constants import PLURAL as KIND
 from e2e.conftest import OperatorFactory, condition, condition_is, export_task, progress_is, start_export, status_is
-from localdev.aws_standin import StandInServer
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
 

@@ -14,8 +14,8 @@ from e2e.test_probes import Probed
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.waiting import wait_until
-from rds_export_operator.kubeapi import KubeApi
-from rds_export_operator.leader import HttpLeaseApi
+from rds_export_operator.runtime.kubeapi import KubeApi
+from rds_export_operator.runtime.leader import HttpLeaseApi
 
 LEASE_DURATION, RENEW_DEADLINE = 6.0, 4.0
 # The one Lease the chart's leader-election Role allows (get/update by name), in the release namespace.

@@ -6,9 +6,9 @@ from typing import Any
 
 from constants import PLURAL as KIND
 from e2e.conftest import condition, condition_is, export_task, progress_is, start_direct, status_is
-from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import StandInServer
 
 
 def identifier_of(kubectl: Kubectl, namespace: str, name: str) -> str:

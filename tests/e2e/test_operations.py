@@ -8,9 +8,9 @@ from typing import Any
 
 from constants import PLURAL as KIND
 from e2e.conftest import RELEASE, RELEASE_NAMESPACE, OperatorFactory, export_task, progress_is, status_is
-from localdev.aws_standin import StandInServer
 from localdev.controlplane import free_port
 from localdev.kube import Kubectl
+from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
 

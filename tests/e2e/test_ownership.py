@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from e2e.conftest import KEY, ROLE, condition, export_task, start_direct, status_is
-from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import StandInServer
 
 KIND = "rdsexporttasks"
 

@@ -10,9 +10,9 @@ import sysconfig
 from pathlib import Path
 
 from e2e.conftest import export_task, status_is
-from localdev.aws_standin import StandInServer
 from localdev.controlplane import REPO, ControlPlane
 from localdev.kube import Kubectl
+from localdev.standin.server import StandInServer
 from static.test_dockerfile import directive
 
 

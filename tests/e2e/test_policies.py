@@ -16,9 +16,9 @@ from e2e.conftest import (
     start_export,
     status_is,
 )
-from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import StandInServer
 
 
 def test_observe_reports_but_never_starts_or_cancels(

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from e2e.conftest import KEY, RELEASE, RELEASE_NAMESPACE, ROLE, condition, export_task
-from localdev.aws_standin import TERMINAL, StandInServer, create_db_instance
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import TERMINAL, StandInServer, create_db_instance
 from localdev.waiting import DeadlineExceeded, wait_until
 
 SCHEDULES, TASKS = "rdsexportschedules", "rdsexporttasks"

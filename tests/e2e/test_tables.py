@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from e2e.conftest import RELEASE, RELEASE_NAMESPACE, condition, export_task, status_is
-from localdev.aws_standin import StandInServer, create_snapshot
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import StandInServer, create_snapshot
 
 KIND = "rdsexporttasks"
 ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"

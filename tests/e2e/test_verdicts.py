@@ -8,9 +8,9 @@ from collections.abc import Callable
 from constants import FINALIZER
 from constants import PLURAL as KIND
 from e2e.conftest import condition, export_task, status_is
-from localdev.aws_standin import StandInServer
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
+from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
 

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from helmchart import CHART, REPO, Render, env_of
-from rds_export_operator.settings import Settings, options, parse
+from rds_export_operator.runtime.settings import Settings, options, parse
 
 FLAGS = {option.flag for _, option, _ in options()}
 ENV_VARS = {name for _, option, _ in options() for name in option.env}

@@ -1,0 +1,286 @@
+"""The decisions for one finished export's table report: read the info files, map them to status and Events.
+
+Plain Python, no Kubernetes: given the export's location, the object's last status and an S3 reader, it makes the
+reads, asks ``tables`` for a report and returns a ``Result`` (status fields, the ``TablesComplete`` condition,
+Events, when to look again). It never touches Complete or Failed: the table report is about the data, the export
+verdict is AWS's.
+
+While the files are missing or S3 refuses (they can appear a little after COMPLETE; an IAM change may be under
+way) it retries with backoff until ``wait`` has passed since ``status.tablesPendingSince``, then gives up with
+``TablesComplete=Unknown`` and the reason. A report that can never be read (malformed, too large) is final at once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from rds_export_operator.api import status as st
+from rds_export_operator.aws.errors import AwsError, ErrorKind
+from rds_export_operator.aws.identity import Identity, IdentityUnavailable, Refusal
+from rds_export_operator.aws.s3 import ObjectTooLarge, S3Object
+from rds_export_operator.exports.reconcile import Event, Result, RetryPolicy, backoff
+from rds_export_operator.tables import parsing as tables
+
+TABLES_COMPLETE = "TablesComplete"
+ENABLED, DISABLED = "Enabled", "Disabled"
+REPORTED_STATUSES = ("COMPLETE", "FAILED")  # a FAILED export may have written the files for what it did
+REPORT_FIELDS = ("tables", "failedTables", "tablesSummary", "tablesPendingSince")
+EVENT_TABLES = 5  # failed tables named in an Event's message
+
+
+class Reader(Protocol):
+    """``s3.S3``, or a fake in tests."""
+
+    def list(
+        self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None
+    ) -> tuple[list[S3Object], bool]: ...
+    def get(
+        self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
+    ) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an export's files are: s3://bucket/folder, folder ending in ``<identifier>/``."""
+
+    region: str
+    bucket: str
+    folder: str
+    identifier: str
+    export_status: str
+    ended: datetime | None = None  # the export's taskEndTime
+    namespace: str = ""  # whose AWS identity reads the files, with per-namespace identities
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.folder}"
+
+
+def target_of(
+    spec: Mapping[str, Any], status: Mapping[str, Any], *, region: str, identifier: str, namespace: str = ""
+) -> Target | None:
+    """The export's location as AWS reported it (status), falling back to the spec; None without a bucket."""
+    bucket = status.get("s3Bucket") or spec.get("s3BucketName")
+    if not bucket:
+        return None
+    prefix = status.get("s3Prefix") if "s3Prefix" in status else st.s3_prefix_as_stored(spec.get("s3Prefix"))
+    identifier = status.get("exportTaskIdentifier") or identifier
+    folder = f"{prefix.rstrip('/')}/{identifier}/" if prefix and prefix.strip("/") else f"{identifier}/"
+    ended = st.parse_time(status.get("taskEndTime"))
+    return Target(region, str(bucket), folder, str(identifier), str(status.get("status")), ended, namespace)
+
+
+def enabled(spec: Mapping[str, Any]) -> bool:
+    value = spec.get("tableReport", ENABLED)
+    return value is not False and value != DISABLED
+
+
+def condition_of(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == TABLES_COMPLETE:
+            return dict(cond)
+    return {}
+
+
+def wants_report(spec: Mapping[str, Any], status: Mapping[str, Any], generation: int | None) -> bool:
+    """Whether the report must be (re)read: the export finished, the report is on, and no final verdict was
+    made for this generation of the spec (editing the spec, e.g. after fixing S3 permissions, reads it again)."""
+    if not enabled(spec) or status.get("status") not in REPORTED_STATUSES:
+        return False
+    cond = condition_of(status)
+    if not cond or status.get("tablesPendingSince"):
+        return True
+    return generation is not None and cond.get("observedGeneration") not in (None, generation)
+
+
+@dataclass(frozen=True)
+class ReportPolicy:
+    wait: float = 900.0  # how long missing files or S3 errors are retried before TablesComplete=Unknown
+    base_delay: float = 5.0
+    max_delay: float = 300.0
+
+
+class _Unavailable(Exception):
+    """The files cannot be read now; ``retryable`` says whether another try can change that."""
+
+    def __init__(self, reason: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.retryable = reason, message, retryable
+
+
+class TableReporter:
+    def __init__(
+        self,
+        s3: Reader,
+        policy: ReportPolicy | None = None,
+        rng: random.Random | None = None,
+        *,
+        identity: Callable[[str], Identity | Refusal] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own."""
+        self.s3, self.policy, self.rng, self.clock = s3, policy or ReportPolicy(), rng or random.Random(), clock
+        self.resolve = identity
+        self._backoff = RetryPolicy(base_delay=self.policy.base_delay, max_delay=self.policy.max_delay)
+
+    def report(self, target: Target, status: Mapping[str, Any], *, attempt: int = 0) -> Result:
+        result = Result()
+        try:
+            report = self._read(target)
+        except _Unavailable as problem:
+            return self._unavailable(problem, target, status, result, attempt)
+        if isinstance(report, tables.Refused):
+            return self._unavailable(
+                _Unavailable(report.reason, report.message, retryable=False), target, status, result, attempt
+            )
+        result.status.update(_report_fields(report))
+        result.status["tablesPendingSince"] = None
+        cond, event = _verdict(report, target)
+        result.status["conditions"] = [cond]
+        result.events.append(event)
+        return result
+
+    def _read(self, target: Target) -> tables.Report | tables.Refused:
+        pattern = tables.tables_file_pattern(target.identifier)
+        listing_prefix = f"{target.folder}export_tables_info_{target.identifier}_from_"
+        try:
+            identity = self._identity(target.namespace)
+            listed, more = self.s3.list(
+                target.region, target.bucket, listing_prefix, limit=tables.MAX_FILES, identity=identity
+            )
+            numbered = [
+                (int(m.group("n")), obj) for obj in listed if (m := pattern.fullmatch(obj.key[len(target.folder) :]))
+            ]
+            files = sorted(numbered, key=lambda pair: (pair[0], pair[1].key))
+            if not files:
+                raise _Unavailable("NotFound", f"no export_tables_info files under {target.url} (yet)", retryable=True)
+            # Sizes from the listing: refuse before downloading anything (the reads check again as they go).
+            for _, obj in files:
+                if obj.size > tables.MAX_FILE_BYTES:
+                    name = obj.key[len(target.folder) :]
+                    return tables.Refused("TooLarge", f"{name} has {obj.size} bytes, more than {tables.MAX_FILE_BYTES}")
+            if sum(obj.size for _, obj in files) > tables.MAX_TOTAL_BYTES:
+                return tables.Refused("TooLarge", f"the table files have more than {tables.MAX_TOTAL_BYTES} bytes")
+            info_name = f"export_info_{target.identifier}.json"
+            info = self.s3.get(
+                target.region,
+                target.bucket,
+                target.folder + info_name,
+                max_bytes=tables.MAX_FILE_BYTES,
+                identity=identity,
+            )
+            if info is not None:  # tolerated when missing: the table files carry the report
+                parsed = tables.parse_export_info(info_name, info)
+                if isinstance(parsed, tables.Refused):
+                    return parsed
+            contents: list[tuple[str, bytes]] = []
+            for _, obj in files:
+                name = obj.key[len(target.folder) :]
+                data = self.s3.get(
+                    target.region, target.bucket, obj.key, max_bytes=tables.MAX_FILE_BYTES, identity=identity
+                )
+                if data is None:  # listed a moment ago: being replaced; look again
+                    raise _Unavailable("NotFound", f"{name} disappeared while it was read", retryable=True)
+                contents.append((name, data))
+                if sum(len(c) for _, c in contents) > tables.MAX_TOTAL_BYTES:  # grown since it was listed
+                    return tables.Refused("TooLarge", f"the table files have more than {tables.MAX_TOTAL_BYTES} bytes")
+        except ObjectTooLarge as exc:
+            return tables.Refused("TooLarge", str(exc))
+        except AwsError as error:
+            raise _Unavailable(
+                _reason(error), f"{error.operation} {target.url}: {error.code}: {error.message}", retryable=True
+            ) from error
+        return tables.build_report(contents, more_files=more)
+
+    def _identity(self, namespace: str) -> Identity | None:
+        """The namespace's AWS identity, as the export's own calls use it (reconcile.Reconciler._with_identity)."""
+        if self.resolve is None:
+            return None
+        try:
+            identity = self.resolve(namespace)
+        except IdentityUnavailable as exc:
+            raise AwsError(ErrorKind.UNAUTHORIZED, exc.code, exc.message, "AssumeRole") from exc
+        if isinstance(identity, Refusal):
+            raise AwsError(ErrorKind.UNAUTHORIZED, "NoIdentity", identity.message, "AssumeRole")
+        return identity
+
+    def _unavailable(
+        self, problem: _Unavailable, target: Target, status: Mapping[str, Any], result: Result, attempt: int
+    ) -> Result:
+        now = self.clock()
+        since = st.parse_time(status.get("tablesPendingSince")) or now
+        wait = self.policy.wait
+        if problem.reason == "NotFound" and target.export_status == "FAILED":
+            wait = 0.0  # a failed export often writes no report at all: say so at once
+        elif problem.reason == "NotFound" and target.ended and now - target.ended > timedelta(seconds=wait):
+            wait = 0.0  # long finished (an object from before the report existed): the files will not come now
+        deadline = since + timedelta(seconds=wait)
+        if problem.retryable and now < deadline:
+            result.status["tablesPendingSince"] = st.rfc3339(since)
+            message = f"{problem.message}; retrying until {st.rfc3339(deadline)}"
+            result.status["conditions"] = [st.Condition(TABLES_COMPLETE, "Unknown", problem.reason, message)]
+            result.retry_after = backoff(self._backoff, attempt, self.rng)
+            return result
+        if problem.retryable and wait > 0:
+            message = f"{problem.message}; gave up after {wait:g}s (edit the object's spec to read again)"
+        else:
+            message = problem.message
+        result.status["tablesPendingSince"] = None
+        result.status["conditions"] = [st.Condition(TABLES_COMPLETE, "Unknown", problem.reason, message)]
+        if not (problem.reason == "NotFound" and target.export_status == "FAILED"):
+            result.events.append(Event("Warning", f"TableReport{problem.reason}", f"no table report: {message}"))
+        return result
+
+
+def _reason(error: AwsError) -> str:
+    if error.kind is ErrorKind.UNAUTHORIZED:
+        return "AccessDenied"
+    if error.kind is ErrorKind.NOT_FOUND:
+        return "NotFound"
+    return "S3Unavailable"
+
+
+def _report_fields(report: tables.Report) -> dict[str, Any]:
+    problems = [
+        {"target": p.target, "status": p.status, **({"reason": p.reason} if p.reason else {})} for p in report.problems
+    ]
+    return {
+        "tables": {
+            "total": report.total,
+            "complete": report.complete,
+            "failed": report.failed,
+            "skipped": report.skipped,
+        },
+        "failedTables": problems or None,
+        "tablesSummary": report.summary,
+    }
+
+
+def _verdict(report: tables.Report, target: Target) -> tuple[st.Condition, Event]:
+    if report.all_complete:
+        message = f"all {report.total} tables exported"
+        return st.Condition(TABLES_COMPLETE, "True", "AllTablesComplete", message), Event(
+            "Normal", "TablesComplete", message
+        )
+    not_exported = report.total - report.complete
+    if not_exported:
+        named = ", ".join(
+            f"{p.target} ({p.status}{': ' + p.reason if p.reason else ''})" for p in report.problems[:EVENT_TABLES]
+        )
+        more = not_exported - min(EVENT_TABLES, len(report.problems))
+        named += f" and {more} more" if more > 0 else ""
+        counts = f"{report.failed} failed, {report.skipped} skipped"
+        message = f"{not_exported} of {report.total} tables not exported ({counts}): {named}"
+        reason = "TablesFailed" if report.failed else "TablesSkipped" if report.skipped else "TablesIncomplete"
+        return st.Condition(TABLES_COMPLETE, "False", reason, message), Event("Warning", reason, message)
+    if report.truncated:
+        message = f"the report lists more than {report.total} tables; only those were counted, all complete"
+        return st.Condition(TABLES_COMPLETE, "Unknown", "TooManyTables", message), Event(
+            "Warning", "TooManyTables", message
+        )
+    message = f"the export's table report under {target.url} lists no tables"
+    return st.Condition(TABLES_COMPLETE, "False", "NoTables", message), Event("Warning", "NoTables", message)

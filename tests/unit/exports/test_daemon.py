@@ -1,0 +1,60 @@
+"""handlers.Handlers.sync, one object's daemon step on kopf's loop: when it looks at its task, and when it sleeps on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+import pytest
+from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
+
+from rds_export_operator.aws.rds import Rds
+from rds_export_operator.exports.handlers import Handlers, _Looks
+from rds_export_operator.exports.reconcile import Result
+from rds_export_operator.runtime import settings
+from rds_export_operator.runtime.metrics import Metrics
+
+FINISHED = {"status": "COMPLETE", "conditions": [{"type": "Complete", "status": "True"}]}
+
+
+def step(handlers: Handlers, body: kopf.Body, *, wake: bool) -> bool:
+    """One call of the daemon, its last write (FINISHED) not in ``body`` yet: did it look?"""
+    looked: list[str] = []
+
+    def look(snapshot: kopf.Body, patch: kopf.Patch, attempt: int) -> Result:
+        looked.append(snapshot.metadata.uid or "")
+        return Result()
+
+    handlers._look = look  # type: ignore[method-assign]
+
+    async def run() -> None:
+        handlers.wakeups.bind(asyncio.get_running_loop())
+        if wake:
+            handlers.wakeups.wake(["u1"])
+            await asyncio.sleep(0)  # the wake is delivered through the loop, as from the poller's thread
+        stopped: AsyncFlagWaiter[Any] = AsyncFlagWaiter(FlagSetter())  # as kopf gives async daemons
+        with pytest.raises(kopf.TemporaryError):
+            await handlers.sync(body=body, patch=kopf.Patch(), uid="u1", stopped=stopped)
+
+    asyncio.run(run())
+    return bool(looked)
+
+
+def test_a_daemon_whose_finishing_write_kopf_has_not_shown_yet_does_not_look_again() -> None:
+    """Adopting 5,000 objects at once, kopf's queue of watch events fell more than the safety net's sleep (10
+    intervals) behind: every daemon woke before kopf stopped it, looked at the body from before its own finishing
+    write and looked its task up again (4,185 of 5,000 identifiers twice). A wake-up from the poller still looks,
+    and so does the safety net once kopf stays behind for ten of them (a write that never shows)."""
+    handlers = Handlers(settings.parse([], environ={}), Rds(), Metrics())
+    handlers.own_write_wait = 0.0  # kopf is behind: the write will not show
+    body = kopf.Body({"metadata": {"uid": "u1", "name": "n", "namespace": "ns"}, "spec": {}, "status": {}})
+    handlers._looks["u1"] = _Looks(sleep=0.01, written=dict(FINISHED))
+    assert not step(handlers, body, wake=False)  # the safety net's wake-up: kopf will stop this daemon
+    assert step(handlers, body, wake=True)  # the poller's: news about the task
+
+    handlers._looks["u1"] = _Looks(sleep=0.01, written=dict(FINISHED))
+    assert [step(handlers, body, wake=False) for _ in range(11)] == [False] * 10 + [True]
+
+    handlers._looks["u1"] = _Looks(sleep=0.01, written={"status": "IN_PROGRESS"})
+    assert step(handlers, body, wake=False)  # an unfinished object's safety net looks, as ever
