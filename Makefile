@@ -34,6 +34,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache  # the layers in .importlinter
 
 bench-control-plane: $(VENV)/.installed binaries
 	$(PY) bench/control_plane_start.py

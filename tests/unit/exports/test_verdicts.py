@@ -13,7 +13,18 @@ from rds_export_operator.api import status as st
 from rds_export_operator.aws.errors import AwsError, ErrorKind
 from rds_export_operator.aws.tenancy import Tenancy
 from rds_export_operator.exports.reconcile import Reconciler, RetryPolicy
-from unit.exports.test_reconcile import OBSERVE, OWNED, SOURCE, SPEC, FakeRds, conditions, make_spec, put, reasons, status_of
+from unit.exports.test_reconcile import (
+    OBSERVE,
+    OWNED,
+    SOURCE,
+    SPEC,
+    FakeRds,
+    conditions,
+    make_spec,
+    put,
+    reasons,
+    status_of,
+)
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(poll_interval=30, base_delay=4, max_delay=120, source_wait=3600, iam_wait=600, warn_after=300)
