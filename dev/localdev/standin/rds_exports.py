@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -319,3 +320,142 @@ def _advance(task: Task, script: Script, now: datetime) -> Task:
     if task.status == "CANCELING" and elapsed >= script.canceling:
         task = replace(task, status="CANCELED", end_time=now, percent=0)
     return task
+
+
+class ExportControls:
+    """The stand-in's controls over export tasks (a part of :class:`localdev.standin.server.RdsExportStandIn`)."""
+
+    _lock: threading.RLock
+    _exports: ExportService
+
+    @property
+    def now(self) -> Callable[[], datetime]:  # the stand-in's clock
+        raise NotImplementedError
+
+    _finished: Callable[[Task], None]
+
+    def seed(
+        self,
+        identifier: str,
+        *,
+        source: str | None = None,
+        bucket: str = "exports-bucket",
+        prefix: str | None = None,
+        role: str | None = None,
+        key: str | None = None,
+        export_only: Sequence[str] = (),
+        status: str = "STARTING",
+        percent: int | None = None,
+        gb: int | None = 0,
+        failure_cause: str | None = None,
+        warning: str | None = None,
+        account: str = ACCOUNT,
+        region: str = "us-east-1",
+        auto: bool = False,
+    ) -> Task:
+        """Create a task directly in ``status`` (no call, no checks but uniqueness); manual unless ``auto``.
+
+        Defaults: source ``arn:aws:rds:<region>:<account>:snapshot:seeded``, role ``...:role/rds-s3-export``,
+        key ``alias/seeded``; percent 100 when COMPLETE, else 0; start time set unless STARTING, end time when
+        finished."""
+        source = source or f"arn:aws:rds:{region}:{account}:snapshot:seeded"
+        now = self.now()
+        parsed = SOURCE.match(source)
+        task = Task(
+            identifier=identifier,
+            source_arn=source,
+            source_type="CLUSTER" if parsed and parsed.group("type") != "snapshot" else "SNAPSHOT",
+            s3_bucket=bucket,
+            iam_role_arn=role or f"arn:aws:iam::{account}:role/rds-s3-export",
+            kms_key_id=key or "alias/seeded",
+            s3_prefix=prefix,
+            export_only=tuple(export_only),
+            account=account,
+            region=region,
+            created=now,
+            snapshot_time=now,
+            status=status,
+            percent=(100 if status == "COMPLETE" else 0) if percent is None else percent,
+            gb=gb,
+            failure_cause=failure_cause,
+            warning=warning,
+            start_time=None if status == "STARTING" else now,
+            end_time=now if status in TERMINAL else None,
+            auto=auto,
+            phase_since=now,
+        )
+        with self._lock:
+            self._exports.add(task)
+            if status in TERMINAL:
+                self._finished(task)
+        return task
+
+    def set_task(
+        self, identifier: str, *, account: str | None = None, region: str | None = None, **changes: Any
+    ) -> Task:
+        """Drive a task by hand (status, percent, gb, failure_cause, warning, ...); it leaves ``auto`` mode.
+
+        ``account``/``region`` pick the task when its identifier exists in more than one."""
+        unknown = set(changes) - _TASK_FIELDS
+        if unknown:
+            raise AttributeError(", ".join(sorted(unknown)))
+        with self._lock:
+            task_key = self._exports.find(identifier, account, region)
+            task = self._exports.tasks[task_key]
+            now = self.now()
+            status = changes.get("status")
+            if status == "IN_PROGRESS" and task.start_time is None:
+                changes.setdefault("start_time", now)
+            if status in TERMINAL:
+                changes.setdefault("end_time", now)
+                changes.setdefault("start_time", task.start_time or now)
+                if status == "COMPLETE":
+                    changes.setdefault("percent", 100)
+            if "export_only" in changes:
+                changes["export_only"] = tuple(changes["export_only"])
+            finishing = status in TERMINAL and task.status != status
+            self._exports.tasks[task_key] = task = replace(task, **{**changes, "auto": False})
+            if finishing:
+                self._finished(task)
+            return task
+
+    def task(self, identifier: str, *, account: str | None = None, region: str | None = None) -> Task:
+        """The task (an immutable snapshot); ``KeyError`` if there is none, ``LookupError`` if ambiguous."""
+        with self._lock:
+            return self._exports.tasks[self._exports.find(identifier, account, region)]
+
+    def tasks(self, *, account: str | None = None, region: str | None = None) -> list[Task]:
+        """Every task (immutable snapshots) in creation order, optionally of one account and/or region."""
+        with self._lock:
+            return [
+                t
+                for t in self._exports.tasks.values()
+                if (account is None or t.account == account) and (region is None or t.region == region)
+            ]
+
+    def mode(self, *, ignore_filters: bool | None = None, lowercase_status: bool | None = None) -> Modes:
+        """Switch endpoint personalities (see :class:`Modes`); ``None`` keeps a setting. Returns the modes."""
+        with self._lock:
+            changes = {
+                k: v
+                for k, v in (("ignore_filters", ignore_filters), ("lowercase_status", lowercase_status))
+                if v is not None
+            }
+            self._exports.modes = replace(self._exports.modes, **changes)
+            return self._exports.modes
+
+    def deny_role(
+        self,
+        role_arn: str,
+        code: str = "IamRoleMissingPermissions",
+        *,
+        seconds: float | None = None,
+        calls: int | None = None,
+    ) -> None:
+        """StartExportTask with this role answers ``code`` (``IamRoleMissingPermissions`` 400 or ``IamRoleNotFound``
+        404), as right after the role was made, for ``seconds`` or ``calls`` calls (neither: until reset)."""
+        if code not in ("IamRoleMissingPermissions", "IamRoleNotFound"):
+            raise ValueError(code)
+        until = self.now() + timedelta(seconds=seconds) if seconds is not None else None
+        with self._lock:
+            self._exports.denials[role_arn] = RoleDenial(code, until, calls)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import re
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from localdev.standin.rds_exports import Task
+from localdev.standin.rds_exports import ExportService, Task
 
 DEFAULT_TABLES = ("postgres.public.customers", "postgres.public.orders", "postgres.public.order_items")
 TABLES_PER_FILE = 100
@@ -27,6 +29,7 @@ _REASONS = {
     "FAILED": "Table export failed: an internal error occurred while extracting the table",
     "SKIPPED": "Table skipped: the table has a data type the export does not support",
 }
+logger = logging.getLogger(__name__)
 _SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[a-z0-9-]+/(?P<service>[a-z0-9-]+)/")
 
 
@@ -171,3 +174,67 @@ def exported_tables(files: Mapping[str, bytes]) -> Sequence[str]:
         if name.startswith("export_tables_info_"):
             targets += [e["target"] for e in json.loads(content)["perTableStatus"]]
     return targets
+
+
+class S3Controls:
+    """The stand-in's controls over the export's info files and S3 access (a part of
+    :class:`localdev.standin.server.RdsExportStandIn`)."""
+
+    _lock: threading.RLock
+    _exports: ExportService
+    _tables: TableFiles
+    _s3_calls: list[S3Call]
+
+    def table_outcomes(self, pattern: str, outcomes: Mapping[str, str]) -> None:
+        """Tasks whose identifier matches ``pattern`` (``fnmatch``) report these tables with these outcomes
+        (COMPLETE, FAILED, SKIPPED), on top of the default tables (or the exportOnly tables) that are COMPLETE;
+        e.g. ``table_outcomes("*", {"postgres.public.orders": "FAILED"})``. Later calls win."""
+        checked = validate_outcomes(outcomes)
+        with self._lock:
+            self._tables.outcomes.append((pattern, checked))
+
+    def hold_table_files(self, pattern: str) -> None:
+        """Tasks whose identifier matches ``pattern`` complete without info files: they appear only when
+        :meth:`write_table_files` is called (late files; a FAILED task writes none by default)."""
+        with self._lock:
+            self._tables.held.append(pattern)
+
+    def write_table_files(
+        self,
+        identifier: str,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        account: str | None = None,
+        region: str | None = None,
+    ) -> list[str]:
+        """Write the task's info files now (``files``: names relative to the export folder -> raw content,
+        instead of the generated ones); return the S3 keys written."""
+        with self._lock:
+            task = self._exports.tasks[self._exports.find(identifier, account, region)]
+            return put_files(task, self._tables.files_of(task) if files is None else files)
+
+    def table_files(
+        self, identifier: str, *, account: str | None = None, region: str | None = None
+    ) -> dict[str, bytes]:
+        """The info files the stand-in writes for this task (name relative to the export folder -> content)."""
+        with self._lock:
+            return self._tables.files_of(self._exports.tasks[self._exports.find(identifier, account, region)])
+
+    def deny_bucket(self, bucket: str) -> None:
+        """Every S3 request for ``bucket`` answers 403 AccessDenied (as without s3:ListBucket / s3:GetObject)."""
+        with self._lock:
+            self._tables.denied.add(bucket)
+
+    def s3_calls(self, bucket: str | None = None) -> list[S3Call]:
+        """S3 requests (method, bucket, key, caller: the assumed role ARN or "default"), optionally of one bucket."""
+        with self._lock:
+            return [c for c in self._s3_calls if bucket is None or c.bucket == bucket]
+
+    def _finished(self, task: Task) -> None:
+        """A task became COMPLETE or FAILED (called under the lock): RDS writes the info files of a complete one."""
+        if task.status != "COMPLETE" or self._tables.is_held(task):
+            return
+        try:
+            put_files(task, self._tables.files_of(task))
+        except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
+            logger.exception("stand-in: could not write the info files of %s", task.identifier)
