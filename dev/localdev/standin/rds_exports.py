@@ -16,6 +16,7 @@ from typing import Any
 from localdev.standin.sts import DEFAULT_ACCOUNT
 from localdev.standin.wire import ApiError, filters, members, s3_prefix, task_xml
 
+# Upper-case statuses and CANCELING (moto: lower-case, no CANCELING): API reference, ExportTask.Status
 ACTIVE = ("STARTING", "IN_PROGRESS", "CANCELING")
 TERMINAL = ("COMPLETE", "FAILED", "CANCELED")
 ACCOUNT = DEFAULT_ACCOUNT
@@ -130,6 +131,7 @@ class ExportService:
         for name in ("ExportTaskIdentifier", "SourceArn", "S3BucketName", "IamRoleArn", "KmsKeyId"):
             if not p.get(name):
                 raise ApiError("MissingParameter", f"The request must contain the parameter {name}")
+        # moto validates no identifier: API reference StartExportTask (60 characters: the Terraform provider's check)
         if len(identifier) > 60 or not _IDENTIFIER.match(identifier):
             raise ApiError(
                 "InvalidParameterValue",
@@ -142,7 +144,7 @@ class ExportService:
                 "ExportTaskAlreadyExists",
                 f"Cannot start export task because a task with the identifier {identifier} already exists.",
             )
-        if ":" in p.get("S3Prefix", ""):
+        if ":" in p.get("S3Prefix", ""):  # RDS User Guide, "Exporting DB snapshot data to Amazon S3": no colon
             raise ApiError("InvalidParameterValue", "The S3 prefix can't contain a colon (:).")
         source = SOURCE.match(p["SourceArn"])
         if not source:
@@ -153,8 +155,10 @@ class ExportService:
         self._check_role(p["IamRoleArn"])
         mine = [t for t in self.tasks.values() if t.account == account and t.region == region]
         busy = [t for t in mine if t.source_arn == p["SourceArn"] and t.status in ACTIVE]
+        # One export at a time per cluster or cluster snapshot (Aurora User Guide, exporting cluster data to S3)
         if busy and source.group("type") != "snapshot":
             raise ApiError("InvalidExportSourceState", "An export task is already running for this source.")
+        # moto has no limit: RDS User Guide ("up to five concurrent export tasks"), ExportTaskLimitReachedFault
         if sum(t.status in ACTIVE for t in mine) >= self.limit:
             raise ApiError("ExportTaskLimitReachedFault", "You have reached the limit of 5 concurrent export tasks.")
         now = self.now()
@@ -191,6 +195,7 @@ class ExportService:
         if self.modes.ignore_filters:  # moto's server: the one page of everything, no validation
             items = "".join(f"<ExportTask>{task_xml(t.wire(lowercase_status=lower))}</ExportTask>" for t in tasks)
             return f"<ExportTasks>{items}</ExportTasks>"
+        # moto ignores these, one page: botocore's RDS model (service-2.json), DescribeExportTasks, its paginator
         max_records = int(p.get("MaxRecords") or 100)
         if not 20 <= max_records <= 100:
             raise ApiError("InvalidParameterValue", "MaxRecords must be between 20 and 100.")
@@ -204,7 +209,7 @@ class ExportService:
                 "export-task-identifier": lambda t: t.identifier,
                 "s3-bucket": lambda t: t.s3_bucket,
                 "source-arn": lambda t: t.source_arn,
-                "status": lambda t: t.status.lower(),
+                "status": lambda t: t.status.lower(),  # lower-case values: API reference, DescribeExportTasks Filters
             }[name]
             tasks = [t for t in tasks if key(t) in values]
         offset = int(base64.b64decode(p["Marker"]).decode()) if p.get("Marker") else 0
@@ -224,6 +229,7 @@ class ExportService:
                 f"{p.get('ExportTaskIdentifier')} is not exist.",
                 404,
             )
+        # moto cancels anything, at once: API reference CancelExportTask (InvalidExportTaskStateFault, CANCELING)
         if task.status not in ("STARTING", "IN_PROGRESS"):
             raise ApiError(
                 "InvalidExportTaskStateFault", f"Cannot cancel export task because the task is in {task.status} status."
@@ -240,9 +246,9 @@ class ExportService:
 
         kind, ident = source.group("type"), source.group("id")
         backend = rds_backends[account][source.group("region")]
-        foreign = source.group("account") != account
+        foreign = source.group("account") != account  # no export of a snapshot shared from another account
         snap: Any
-        if kind == "snapshot":
+        if kind == "snapshot":  # automated `snapshot:rds:<id>` ARNs too (moto answers 500): API reference SourceArn
             snap = backend.database_snapshots.get(ident) or backend.database_snapshots.get(ident.split(":", 1)[-1])
             if snap is None or foreign:
                 raise ApiError("DBSnapshotNotFound", f"DBSnapshot {ident} not found.", 404)
@@ -250,7 +256,7 @@ class ExportService:
             snap = backend.cluster_snapshots.get(ident)
             if snap is None or foreign:
                 raise ApiError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {ident} not found.", 404)
-        else:
+        else:  # a live Aurora cluster (moto answers 500): API reference StartExportTask SourceArn
             cluster = backend.clusters.get(ident)
             if cluster is None or foreign:
                 raise ApiError("DBClusterNotFoundFault", f"DBCluster {ident} not found.", 404)
@@ -263,6 +269,7 @@ class ExportService:
         return created if isinstance(created, datetime) else self.now()
 
     def _check_role(self, role_arn: str) -> None:
+        # IAM propagates for seconds to minutes after a role is made (IAM User Guide, "eventual consistency")
         denial = self.denials.get(role_arn)
         if denial is None:
             return
@@ -307,6 +314,7 @@ class ExportService:
 
 def _advance(task: Task, script: Script, now: datetime) -> Task:
     """Move an ``auto`` task along its timed script; called under the lock before every answer."""
+    # moto has no lifecycle (complete at once): RDS User Guide, "Monitoring snapshot exports" (statuses, progress)
     elapsed = (now - task.phase_since).total_seconds()
     if task.status == "STARTING" and elapsed >= script.starting:
         started = task.phase_since + timedelta(seconds=script.starting)

@@ -1,7 +1,9 @@
 """DB snapshots as RDS takes them, in the stand-in's moto: over time (automated, manual, AWS Backup), with a status.
 
 Schedules export the latest snapshot of a DB instance; these controls make snapshots appear the way RDS names
-and lists them (``shared/rds-export-api.md``, "Snapshot listing").
+and lists them (``shared/rds-export-api.md``, "Snapshots"). Evidence: the API reference of DescribeDBSnapshots
+(SnapshotType, Status), and the RDS User Guide, "Backup window" (automated identifiers ``rds:<db>-YYYY-MM-DD-HH-MM``);
+moto names automated snapshots alike and marks them available at once, so a later status is set here.
 """
 
 from __future__ import annotations

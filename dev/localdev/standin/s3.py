@@ -23,7 +23,7 @@ from typing import Any
 from localdev.standin.rds_exports import ExportService, Task
 
 DEFAULT_TABLES = ("postgres.public.customers", "postgres.public.orders", "postgres.public.order_items")
-TABLES_PER_FILE = 100
+TABLES_PER_FILE = 100  # ranges as in real exports read by public code (shared/rds-export-api.md, info files)
 OUTCOMES = ("COMPLETE", "FAILED", "SKIPPED")
 _REASONS = {
     "FAILED": "Table export failed: an internal error occurred while extracting the table",
@@ -93,6 +93,7 @@ class TableFiles:
         return files
 
     def deny(self, bucket: str) -> bytes | None:
+        # moto has no bucket policies: S3 API reference, "Error responses" (AccessDenied, 403)
         """The S3 AccessDenied answer for a request to a denied bucket, or None to let it through."""
         if bucket in self.denied:
             return (
