@@ -156,8 +156,31 @@ def status_is(value: str) -> Callable[[dict[str, Any]], bool]:
     return lambda o: o.get("status", {}).get("status") == value
 
 
+def wait_condition(
+    kubectl: Kubectl,
+    plural: str,
+    name: str,
+    namespace: str,
+    condition_type: str,
+    *,
+    timeout: float = 30,
+    what: str | None = None,
+    **fields: str,
+) -> dict[str, Any]:
+    """Wait until the object's condition ``condition_type`` has these fields (status, reason, ...); return it."""
+    wanted = what or f"{condition_type} with {fields}"
+    return dict(
+        kubectl.wait_for(plural, name, namespace, condition_is(condition_type, **fields), timeout=timeout, what=wanted)
+    )
+
+
+def started(kubectl: Kubectl, namespace: str, name: str, timeout: float = 30) -> str:
+    """Wait until the operator has started the export ``name`` (STARTING); return its AWS identifier."""
+    obj = kubectl.wait_for(PLURAL, name, namespace, status_is("STARTING"), timeout=timeout, what=f"{name} STARTING")
+    return str(obj["status"]["exportTaskIdentifier"])
+
+
 def start_export(kubectl: Kubectl, namespace: str, name: str, source_arn: str, **spec: Any) -> str:
     """Apply an export, wait until the operator has started it (STARTING) and return its AWS identifier."""
     kubectl.apply(export_task(name, source_arn, **spec), "-n", namespace)
-    obj = kubectl.wait_for(PLURAL, name, namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    return str(obj["status"]["exportTaskIdentifier"])
+    return started(kubectl, namespace, name)

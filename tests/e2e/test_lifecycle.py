@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from constants import PLURAL as KIND
-from e2e.conftest import condition, condition_is, export_task, progress_is, start_direct, status_is
+from e2e.conftest import condition, export_task, progress_is, start_direct, status_is, wait_condition
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer
@@ -98,7 +98,7 @@ def test_identifier_taken_by_another_source_is_terminal(
     )
     start_direct(rds_client, ident, other, role="arn:aws:iam::123456789012:role/r", key="k")
     kubectl.apply(export_task("clash", snapshot_arn, exportTaskIdentifier=ident), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "clash", namespace, condition_is("Failed", status="True"), timeout=30, what="Failed")
+    obj = wait_condition(kubectl, KIND, "clash", namespace, "Failed", status="True")
     assert condition(obj, "Failed")["reason"] == "IdentifierInUse"
     assert aws.standin.task(ident).source_arn == other
     assert "different sourceArn" in condition(obj, "Failed")["message"]

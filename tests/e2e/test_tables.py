@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import RELEASE, RELEASE_NAMESPACE, condition, export_task, status_is
+from e2e.conftest import RELEASE, RELEASE_NAMESPACE, OperatorFactory, condition, export_task, started
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer, create_snapshot
@@ -27,17 +27,8 @@ def tables_condition(status: str, reason: str | None = None) -> Callable[[dict[s
     return check
 
 
-def started(kubectl: Kubectl, namespace: str, name: str) -> str:
-    obj = kubectl.wait_for(KIND, name, namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    return str(obj["status"]["exportTaskIdentifier"])
-
-
 def test_all_tables_complete_shows_counts_and_the_tables_column(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     operator_factory()
     kubectl.apply(export_task("full", snapshot_arn, s3Prefix="exports/full"), "-n", namespace)
@@ -96,11 +87,7 @@ def test_a_failed_table_is_named_in_status_and_in_a_warning_event(
 
 
 def test_s3_access_denied_leaves_the_export_complete_and_the_report_unknown(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     operator_factory("--table-report-wait=3")
     bucket = f"denied-{namespace}"
@@ -129,11 +116,7 @@ def test_s3_access_denied_leaves_the_export_complete_and_the_report_unknown(
 
 
 def test_files_appearing_late_are_retried_then_reported(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     operator_factory("--table-report-wait=120")
     aws.standin.hold_table_files(f"{namespace}-*")
@@ -166,11 +149,7 @@ def mapped(kubectl: Kubectl, namespace: str) -> Iterator[None]:
 
 
 def test_the_report_is_read_as_the_namespace_role(
-    kubectl: Kubectl,
-    namespace: str,
-    mapped: None,
-    aws: StandInServer,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, mapped: None, aws: StandInServer, operator_factory: OperatorFactory
 ) -> None:
     operator_factory(f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")
     rds_a: Any = aws.session(ROLE_A).client("rds", endpoint_url=aws.url, region_name="us-east-1")
