@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,9 @@ def snapshot_arn(rds_client: Any) -> str:
 RELEASE = "rds-export-operator"
 RELEASE_NAMESPACE = "rds-export-system"
 CHART = REPO / "charts" / "rds-export-operator"
+MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
+ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
+ROLE_B = "arn:aws:iam::222222222222:role/team-b-exports"
 
 
 @pytest.fixture(scope="session")
@@ -132,6 +137,38 @@ def free_export_slots(aws: StandInServer) -> Iterator[None]:
     the test's faults, hooks, modes and role denials)."""
     yield
     aws.standin.reset()
+
+
+@pytest.fixture
+def team_b(kubectl: Kubectl, namespace: str) -> Iterator[str]:
+    """A second team's namespace (``<namespace>-b``), deleted afterwards."""
+    name = f"{namespace}-b"
+    kubectl.run("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def set_mapping(kubectl: Kubectl, data: dict[str, str]) -> None:
+    """Replace the data of the chart's identity mapping ConfigMap."""
+    patch = json.dumps({"data": data})
+    kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
+
+
+@contextmanager
+def identity_mapping(kubectl: Kubectl, roles: dict[str, str]) -> Iterator[None]:
+    """Namespaces act as these IAM roles (namespace -> role ARN) through the chart's mapping, restored afterwards."""
+    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
+    rules = [{"namespace": namespace, "roleArn": role} for namespace, role in roles.items()]
+    set_mapping(kubectl, {"identities.json": json.dumps({"rules": rules})})
+    try:
+        yield
+    finally:
+        set_mapping(kubectl, before)
+
+
+def tasks_of(aws: StandInServer, source_arn: str) -> list[str]:
+    """The identifiers of the stand-in's export tasks of this source, oldest first."""
+    return [t.identifier for t in aws.standin.tasks() if t.source_arn == source_arn]
 
 
 def start_direct(rds_client: Any, identifier: str, source_arn: str, role: str = ROLE, key: str = KEY) -> None:

@@ -14,24 +14,13 @@ from typing import Any
 import pytest
 
 from constants import PLURAL as KIND
-from e2e.conftest import (
-    OperatorFactory,
-    condition,
-    export_task,
-    progress_is,
-    start_export,
-    status_is,
-    wait_condition,
-)
+from e2e.conftest import OperatorFactory, condition, export_task, progress_is, start_export, status_is, wait_condition
+from e2e.conftest import tasks_of as tasks_for
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
-
-
-def tasks_for(aws: StandInServer, source_arn: str) -> list[str]:
-    return [t.identifier for t in aws.standin.tasks() if t.source_arn == source_arn]
 
 
 @pytest.mark.parametrize("crash_point", ["start-in-flight", "start-answered", "status-written", "polling"])

@@ -3,43 +3,34 @@ that AWS decides what each team may export; B can neither read, adopt nor cancel
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from constants import PLURAL as KIND
-from e2e.conftest import RELEASE, RELEASE_NAMESPACE, OperatorFactory, condition, export_task, status_is, wait_condition
+from e2e.conftest import (
+    MAPPING,
+    RELEASE_NAMESPACE,
+    ROLE_A,
+    ROLE_B,
+    OperatorFactory,
+    condition,
+    export_task,
+    identity_mapping,
+    set_mapping,  # noqa: F401  # moved to conftest; kept here for tests that use it
+    status_is,
+    wait_condition,
+)
 from localdev.kube import Kubectl
 from localdev.standin.server import StandInServer, create_snapshot
 from localdev.waiting import wait_until
 
-ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
-ROLE_B = "arn:aws:iam::222222222222:role/team-b-exports"
-MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
-
-
-@pytest.fixture
-def team_b(kubectl: Kubectl, namespace: str) -> Iterator[str]:
-    name = f"{namespace}-b"
-    kubectl.run("create", "namespace", name)
-    yield name
-    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
-
-
-def set_mapping(kubectl: Kubectl, data: dict[str, str]) -> None:
-    patch = json.dumps({"data": data})
-    kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
-
 
 @pytest.fixture
 def mapping(kubectl: Kubectl, namespace: str, team_b: str) -> Iterator[None]:
-    rules = {"rules": [{"namespace": namespace, "roleArn": ROLE_A}, {"namespace": team_b, "roleArn": ROLE_B}]}
-    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
-    set_mapping(kubectl, {"identities.json": json.dumps(rules)})
-    yield
-    set_mapping(kubectl, before)
+    with identity_mapping(kubectl, {namespace: ROLE_A, team_b: ROLE_B}):
+        yield
 
 
 def callers(aws: StandInServer, action: str, identifier: str) -> set[str]:

@@ -25,13 +25,6 @@ from localdev.standin.server import StandInServer
 KIND = "rdsexporttasks"
 
 
-@pytest.fixture
-def team_b(kubectl: Kubectl, namespace: str) -> str:
-    name = f"{namespace}-b"
-    kubectl.run("create", "namespace", name)
-    return name
-
-
 def grants(namespace: str, team_b: str) -> str:
     return json.dumps({namespace: {"s3Buckets": ["exports-bucket"]}, team_b: {"s3Buckets": ["team-b-*"]}})
 

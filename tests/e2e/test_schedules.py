@@ -4,7 +4,6 @@ an unknown time zone, and ttlSecondsAfterFinished."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -13,7 +12,18 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import KEY, RELEASE, RELEASE_NAMESPACE, ROLE, OperatorFactory, condition, export_task, wait_condition
+from e2e.conftest import (
+    KEY,
+    MAPPING,
+    RELEASE_NAMESPACE,
+    ROLE,
+    ROLE_A,
+    OperatorFactory,
+    condition,
+    export_task,
+    identity_mapping,
+    wait_condition,
+)
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
@@ -345,22 +355,11 @@ def test_an_export_the_api_server_refuses_is_reported_on_the_schedule(
     )
 
 
-MAPPING = f"{RELEASE}-identities"
-ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
-
-
 @pytest.fixture
 def team_a_mapping(kubectl: Kubectl, namespace: str) -> Iterator[None]:
     """The test's namespace acts as ROLE_A (account 111111111111) through the chart's identity mapping."""
-
-    def set_data(data: dict[str, str]) -> None:
-        patch = json.dumps({"data": data})
-        kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
-
-    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
-    set_data({"identities.json": json.dumps({"rules": [{"namespace": namespace, "roleArn": ROLE_A}]})})
-    yield
-    set_data(before)
+    with identity_mapping(kubectl, {namespace: ROLE_A}):
+        yield
 
 
 def test_snapshots_are_listed_as_the_namespace_identity(

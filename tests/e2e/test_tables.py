@@ -3,20 +3,26 @@ from the stand-in's S3 and reports per-table outcomes, without ever changing Com
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from e2e.conftest import RELEASE, RELEASE_NAMESPACE, OperatorFactory, condition, export_task, started
+from e2e.conftest import (
+    MAPPING,
+    RELEASE_NAMESPACE,
+    ROLE_A,
+    OperatorFactory,
+    condition,
+    export_task,
+    identity_mapping,
+    started,
+)
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer, create_snapshot
 
 KIND = "rdsexporttasks"
-ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
-MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
 
 
 def tables_condition(status: str, reason: str | None = None) -> Callable[[dict[str, Any]], bool]:
@@ -138,14 +144,8 @@ def test_files_appearing_late_are_retried_then_reported(
 @pytest.fixture
 def mapped(kubectl: Kubectl, namespace: str) -> Iterator[None]:
     """The test's namespace acts as ROLE_A (per-namespace identities, the chart's mapping ConfigMap)."""
-    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
-    rules = json.dumps({"rules": [{"namespace": namespace, "roleArn": ROLE_A}]})
-    patch = json.dumps({"data": {"identities.json": rules}})
-    kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
-    yield
-    kubectl.run(
-        "patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", json.dumps({"data": before})
-    )
+    with identity_mapping(kubectl, {namespace: ROLE_A}):
+        yield
 
 
 def test_the_report_is_read_as_the_namespace_role(
