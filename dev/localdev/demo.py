@@ -75,11 +75,16 @@ def watching(cp: controlplane.ControlPlane, *args: str) -> Iterator[None]:
         watch.wait()
 
 
+def arguments(module: str, doc: str, *, export_seconds: float, poll_interval: float) -> argparse.ArgumentParser:
+    """The demos' common flags (a demo adds its own)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
+    parser.add_argument("--export-seconds", type=float, default=export_seconds, help="how long an export runs")
+    parser.add_argument("--poll-interval", type=float, default=poll_interval, help="the operator's poll interval")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localdev.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--export-seconds", type=float, default=40, help="how long the simulated export runs")
-    parser.add_argument("--poll-interval", type=float, default=3, help="the operator's poll interval")
-    args = parser.parse_args(argv)
+    args = arguments("localdev.demo", __doc__, export_seconds=40, poll_interval=3).parse_args(argv)
     started = time.monotonic()
     script = Script(starting=5, running=args.export_seconds, size_gb=12)
     with local_stack("rds-export-demo-", script, args.poll_interval) as stack:

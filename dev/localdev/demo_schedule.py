@@ -8,7 +8,6 @@ exports are COMPLETE, then the schedule's status and events, and stops everythin
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 
 from localdev import controlplane
-from localdev.demo import local_stack, say, watching
+from localdev.demo import arguments, local_stack, say, watching
 from localdev.kube import Kubectl
 from localdev.standin.server import Script
 from localdev.waiting import wait_until
@@ -38,10 +37,8 @@ def demo_schedule() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localdev.demo_schedule", description=__doc__.split("\n\n")[0])
+    parser = arguments("localdev.demo_schedule", __doc__, export_seconds=10, poll_interval=2)
     parser.add_argument("--snapshot-every", type=float, default=8, help="seconds between the stand-in's snapshots")
-    parser.add_argument("--export-seconds", type=float, default=10, help="how long each simulated export runs")
-    parser.add_argument("--poll-interval", type=float, default=2, help="the operator's poll interval")
     args = parser.parse_args(argv)
     started = time.monotonic()
     script = Script(starting=2, running=args.export_seconds, size_gb=3)
