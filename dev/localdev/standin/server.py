@@ -41,8 +41,8 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -73,8 +73,6 @@ __all__ = [
 ]
 
 ACTIONS = ("StartExportTask", "DescribeExportTasks", "CancelExportTask")
-_TASK_FIELDS = frozenset(f.name for f in fields(Task))
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MALFORMED = b"<html>502 Bad Gateway</html><<"
 logger = logging.getLogger(__name__)
 
@@ -137,7 +135,7 @@ class RdsExportStandIn(ExportControls, SnapshotControls, S3Controls):
     def now(self) -> Callable[[], datetime]:
         return self._exports.now
 
-    # -- controls: tasks -------------------------------------------------------------------------------------
+    # -- controls (each service's own: ExportControls, SnapshotControls, S3Controls) -------------------------
 
     def reset(self) -> None:
         """Between tests: finish every active task as CANCELED, clear faults, hooks, modes and role denials.
@@ -204,10 +202,6 @@ class RdsExportStandIn(ExportControls, SnapshotControls, S3Controls):
                 self._hooks.pop(action, None)
             else:
                 self._hooks[action] = hook
-
-    # -- controls: snapshots over time ------------------------------------------------------------------------
-
-    # -- controls: the export's info files in S3 -------------------------------------------------------------
 
     # -- observation -----------------------------------------------------------------------------------------
 
