@@ -149,7 +149,7 @@ class ExportService:
         source = SOURCE.match(p["SourceArn"])
         if not source:
             raise ApiError("InvalidParameterValue", f"Invalid source ARN: {p['SourceArn']}")
-        if source.group("region") != region:
+        if source.group("region") != region:  # RDS User Guide: an export runs in the source's Region
             raise ApiError("InvalidParameterValue", "The source ARN must be in the region of the request.")
         snapshot_time = self._source_time(source, account)
         self._check_role(p["IamRoleArn"])
