@@ -93,8 +93,8 @@ class TableFiles:
         return files
 
     def deny(self, bucket: str) -> bytes | None:
-        # moto has no bucket policies: S3 API reference, "Error responses" (AccessDenied, 403)
         """The S3 AccessDenied answer for a request to a denied bucket, or None to let it through."""
+        # moto has no bucket policies: S3 API reference, "Error responses" (AccessDenied, 403)
         if bucket in self.denied:
             return (
                 '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
