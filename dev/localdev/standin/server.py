@@ -9,6 +9,9 @@ actions, which this module answers itself, following ``shared/rds-export-api.md`
   InvalidExportTaskStateFault for a cancel of a finished task;
 - sources looked up in moto's RDS backend of the caller's account: DB snapshots (also automated ``rds:`` ones),
   cluster snapshots and live clusters, with the right NotFound and InvalidExportSourceState errors;
+- DescribeDBSnapshots / DescribeDBClusterSnapshots as RDS answers them (:mod:`localdev.standin.snapshots`): no
+  SnapshotCreateTime while a snapshot is being taken or copied, DBInstanceNotFound / DBClusterNotFoundFault for
+  a missing source;
 - DescribeExportTasks with ExportTaskIdentifier, SourceArn, SourceType, Filters (lower-case status values),
   MaxRecords (20..100) and Marker pagination.
 
@@ -18,8 +21,9 @@ the 5-task limit, Describe and Cancel are all per account and region.
 
 Controls for tests, demo and benchmarks are the public methods of :class:`RdsExportStandIn` (the stand-in runs
 in-process): ``seed``, ``set_task``, ``task``, ``tasks``, ``reset``, ``mode``, ``inject`` (see
-:mod:`localdev.standin.faults`), ``deny_role``, ``set_snapshot_status``, ``after``, ``calls``, ``call_count``;
-snapshots over time (for schedules): ``create_db_snapshot``, ``snapshot_every``, ``stop_snapshots``.
+:mod:`localdev.standin.faults`), ``deny_role``, ``after``, ``calls``, ``call_count``; snapshots (for schedules):
+``create_db_snapshot``, ``set_snapshot_status``, ``set_snapshot_time``, ``delete_snapshot``, ``snapshot_every``,
+``stop_snapshots``.
 
 S3 is moto's, with the export's info files (:mod:`localdev.standin.s3`): a task that becomes COMPLETE (by its
 script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
@@ -46,6 +50,7 @@ import boto3
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localdev.controlplane import free_port
+from localdev.standin import snapshots
 from localdev.standin.faults import ConnectionAbort, FaultBook, abort_connection, make_fault
 from localdev.standin.rds_exports import (
     ACCOUNT,
@@ -337,6 +342,24 @@ class RdsExportStandIn:
     def set_snapshot_status(self, source_arn: str, status: str) -> None:
         """Set the status of a snapshot, cluster snapshot or cluster in moto (e.g. ``creating``: Start then answers
         InvalidExportSourceState until it is ``available`` again)."""
+        store, key = self._store(source_arn)
+        store[key].status = status
+
+    def set_snapshot_time(self, source_arn: str, created: datetime) -> None:
+        """Set a snapshot's creation time: RDS gives the time it started, so a snapshot that started first can
+        become available after a later one (shared/rds-export-api.md, "Snapshots")."""
+        store, key = self._store(source_arn)
+        store[key].created = created
+
+    def delete_snapshot(self, source_arn: str) -> None:
+        """Delete a snapshot or cluster snapshot (its identifier can then be used again)."""
+        store, key = self._store(source_arn)
+        with self._lock:
+            del store[key]
+
+    @staticmethod
+    def _store(source_arn: str) -> tuple[MutableMapping[str, Any], str]:
+        """moto's store of the snapshot, cluster snapshot or cluster the ARN names, and its key there."""
         from moto.rds.models import rds_backends
 
         parsed = SOURCE.match(source_arn)
@@ -351,7 +374,7 @@ class RdsExportStandIn:
             if kind == "cluster-snapshot"
             else backend.clusters
         )
-        store[parsed.group("id")].status = status
+        return store, parsed.group("id")
 
     # -- controls: snapshots over time ------------------------------------------------------------------------
 
@@ -363,12 +386,16 @@ class RdsExportStandIn:
         status: str = "available",
         account: str = ACCOUNT,
         region: str = "us-east-1",
+        name: str | None = None,
+        created: datetime | None = None,
     ) -> str:
         """Take one snapshot of DB instance ``db_identifier`` (which must exist in moto) and return its ARN.
 
         automated: ``rds:<db>-YYYY-MM-DD-HH-MM`` as RDS names them (a later minute if that name is taken, so that
-        several per minute are possible); manual: ``<db>-manual-N``; awsbackup: ``awsbackup:job-<db>-N``.
-        ``status`` other than available (e.g. creating) can be changed later with ``set_snapshot_status``."""
+        several per minute are possible); manual: ``<db>-manual-N`` (or ``name``: e.g. one deleted before and
+        re-created); awsbackup: ``awsbackup:job-<db>-N``. ``status`` other than available (e.g. creating: listed
+        without a time) can be changed later with ``set_snapshot_status``; ``created``: its creation time (e.g.
+        the same as another's), else now."""
         from moto.rds.models import rds_backends
 
         backend = rds_backends[account][region]
@@ -384,7 +411,7 @@ class RdsExportStandIn:
                 self._automated_stamp[db_identifier] = stamp + timedelta(minutes=1)
                 snapshot = backend.create_auto_snapshot(db_identifier, f"rds:{db_identifier}-{stamp:%Y-%m-%d-%H-%M}")
             elif snapshot_type in ("manual", "awsbackup"):
-                name = (
+                name = name or (
                     f"{db_identifier}-manual-{serial}"
                     if snapshot_type == "manual"
                     else f"awsbackup:job-{db_identifier}-{serial}"
@@ -393,6 +420,8 @@ class RdsExportStandIn:
             else:
                 raise ValueError(f"unknown snapshot type {snapshot_type!r}")
             snapshot.status = status
+            if created is not None:
+                snapshot.created = created
             return str(snapshot.arn)
 
     def snapshot_every(
@@ -519,6 +548,8 @@ class RdsExportStandIn:
         params = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         if params.get("Action") == "AssumeRole" and params.get("Version") == "2011-06-15":
             return self._assume_role(environ, start_response, params)
+        if params.get("Action") in snapshots.ACTIONS and params.get("Version") == "2014-10-31":
+            return self._describe_snapshots(environ, start_response, params)
         if params.get("Action") not in ACTIONS or params.get("Version") != "2014-10-31":
             return self.moto_app(environ, start_response)
         access_key, region = signature(environ.get("HTTP_AUTHORIZATION", ""))
@@ -551,6 +582,38 @@ class RdsExportStandIn:
                 close()
         if seen and seen[0].startswith("200"):
             self._identities.record_assume_role(params, body)
+        return [body]
+
+    def _describe_snapshots(
+        self, environ: dict[str, Any], start_response: StartResponse, params: dict[str, str]
+    ) -> list[bytes]:
+        """moto's snapshot listing, answered as RDS answers it (:mod:`localdev.standin.snapshots`)."""
+        from moto.rds.models import rds_backends
+
+        access_key, region = signature(environ.get("HTTP_AUTHORIZATION", ""))
+        backend = rds_backends[self._identities.identify(access_key).account][region or "us-east-1"]
+        with self._lock:
+            error = snapshots.missing_source(params["Action"], params, backend)
+        if error is not None:
+            xml = error_xml(error, str(uuid.uuid4()))
+            start_response(f"{error.status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))])
+            return [xml]
+        seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen.append((status, headers))
+            return lambda data: None
+
+        answer = self.moto_app(environ, capture)
+        try:
+            body = snapshots.without_times_in_progress(b"".join(answer))
+        finally:
+            close = getattr(answer, "close", None)
+            if close:
+                close()
+        status, headers = seen[0]
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(body)))]
+        start_response(status, headers)
         return [body]
 
     def _handle(self, action: str, params: dict[str, str], region: str, who: Identity) -> tuple[int, bytes] | None:

@@ -95,7 +95,7 @@ class Cron:
         dow = (t.isoweekday() % 7) in self.weekdays
         return dom and dow if self.days_star or self.weekdays_star else dom or dow
 
-    def _next(self, unix: int) -> int | None:  # noqa: C901 - robfig's SpecSchedule.Next, statement by statement
+    def _next(self, unix: int) -> int | None:
         t = unix + 1
         added = False
         year_limit = self._local(t).year + MAX_YEARS

@@ -27,6 +27,9 @@ from rds_export_operator.schedules.children import TaskApi
 from rds_export_operator.schedules.snapshots import SnapshotCache
 
 logger = logging.getLogger(__name__)
+# DescribeDBSnapshots / DescribeDBClusterSnapshots for a source that does not exist (shared/rds-export-api.md):
+# Ready=False SourceNotFound, listed again at every poll (it may be created, or be a typo fixed in the spec).
+SOURCE_NOT_FOUND_CODES = frozenset({"DBInstanceNotFound", "DBInstanceNotFoundFault", "DBClusterNotFoundFault"})
 _QUIET = ("Timer 'schedule' succeeded", "Timer 'ttl' succeeded")
 
 
@@ -93,7 +96,7 @@ class ScheduleHandlers:
             raise kopf.TemporaryError(f"cannot list the exports of this schedule: {exc}", delay=5) from exc
         owned = [o for o in objects if _owned_by(o, uid)]  # a label alone can be copied; the owner cannot
         children = [sch.child_from_object(o) for o in owned]
-        snapshots, error = None, None
+        snapshots, error, missing = None, None, False
         if sch.due(parsed, status, created, now) is not None:
             try:
                 identity = self._identity(namespace)
@@ -102,6 +105,7 @@ class ScheduleHandlers:
                 )
             except AwsError as exc:  # never a verdict: reported, tried again at the next poll
                 error = f"{exc.operation or 'listing snapshots'}: {exc.code}: {exc.message}"
+                missing = exc.code in SOURCE_NOT_FOUND_CODES
             except IdentityUnavailable as exc:
                 error = f"the namespace's AWS identity is not usable now: {exc}"
             except _Refused as exc:
@@ -117,6 +121,7 @@ class ScheduleHandlers:
             snapshots=snapshots,
             now=now,
             snapshots_error=error,
+            source_missing=missing,
         )
         uids = {c.name: c.uid for c in children}
         existed: set[str] = set()
