@@ -403,3 +403,94 @@ def test_snapshots_are_listed_as_the_namespace_identity(
         timeout=60,
         what="the export started as team A",
     )
+
+
+# -- listings as RDS gives them (issue 24) ---------------------------------------------------------------------
+
+
+def _sources(kubectl: Kubectl, namespace: str, uid: str) -> list[str]:
+    kids = sorted(children(kubectl, namespace, uid), key=lambda k: k["metadata"]["creationTimestamp"])
+    return [k["spec"]["sourceArn"] for k in kids]
+
+
+def test_a_snapshot_finished_after_a_later_one_is_exported_first(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    db = new_db(rds_client)
+    kubectl.apply(schedule("taking", db, startingDeadlineSeconds=3600), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "taking")
+    first = aws.standin.create_db_snapshot(db, status="creating")  # listed without a time while it is taken
+    later = aws.standin.create_db_snapshot(db)
+    # A poll saw the later one available (the deadline's first-seen record says so) and exported nothing.
+    kubectl.wait_for(
+        SCHEDULES,
+        "taking",
+        namespace,
+        lambda o: (o.get("status") or {}).get("firstSeenAvailable"),
+        timeout=60,
+        what="a poll that saw the later snapshot",
+    )
+    assert children(kubectl, namespace, uid) == []
+    aws.standin.set_snapshot_status(first, "available")
+    wait_until(lambda: _sources(kubectl, namespace, uid) == [first], timeout=60, what="the first snapshot first")
+    wait_until(
+        lambda: (complete_tasks(aws, db), _sources(kubectl, namespace, uid))[1] == [first, later],
+        timeout=60,
+        what="then the later one, once the first export finished",
+    )
+
+
+def test_snapshots_of_the_same_time_and_a_reused_identifier_are_each_exported(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    db = new_db(rds_client)
+    kubectl.apply(schedule("twins", db, snapshotType="manual", successfulExportsHistoryLimit=0), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "twins")
+    when = datetime.now(UTC)
+    a = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-a", created=when)
+    b = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-b", created=when)
+
+    def exported(arn: str) -> Callable[[], bool]:
+        def check() -> bool:
+            complete_tasks_of(aws, db)
+            return starts_by_arn(aws, arn) >= 1
+
+        return check
+
+    wait_until(exported(a), timeout=60, what="the first of two snapshots of one time")
+    wait_until(exported(b), timeout=60, what="the second (Forbid: after the first)")
+    # Deleted and re-created under the same identifier (a later time): another snapshot, exported again, even
+    # though the history limit 0 pruned the first export's child.
+    aws.standin.delete_snapshot(a)
+    again = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-a", created=when + timedelta(minutes=1))
+    assert again == a
+    wait_until(lambda: (complete_tasks_of(aws, db), starts_by_arn(aws, a))[1] == 2, timeout=60, what="re-created")
+    assert starts_by_arn(aws, b) == 1  # and nothing twice
+    assert uid and condition(kubectl.get(SCHEDULES, "twins", namespace), "Ready")["status"] == "True"
+
+
+def complete_tasks_of(aws: StandInServer, db: str) -> None:
+    """Finish the running exports of a DB's manual snapshots (``<db>-...``)."""
+    for task in aws.standin.tasks():
+        if f":snapshot:{db}-" in task.source_arn and task.status not in TERMINAL:
+            aws.standin.set_task(task.identifier, status="COMPLETE")
+
+
+def starts_by_arn(aws: StandInServer, arn: str) -> int:
+    return sum(1 for c in aws.standin.calls("StartExportTask") if c.params.get("SourceArn") == arn and c.fault is None)
+
+
+def test_an_upper_case_source_is_exported_and_a_missing_one_is_source_not_found(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    db = new_db(rds_client)
+    kubectl.apply(schedule("upper", db.upper()), "-n", namespace)
+    kubectl.apply(schedule("missing", "no-such-db"), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "upper")
+    arn = aws.standin.create_db_snapshot(db)
+    wait_until(lambda: _sources(kubectl, namespace, uid) == [arn], timeout=60, what="the export of DB-... snapshots")
+    sched = kubectl.wait_for(
+        SCHEDULES, "missing", namespace, ready_reason("SourceNotFound"), timeout=60, what="SourceNotFound"
+    )
+    ready = condition(sched, "Ready")
+    assert ready["status"] == "False" and "DBInstanceNotFound" in ready["message"]
