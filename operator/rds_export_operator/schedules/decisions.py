@@ -33,6 +33,7 @@ ANNOTATION_SNAPSHOT = f"{GROUP}/snapshot"
 ANNOTATION_SNAPSHOT_TIME = f"{GROUP}/snapshot-time"
 ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
 NEW_SNAPSHOT = "NewSnapshot"
+TABLES_COMPLETE = "TablesComplete"  # the child's table report condition (tables/)
 READY = "Ready"
 SNAPSHOT_TYPES = ("automated", "manual", "awsbackup", "any")
 TEMPLATE_FIELDS = ("s3BucketName", "iamRoleArn", "kmsKeyId", "s3Prefix", "exportOnly", "deletionPolicy")
@@ -121,6 +122,7 @@ class Child:
     phase: Phase
     finished: datetime | None
     deleting: bool = False
+    scheduled: datetime | None = None  # cron mode: the due time it was created for
 
 
 @dataclass(frozen=True)
@@ -200,13 +202,15 @@ def parse_spec(spec: Mapping[str, Any], *, default_region: str) -> ScheduleSpec:
 # -- children --------------------------------------------------------------------------------------------------
 
 
-def child_name(schedule_name: str, schedule_uid: str, snapshot: Snapshot) -> str:
+def child_name(schedule_name: str, schedule_uid: str, snapshot: Snapshot, scheduled: datetime | None = None) -> str:
     """The child's object name and export task identifier: readable, valid for both, and a function of the
-    schedule's UID and the snapshot alone, so that a restart derives the same name (creating it is a no-op)."""
+    schedule's UID and the snapshot (trigger mode) or the due time (cron mode: as CronJob names a Job, so that a
+    due time exports at most one snapshot) alone, so that a restart derives the same name (creating it is a no-op)."""
     created, key = snapshot.mark
     # The creation time is in the hash: an identifier deleted and re-created is another snapshot, another child.
-    digest = hashlib.sha256(f"{schedule_uid}/{key}/{_precise(created)}".encode()).hexdigest()[:8]
-    stamp = created.astimezone(UTC).strftime("%Y%m%d%H%M")
+    what = f"{key}/{_precise(created)}" if scheduled is None else f"due/{_precise(scheduled)}"
+    digest = hashlib.sha256(f"{schedule_uid}/{what}".encode()).hexdigest()[:8]
+    stamp = (created if scheduled is None else scheduled).astimezone(UTC).strftime("%Y%m%d%H%M")
     readable = re.sub(r"[^a-z0-9]+", "-", schedule_name.lower()).strip("-")
     if not readable[:1].isalpha():
         readable = f"x{readable}"
@@ -244,7 +248,7 @@ def child_object(
     scheduled: datetime | None,
 ) -> dict[str, Any]:
     """The RdsExportTask that exports ``snapshot`` for this schedule, owned by it (garbage-collected with it)."""
-    child = child_name(name, uid, snapshot)
+    child = child_name(name, uid, snapshot, scheduled)
     body: dict[str, Any] = {k: spec.template[k] for k in (*TEMPLATE_FIELDS, *TEMPLATE_EXTRA) if k in spec.template}
     if body.get("s3Prefix"):
         body["s3Prefix"] = render_prefix(body["s3Prefix"], placeholder_values(name, namespace, spec, snapshot))
@@ -284,10 +288,16 @@ def child_from_object(obj: Mapping[str, Any]) -> Child:
     annotations = meta.get("annotations") or {}
     status = obj.get("status") or {}
     phase, finished = Phase.ACTIVE, None
-    for cond in status.get("conditions") or []:
+    conditions = status.get("conditions") or []
+    for cond in conditions:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
             phase = Phase.SUCCEEDED if cond["type"] == "Complete" else Phase.FAILED
             finished = st.parse_time(status.get("taskEndTime")) or st.parse_time(cond.get("lastTransitionTime"))
+    # Complete with tables that failed is no success (as a Job with a failed pod); Unknown (report not read) is.
+    if phase is Phase.SUCCEEDED and any(
+        c.get("type") == TABLES_COMPLETE and c.get("status") == "False" for c in conditions
+    ):
+        phase = Phase.FAILED
     return Child(
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
@@ -296,6 +306,7 @@ def child_from_object(obj: Mapping[str, Any]) -> Child:
         phase=phase,
         finished=finished,
         deleting=bool(meta.get("deletionTimestamp")),
+        scheduled=st.parse_time(annotations.get(ANNOTATION_SCHEDULED_TIME)),
     )
 
 
@@ -380,6 +391,8 @@ def plan(
     elif when is not None and snapshots is not None:
         pick = _candidates(spec, snapshots, handled, watermark, now, when.scheduled, _first_seen(status))
         steps = pick.steps
+        if when.scheduled is not None and any(c.scheduled == when.scheduled for c in children):
+            steps = []  # this due time has its child already (a lagging status): it exports nothing more
         for snapshot in pick.timeless:
             if snapshot.key not in reported:
                 reported = [*reported, snapshot.key][-_KEEP_SKIPPED:]
@@ -424,7 +437,7 @@ def plan(
             result.status["lastExportedSnapshot"] = chosen[-1].identifier
         if when.scheduled is not None and result.ready[1] != "WaitingForActiveExport":
             result.status["lastScheduleTime"] = st.rfc3339(when.scheduled)
-            if not chosen:
+            if not chosen and not any(c.scheduled == when.scheduled for c in children):
                 result.events.append(
                     Event("Normal", "NoNewSnapshot", "due, but no available snapshot newer than the last exported one")
                 )
@@ -439,6 +452,9 @@ def plan(
     if reported:
         result.status["skippedSnapshots"] = reported
     result.prune = _prune(spec, children, persisted)
+    if result.prune:
+        message = f"deleted finished exports beyond the history limits: {', '.join(result.prune)}"
+        result.events.append(Event("Normal", "ExportsPruned", message))
     succeeded = [c.finished for c in children if c.phase is Phase.SUCCEEDED and c.finished]
     last_success = max([t for t in [st.parse_time(status.get("lastSuccessfulTime")), *succeeded] if t], default=None)
     if last_success is not None:

@@ -126,6 +126,9 @@ class ScheduleHandlers:
         uids = {c.name: c.uid for c in children}
         existed: set[str] = set()
         try:
+            if plan.delete:  # Replace: delete the running export only once the API server accepts its successor
+                for obj in plan.create:
+                    self.api.create_task(obj, dry_run=True)
             for child in plan.delete:  # Replace: the running export goes first (its deletionPolicy applies)
                 self.api.delete_task(namespace, child, uids.get(child))
             for obj in plan.create:  # oldest first: if one fails, the status (watermark) is not written
