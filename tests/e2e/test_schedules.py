@@ -494,3 +494,23 @@ def test_an_upper_case_source_is_exported_and_a_missing_one_is_source_not_found(
     )
     ready = condition(sched, "Ready")
     assert ready["status"] == "False" and "DBInstanceNotFound" in ready["message"]
+
+
+def test_export_snapshot_annotation_exports_that_snapshot_now(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    db = new_db(rds_client)
+    kubectl.apply(schedule("asked", db, trigger=None, schedule="0 0 1 1 *"), "-n", namespace)  # not due for months
+    uid = uid_of(kubectl, namespace, "asked")
+    arn = aws.standin.create_db_snapshot(db)
+    identifier = arn.split(":snapshot:")[1]
+    kubectl.run("annotate", SCHEDULES, "asked", "-n", namespace, f"rdsexport.dev/export-snapshot={identifier}")
+    wait_until(lambda: _sources(kubectl, namespace, uid) == [arn], timeout=60, what="the asked-for export")
+    kubectl.wait_for(
+        SCHEDULES,
+        "asked",
+        namespace,
+        lambda o: "rdsexport.dev/export-snapshot" not in (o["metadata"].get("annotations") or {}),
+        timeout=30,
+        what="the request cleared",
+    )

@@ -32,6 +32,9 @@ LABEL_SCHEDULE_UID = f"{GROUP}/schedule-uid"  # children are listed by this one
 ANNOTATION_SNAPSHOT = f"{GROUP}/snapshot"
 ANNOTATION_SNAPSHOT_TIME = f"{GROUP}/snapshot-time"
 ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
+# On the schedule: export this snapshot now (kubectl annotate), as ``kubectl create job --from=cronjob/...`` runs a
+# CronJob's Job now; cleared when done or refused.
+ANNOTATION_EXPORT_SNAPSHOT = f"{GROUP}/export-snapshot"
 NEW_SNAPSHOT = "NewSnapshot"
 TABLES_COMPLETE = "TablesComplete"  # the child's table report condition (tables/)
 READY = "Ready"
@@ -141,6 +144,7 @@ class Plan:
     status: dict[str, Any] = field(default_factory=dict)
     ready: tuple[str, str, str] = ("True", "Scheduled", "")  # condition status, reason, message
     events: list[Event] = field(default_factory=list)
+    clear_request: bool = False  # remove the export-snapshot annotation: the request was carried out or refused
 
 
 def parse_spec(spec: Mapping[str, Any], *, default_region: str) -> ScheduleSpec:
@@ -363,6 +367,7 @@ def plan(
     now: datetime,
     snapshots_error: str | None = None,
     source_missing: bool = False,
+    requested: str | None = None,
 ) -> Plan:
     """One decision. ``snapshots`` is None when they were not listed (not due, or the listing failed:
     ``snapshots_error`` says why, ``source_missing`` whether RDS said the source does not exist; a failed listing
@@ -443,6 +448,8 @@ def plan(
                 )
         elif when.scheduled is None and chosen:
             result.status["lastScheduleTime"] = st.rfc3339(now)
+    if requested and snapshots is not None and not spec.suspend:
+        active = _export_now(result, spec, requested, snapshots, children, active, name, namespace, uid)
     if result.ready[1] != "WaitingForActiveExport" and status.get("heldSnapshot"):
         result.status["heldSnapshot"] = None
 
@@ -465,6 +472,57 @@ def plan(
     ]
     result.status["nextScheduleTime"] = st.rfc3339(upcoming) if upcoming is not None else None
     return result
+
+
+def _export_now(
+    result: Plan,
+    spec: ScheduleSpec,
+    requested: str,
+    snapshots: Sequence[Snapshot],
+    children: Sequence[Child],
+    active: list[Child],
+    name: str,
+    namespace: str,
+    uid: str,
+) -> list[Child]:
+    """The export-snapshot annotation: that snapshot's child now, under concurrencyPolicy, whatever the watermark
+    (a failed child deleted first is exported again). The newest snapshot of that identifier; the active list
+    after it."""
+    matches = sorted(
+        (s for s in snapshots if s.key == requested.lower() and s.created is not None), key=lambda s: s.mark
+    )
+    snapshot = matches[-1] if matches else None
+    if snapshot is None or snapshot.status not in ("available", *IN_PROGRESS):
+        why = "not found for this source" if snapshot is None else f"its status is {snapshot.status}"
+        result.events.append(Event("Warning", "ExportNowRefused", f"cannot export snapshot {requested}: {why}"))
+        result.clear_request = True
+        return active
+    existing = [c for c in children if (c.snapshot.lower(), c.snapshot_time) == (snapshot.key, snapshot.created)]
+    existing += [
+        Child(o["metadata"]["name"], "", snapshot.identifier, snapshot.created, Phase.ACTIVE, None)
+        for o in result.create
+        if o["metadata"]["annotations"][ANNOTATION_SNAPSHOT_TIME] == _precise(snapshot.mark[0])
+        and o["metadata"]["annotations"][ANNOTATION_SNAPSHOT].lower() == snapshot.key
+    ]  # the due time's own export, decided just now
+    if existing:
+        message = f"snapshot {snapshot.identifier} has its export already: {existing[0].name} (delete it to re-run)"
+        result.events.append(Event("Normal", "ExportNowDone", message))
+        result.clear_request = True
+        return active
+    others = [c for c in active if c.name not in result.delete]
+    if snapshot.status != "available" or (others and spec.concurrency is Concurrency.FORBID):
+        return active  # not yet: asked again at the next poll
+    if others and spec.concurrency is Concurrency.REPLACE:
+        result.delete += [c.name for c in others]
+        active = [c for c in active if c not in others]
+    obj = child_object(spec, snapshot, name=name, namespace=namespace, uid=uid, scheduled=None)
+    result.create.append(obj)
+    child = obj["metadata"]["name"]
+    result.events.append(
+        Event("Normal", "ExportCreated", f"created {child} to export {snapshot.identifier} (asked)", child)
+    )
+    result.clear_request = True
+    return [*active, Child(child, "", snapshot.identifier, snapshot.created, Phase.ACTIVE, None)]
 
 
 def _persisted(status: Mapping[str, Any]) -> Mark | None:

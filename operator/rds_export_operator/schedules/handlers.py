@@ -97,7 +97,8 @@ class ScheduleHandlers:
         owned = [o for o in objects if _owned_by(o, uid)]  # a label alone can be copied; the owner cannot
         children = [sch.child_from_object(o) for o in owned]
         snapshots, error, missing = None, None, False
-        if sch.due(parsed, status, created, now) is not None:
+        requested = (meta.annotations or {}).get(sch.ANNOTATION_EXPORT_SNAPSHOT) or None
+        if sch.due(parsed, status, created, now) is not None or requested:
             try:
                 identity = self._identity(namespace)
                 snapshots = self.cache.get(
@@ -122,6 +123,7 @@ class ScheduleHandlers:
             now=now,
             snapshots_error=error,
             source_missing=missing,
+            requested=requested,
         )
         uids = {c.name: c.uid for c in children}
         existed: set[str] = set()
@@ -148,6 +150,8 @@ class ScheduleHandlers:
                 self.api.delete_task(namespace, child, uids.get(child))
             except Exception as exc:  # the next poll prunes it
                 logger.warning("%s/%s: cannot delete %s: %s", namespace, name, child, exc)
+        if plan.clear_request:  # carried out or refused (an Event says which): the user may ask again
+            patch.setdefault("metadata", {}).setdefault("annotations", {})[sch.ANNOTATION_EXPORT_SNAPSHOT] = None
         fields = {**plan.status, "source": _source(parsed), "when": _when(spec)}
         self._write(body, patch, fields, plan.ready, warn=plan.ready[0] == "False")
         for event in plan.events:

@@ -122,3 +122,41 @@ def test_replace_deletes_the_running_export_only_after_the_replacement_was_accep
         assert "ExportRefused" in posted
     else:
         assert [c[0] for c in tasks.calls] == ["dry-run", "delete", "create"] and tasks.calls[1][1] == name
+
+
+# -- "export this snapshot now" (the rdsexport.dev/export-snapshot annotation) --------------------------------
+
+
+def test_export_now_creates_that_snapshots_child_at_once_and_clears_the_request() -> None:
+    s = parsed(schedule="0 3 * * *")
+    old, newest = snap(10), snap(20)
+    p = sch.plan(
+        s, name="nightly", namespace="team", uid=UID, created=T0, status={}, children=[],
+        snapshots=[old, newest], now=T0 + timedelta(minutes=30), requested=old.identifier.upper(),
+    )  # fmt: skip
+    assert [c["spec"]["sourceArn"] for c in p.create] == [old.arn] and p.clear_request
+    # A child that exists already is not doubled (deleting a failed child first re-runs it: the case above).
+    failed = child_of(s, old, Phase.FAILED, finished=40)
+    again = sch.plan(
+        s, name="nightly", namespace="team", uid=UID, created=T0, status={}, children=[failed],
+        snapshots=[old, newest], now=T0 + timedelta(minutes=50), requested=old.identifier,
+    )  # fmt: skip
+    assert again.create == [] and again.clear_request
+    assert any(e.reason == "ExportNowDone" for e in again.events)
+
+
+def test_export_now_waits_for_a_running_export_under_forbid_and_refuses_an_unknown_snapshot() -> None:
+    s = parsed(schedule="0 3 * * *")
+    a, b = snap(10), snap(20)
+    running = child_of(s, a)
+    wait = sch.plan(
+        s, name="nightly", namespace="team", uid=UID, created=T0, status={}, children=[running],
+        snapshots=[a, b], now=T0 + timedelta(minutes=30), requested=b.identifier,
+    )  # fmt: skip
+    assert wait.create == [] and not wait.clear_request
+    unknown = sch.plan(
+        s, name="nightly", namespace="team", uid=UID, created=T0, status={}, children=[],
+        snapshots=[a, b], now=T0 + timedelta(minutes=30), requested="no-such-snapshot",
+    )  # fmt: skip
+    assert unknown.create == [] and unknown.clear_request
+    assert [e.reason for e in unknown.events] == ["ExportNowRefused"]
