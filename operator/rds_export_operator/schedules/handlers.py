@@ -58,13 +58,18 @@ class ScheduleHandlers:
     ) -> None:
         self.config, self.clock, self.identities = config, clock, identities
         self.api = api or TaskApi(timeout=config.aws_timeout)
+        # uid -> (when a tick last did the work, the due time and the export request it saw): ticks in between
+        # only read the clock.
+        self._looked: dict[str, tuple[datetime, datetime | None, str | None]] = {}
         # One listing per source per poll, shared by its schedules.
         self.cache = cache or SnapshotCache(rds, config.poll_interval, wait=2 * config.aws_timeout)
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
-        # A schedule acts within one poll interval of a due time; a poll costs one list of its children, plus
-        # (when due, or in trigger mode) one shared snapshot listing.
-        interval = self.config.poll_interval  # timers without a finalizer: see spawning.py
+        # The timer runs every tick interval so that a due time is met within it (not up to a poll interval
+        # late: a startingDeadlineSeconds below the poll interval would skip most due times); a tick does the
+        # work (one list of its children, plus, when due or in trigger mode, one shared snapshot listing) only
+        # once per poll interval, at a new due time, or when an export is asked for; otherwise it reads the clock.
+        interval = self.config.tick_interval  # timers without a finalizer: see spawning.py
         registry._spawning.append(
             spawning.timer(
                 self.tick, "schedule", plural=SCHEDULE_PLURAL, when=None, initial_delay=None, interval=interval
@@ -90,6 +95,13 @@ class ScheduleHandlers:
             self._write(body, patch, {}, ("False", exc.reason, str(exc)), warn=True)
             return
         created = st.parse_time(meta.get("creationTimestamp")) or now
+        requested = (meta.annotations or {}).get(sch.ANNOTATION_EXPORT_SNAPSHOT) or None
+        when = sch.due(parsed, status, created, now)
+        scheduled = when.scheduled if when is not None else None
+        last = self._looked.get(uid)
+        poll = timedelta(seconds=self.config.poll_interval)
+        if last is not None and now - last[0] < poll and scheduled in (None, last[1]) and requested == last[2]:
+            return  # between polls, and no new due time or request
         try:
             objects = self.api.list_tasks(namespace, f"{sch.LABEL_SCHEDULE_UID}={uid}")
         except Exception as exc:
@@ -97,8 +109,7 @@ class ScheduleHandlers:
         owned = [o for o in objects if _owned_by(o, uid)]  # a label alone can be copied; the owner cannot
         children = [sch.child_from_object(o) for o in owned]
         snapshots, error, missing = None, None, False
-        requested = (meta.annotations or {}).get(sch.ANNOTATION_EXPORT_SNAPSHOT) or None
-        if sch.due(parsed, status, created, now) is not None or requested:
+        if when is not None or requested:
             try:
                 identity = self._identity(namespace)
                 snapshots = self.cache.get(
@@ -141,6 +152,7 @@ class ScheduleHandlers:
             if exc.code in (400, 422):  # the API server refuses the export the template makes: say so, once
                 message = f"the export for this snapshot was refused: {exc}"
                 self._write(body, patch, {}, ("False", "ExportRefused", message[:1000]), warn=True)
+                self._looked[uid] = (now, scheduled, requested)  # tried again at the next poll, not every tick
                 return
             raise kopf.TemporaryError(f"cannot create or delete exports: {exc}", delay=5) from exc
         except Exception as exc:
@@ -159,6 +171,7 @@ class ScheduleHandlers:
                 continue
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
             logger.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
+        self._looked[uid] = (now, scheduled, requested)  # only after success: a retry after an error works again
 
     def _identity(self, namespace: str) -> Identity | None:
         """The namespace's AWS identity (as its exports run), or None: the operator's own (no mapping)."""

@@ -160,3 +160,43 @@ def test_export_now_waits_for_a_running_export_under_forbid_and_refuses_an_unkno
     )  # fmt: skip
     assert unknown.create == [] and unknown.clear_request
     assert [e.reason for e in unknown.events] == ["ExportNowRefused"]
+
+
+# -- the timer meets a due time itself ------------------------------------------------------------------------
+
+
+def test_a_due_time_is_met_within_a_tick_not_a_poll_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    tasks = FakeTasks([], refuse=False)
+    now = [T0 + timedelta(minutes=3, seconds=10)]
+    config = replace(Settings(), default_region="us-east-1", poll_interval=60.0, tick_interval=1.0)
+    h = handlers.ScheduleHandlers(config, rds=None, api=tasks, cache=FakeCache([snap(1)]), clock=lambda: now[0])  # type: ignore[arg-type]
+    registry = kopf.OperatorRegistry()
+    h.register(registry)
+    assert {getattr(t, "interval", None) for t in registry._spawning.get_all_handlers()} == {1.0}
+    body = kopf.Body(
+        {
+            "metadata": {
+                "name": "nightly",
+                "namespace": "team",
+                "uid": UID,
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+            },
+            "spec": spec(schedule="*/5 * * * *", startingDeadlineSeconds=5),
+            "status": {"lastScheduleTime": "2026-01-01T00:00:00Z"},
+        }
+    )
+    listed: list[str] = []
+    monkeypatch.setattr(tasks, "list_tasks", lambda *a: listed.append("list") or [])
+
+    def tick(at: timedelta) -> kopf.Patch:
+        now[0] = T0 + at
+        patch = kopf.Patch()
+        h.tick(body=body, spec=body.spec, status=body.status, patch=patch)
+        return patch
+
+    tick(timedelta(minutes=3, seconds=10))  # not due: the work once
+    tick(timedelta(minutes=3, seconds=11))  # a tick between polls: only the clock
+    assert listed == ["list"]
+    patch = tick(timedelta(minutes=5, seconds=1))  # due at 00:05, 51 s after the last look: acted on at once
+    assert listed == ["list", "list"] and patch["status"]["lastScheduleTime"] == "2026-01-01T00:05:00Z"
