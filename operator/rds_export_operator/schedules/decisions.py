@@ -126,6 +126,7 @@ class Child:
     finished: datetime | None
     deleting: bool = False
     scheduled: datetime | None = None  # cron mode: the due time it was created for
+    started: datetime | None = None  # when the object was created (exportTemplate.activeDeadlineSeconds)
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,7 @@ def child_from_object(obj: Mapping[str, Any]) -> Child:
         finished=finished,
         deleting=bool(meta.get("deletionTimestamp")),
         scheduled=st.parse_time(annotations.get(ANNOTATION_SCHEDULED_TIME)),
+        started=st.parse_time(meta.get("creationTimestamp")),
     )
 
 
@@ -381,6 +383,15 @@ def plan(
         # seconds: a snapshot within that second may be older than the schedule, so it does not count as new.
         watermark = (created.replace(microsecond=0) + timedelta(seconds=1) - timedelta(microseconds=1), _ALL)
     active = [c for c in children if c.phase is Phase.ACTIVE and not c.deleting]
+    if (limit := spec.template.get("activeDeadlineSeconds")) is not None:
+        # As a Job's activeDeadlineSeconds: an export running longer is deleted (its deletionPolicy cancels it)
+        # and Forbid moves on.
+        overdue = [c for c in active if c.started is not None and now - c.started > timedelta(seconds=int(limit))]
+        result.delete = [c.name for c in overdue]
+        result.events += [
+            Event("Warning", "DeadlineExceeded", f"deleting {c.name}: running longer than {limit}s") for c in overdue
+        ]
+        active = [c for c in active if c not in overdue]
     when = due(spec, status, created, now)
     upcoming = next_due(spec, now)
     reported = list(status.get("skippedSnapshots") or [])
@@ -419,7 +430,7 @@ def plan(
                 Event("Warning", "MissedSchedule", f"missed {when.missed} start times; running the most recent one")
             )
         if wanted and active and spec.concurrency is Concurrency.REPLACE:
-            result.delete = [c.name for c in active]
+            result.delete += [c.name for c in active]
             result.events += [Event("Normal", "Replacing", f"deleting running export {c.name}") for c in active]
             active = []
         steps = _limit(spec, steps)

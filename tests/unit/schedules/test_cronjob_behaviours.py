@@ -200,3 +200,32 @@ def test_a_due_time_is_met_within_a_tick_not_a_poll_interval(monkeypatch: pytest
     assert listed == ["list"]
     patch = tick(timedelta(minutes=5, seconds=1))  # due at 00:05, 51 s after the last look: acted on at once
     assert listed == ["list", "list"] and patch["status"]["lastScheduleTime"] == "2026-01-01T00:05:00Z"
+
+
+def test_an_export_running_past_active_deadline_seconds_is_deleted_and_forbid_moves_on() -> None:
+    s = parsed(
+        schedule=None, trigger="NewSnapshot", exportTemplate={**spec()["exportTemplate"], "activeDeadlineSeconds": 600}
+    )
+    a, b = snap(1), snap(2)
+    stuck = replace(child_of(s, a), started=T0 + timedelta(minutes=1))
+    p = run(
+        s,
+        T0 + timedelta(minutes=12),
+        status={"lastHandledSnapshotTime": "2026-01-01T00:01:00Z"},
+        children=[stuck],
+        snapshots=[a, b],
+    )
+    assert p.delete == [stuck.name] and [c["spec"]["sourceArn"] for c in p.create] == [b.arn]
+    assert "DeadlineExceeded" in [e.reason for e in p.events]
+    assert "activeDeadlineSeconds" not in p.create[0]["spec"]  # the schedule's rule, not an RdsExportTask field
+    young = replace(stuck, started=T0 + timedelta(minutes=5))
+    assert (
+        run(
+            s,
+            T0 + timedelta(minutes=12),
+            status={"lastHandledSnapshotTime": "2026-01-01T00:01:00Z"},
+            children=[young],
+            snapshots=[a, b],
+        ).delete
+        == []
+    )
