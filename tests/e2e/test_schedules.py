@@ -64,18 +64,23 @@ def uid_of(kubectl: Kubectl, namespace: str, name: str) -> str:
     return str(meta["uid"])
 
 
+def of_db(arn: str, db: str) -> bool:
+    """Whether a snapshot ARN is one of the DB's: automated (``rds:<db>-...``) or manual (``<db>-...``)."""
+    return f":snapshot:rds:{db}-" in arn or f":snapshot:{db}-" in arn
+
+
 def starts_by_source(aws: StandInServer, prefix: str) -> Counter[str]:
     """StartExportTask calls that succeeded far enough to be recorded, per snapshot ARN, for one DB."""
     return Counter(
         c.params.get("SourceArn", "")
         for c in aws.standin.calls("StartExportTask")
-        if f":snapshot:rds:{prefix}-" in c.params.get("SourceArn", "") and c.fault is None
+        if of_db(c.params.get("SourceArn", ""), prefix) and c.fault is None
     )
 
 
 def complete_tasks(aws: StandInServer, prefix: str, status: str = "COMPLETE") -> None:
     for task in aws.standin.tasks():
-        if f"rds:{prefix}-" in task.source_arn and task.status not in TERMINAL:
+        if of_db(task.source_arn, prefix) and task.status not in TERMINAL:
             aws.standin.set_task(task.identifier, status=status)
 
 
@@ -450,12 +455,8 @@ def test_snapshots_of_the_same_time_and_a_reused_identifier_are_each_exported(
     a = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-a", created=when)
     b = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-b", created=when)
 
-    def exported(arn: str) -> Callable[[], bool]:
-        def check() -> bool:
-            complete_tasks_of(aws, db)
-            return starts_by_arn(aws, arn) >= 1
-
-        return check
+    def exported(arn: str, times: int = 1) -> Callable[[], bool]:
+        return lambda: (complete_tasks(aws, db), starts_by_source(aws, db)[arn])[1] >= times
 
     wait_until(exported(a), timeout=60, what="the first of two snapshots of one time")
     wait_until(exported(b), timeout=60, what="the second (Forbid: after the first)")
@@ -464,20 +465,9 @@ def test_snapshots_of_the_same_time_and_a_reused_identifier_are_each_exported(
     aws.standin.delete_snapshot(a)
     again = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-a", created=when + timedelta(minutes=1))
     assert again == a
-    wait_until(lambda: (complete_tasks_of(aws, db), starts_by_arn(aws, a))[1] == 2, timeout=60, what="re-created")
-    assert starts_by_arn(aws, b) == 1  # and nothing twice
+    wait_until(exported(a, times=2), timeout=60, what="the re-created snapshot")
+    assert starts_by_source(aws, db)[b] == 1 and starts_by_source(aws, db)[a] == 2  # and nothing more
     assert uid and condition(kubectl.get(SCHEDULES, "twins", namespace), "Ready")["status"] == "True"
-
-
-def complete_tasks_of(aws: StandInServer, db: str) -> None:
-    """Finish the running exports of a DB's manual snapshots (``<db>-...``)."""
-    for task in aws.standin.tasks():
-        if f":snapshot:{db}-" in task.source_arn and task.status not in TERMINAL:
-            aws.standin.set_task(task.identifier, status="COMPLETE")
-
-
-def starts_by_arn(aws: StandInServer, arn: str) -> int:
-    return sum(1 for c in aws.standin.calls("StartExportTask") if c.params.get("SourceArn") == arn and c.fault is None)
 
 
 def test_an_upper_case_source_is_exported_and_a_missing_one_is_source_not_found(

@@ -87,6 +87,11 @@ class FakeCache:
         return self.snapshots
 
 
+def schedule_body(schedule_spec: dict[str, Any], status: dict[str, Any]) -> kopf.Body:
+    meta = {"name": "nightly", "namespace": "team", "uid": UID, "creationTimestamp": "2026-01-01T00:00:00Z"}
+    return kopf.Body({"metadata": meta, "spec": schedule_spec, "status": status})
+
+
 @pytest.mark.parametrize("refuse", [True, False])
 def test_replace_deletes_the_running_export_only_after_the_replacement_was_accepted(
     refuse: bool, monkeypatch: pytest.MonkeyPatch
@@ -98,18 +103,7 @@ def test_replace_deletes_the_running_export_only_after_the_replacement_was_accep
     running = sch.child_object(s, snap(1), name="nightly", namespace="team", uid=UID, scheduled=None)
     running["metadata"]["uid"] = "running-uid"
     tasks = FakeTasks([running], refuse)
-    body = kopf.Body(
-        {
-            "metadata": {
-                "name": "nightly",
-                "namespace": "team",
-                "uid": UID,
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-            },
-            "spec": spec(**overrides),
-            "status": {"lastHandledSnapshotTime": "2026-01-01T00:01:00.000000Z"},
-        }
-    )
+    body = schedule_body(spec(**overrides), {"lastHandledSnapshotTime": "2026-01-01T00:01:00.000000Z"})
     config = replace(Settings(), default_region="us-east-1")
     h = handlers.ScheduleHandlers(
         config, rds=None, api=tasks, cache=FakeCache([snap(1), snap(2)]), clock=lambda: T0 + timedelta(minutes=3)
@@ -174,17 +168,8 @@ def test_a_due_time_is_met_within_a_tick_not_a_poll_interval(monkeypatch: pytest
     registry = kopf.OperatorRegistry()
     h.register(registry)
     assert {getattr(t, "interval", None) for t in registry._spawning.get_all_handlers()} == {1.0}
-    body = kopf.Body(
-        {
-            "metadata": {
-                "name": "nightly",
-                "namespace": "team",
-                "uid": UID,
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-            },
-            "spec": spec(schedule="*/5 * * * *", startingDeadlineSeconds=5),
-            "status": {"lastScheduleTime": "2026-01-01T00:00:00Z"},
-        }
+    body = schedule_body(
+        spec(schedule="*/5 * * * *", startingDeadlineSeconds=5), {"lastScheduleTime": "2026-01-01T00:00:00Z"}
     )
     listed: list[str] = []
     monkeypatch.setattr(tasks, "list_tasks", lambda *a: listed.append("list") or [])
