@@ -414,8 +414,8 @@ def plan(
                 reported = [*reported, snapshot.key][-_KEEP_SKIPPED:]
                 message = f"snapshot {snapshot.identifier} ({snapshot.status}) has no creation time: not exported"
                 result.events.append(Event("Warning", "SnapshotSkipped", message))
-        if spec.cron is None and spec.starting_deadline is not None:
-            result.status["firstSeenAvailable"] = pick.seen or None
+        if spec.cron is None:
+            result.status["firstSeenAvailable"] = pick.seen or None  # kept only with a starting deadline
         wanted = [snapshot for snapshot, export in steps if export]
         if wanted and active and spec.concurrency is Concurrency.FORBID:
             # Nothing moves: the due time stays pending (lastScheduleTime unchanged), as CronJob does.
@@ -459,7 +459,7 @@ def plan(
                 )
         elif when.scheduled is None and chosen:
             result.status["lastScheduleTime"] = st.rfc3339(now)
-    if requested and snapshots is not None and not spec.suspend:
+    if requested and snapshots is not None:  # suspended too, as kubectl create job --from=cronjob/... works then
         active = _export_now(result, spec, requested, snapshots, children, active, name, namespace, uid)
     if result.ready[1] != "WaitingForActiveExport" and status.get("heldSnapshot"):
         result.status["heldSnapshot"] = None

@@ -214,3 +214,13 @@ def test_an_export_running_past_active_deadline_seconds_is_deleted_and_forbid_mo
         ).delete
         == []
     )
+
+
+def test_export_now_works_while_suspended() -> None:
+    s = parsed(schedule="0 3 * * *", suspend=True)
+    a = snap(10)
+    p = sch.plan(
+        s, name="nightly", namespace="team", uid=UID, created=T0, status={}, children=[],
+        snapshots=[a], now=T0 + timedelta(minutes=30), requested=a.identifier,
+    )  # fmt: skip
+    assert [c["spec"]["sourceArn"] for c in p.create] == [a.arn] and p.ready[1] == "Suspended"
