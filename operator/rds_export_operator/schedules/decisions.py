@@ -437,7 +437,7 @@ def plan(
         chosen = [snapshot for snapshot, export in steps if export]
         for snapshot, export in steps:
             if not export:
-                message = f"snapshot {snapshot.identifier} passed over: {_why_not(spec, snapshot)}"
+                message = f"snapshot {snapshot.identifier} passed over: {_why_not(spec, snapshot, pick.late)}"
                 result.events.append(Event("Warning", "SnapshotSkipped", message))
         for snapshot in chosen:
             obj = child_object(spec, snapshot, name=name, namespace=namespace, uid=uid, scheduled=when.scheduled)
@@ -508,15 +508,15 @@ def _export_now(
         result.events.append(Event("Warning", "ExportNowRefused", f"cannot export snapshot {requested}: {why}"))
         result.clear_request = True
         return active
-    existing = [c for c in children if (c.snapshot.lower(), c.snapshot_time) == (snapshot.key, snapshot.created)]
-    existing += [
-        Child(o["metadata"]["name"], "", snapshot.identifier, snapshot.created, Phase.ACTIVE, None)
+    existing = [c.name for c in children if (c.snapshot.lower(), c.snapshot_time) == (snapshot.key, snapshot.created)]
+    existing += [  # or the due time's own export, decided just now
+        o["metadata"]["name"]
         for o in result.create
         if o["metadata"]["annotations"][ANNOTATION_SNAPSHOT_TIME] == _precise(snapshot.mark[0])
         and o["metadata"]["annotations"][ANNOTATION_SNAPSHOT].lower() == snapshot.key
-    ]  # the due time's own export, decided just now
+    ]
     if existing:
-        message = f"snapshot {snapshot.identifier} has its export already: {existing[0].name} (delete it to re-run)"
+        message = f"snapshot {snapshot.identifier} has its export already: {existing[0]} (delete it to re-run)"
         result.events.append(Event("Normal", "ExportNowDone", message))
         result.clear_request = True
         return active
@@ -557,10 +557,12 @@ def _seen_key(snapshot: Snapshot) -> str:
     return f"{snapshot.key}@{_precise(snapshot.mark[0])}"
 
 
-def _why_not(spec: ScheduleSpec, snapshot: Snapshot) -> str:
+def _why_not(spec: ScheduleSpec, snapshot: Snapshot, late: set[str]) -> str:
     if snapshot.status != "available":
         return f"its status is {snapshot.status}"
-    return f"not started within startingDeadlineSeconds ({spec.starting_deadline}) of being seen available"
+    if _seen_key(snapshot) in late:
+        return f"not started within startingDeadlineSeconds ({spec.starting_deadline}) of being seen available"
+    return "a newer snapshot replaces it (concurrencyPolicy Replace)"
 
 
 @dataclass
@@ -568,6 +570,7 @@ class _Pick:
     steps: list[tuple[Snapshot, bool]]  # oldest first, each with whether to export it (False: passed over)
     timeless: list[Snapshot]  # listed without a creation time, never to be exported as they are: to report
     seen: dict[str, str]  # trigger mode: when each new available snapshot was first seen (starting deadline)
+    late: set[str] = field(default_factory=set)  # those seen longer ago than the starting deadline
 
 
 def _candidates(
@@ -607,6 +610,8 @@ def _candidates(
             break  # never move past a snapshot that may still become available: oldest first is the promise
         since = st.parse_time(first_seen.get(_seen_key(snapshot))) or now
         too_old = spec.starting_deadline is not None and since < now - spec.starting_deadline
+        if too_old:
+            pick.late.add(_seen_key(snapshot))
         pick.steps.append((snapshot, snapshot.status == "available" and not too_old))
     return pick
 

@@ -224,3 +224,14 @@ def test_export_now_works_while_suspended() -> None:
         snapshots=[a], now=T0 + timedelta(minutes=30), requested=a.identifier,
     )  # fmt: skip
     assert [c["spec"]["sourceArn"] for c in p.create] == [a.arn] and p.ready[1] == "Suspended"
+
+
+def test_replace_says_why_older_snapshots_are_passed_over() -> None:
+    a, b = snap(1), snap(2)
+    p = run(
+        parsed(schedule=None, trigger="NewSnapshot", concurrencyPolicy="Replace"),
+        T0 + timedelta(minutes=3),
+        snapshots=[a, b],
+    )
+    [skipped] = [e.message for e in p.events if e.reason == "SnapshotSkipped"]
+    assert a.identifier in skipped and "Replace" in skipped
