@@ -139,10 +139,10 @@ class ScheduleHandlers:
         uids = {c.name: c.uid for c in children}
         existed: set[str] = set()
         try:
-            if plan.delete:  # Replace: delete the running export only once the API server accepts its successor
+            if plan.delete:  # delete a running export only once the API server would accept its successor
                 for obj in plan.create:
                     self.api.create_task(obj, dry_run=True)
-            for child in plan.delete:  # Replace: the running export goes first (its deletionPolicy applies)
+            for child in plan.delete:  # Replace, activeDeadlineSeconds: first (its deletionPolicy applies)
                 self.api.delete_task(namespace, child, uids.get(child))
             for obj in plan.create:  # oldest first: if one fails, the status (watermark) is not written
                 if not self.api.create_task(obj):
