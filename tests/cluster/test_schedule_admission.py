@@ -35,6 +35,7 @@ ACCEPTED: list[dict[str, Any]] = [
     {},
     {"schedule": "*/15 1-5,22 ? jan-MAR MON-FRI", "timeZone": "Europe/Berlin"},
     {"schedule": "0 0 1,15 */2 0/2"},
+    {"schedule": "0 0 * * 1/2", "source": {"dbInstanceIdentifier": "orders"}, "snapshotType": "awsbackup"},
     {"schedule": "@daily"},
     {"schedule": None, "trigger": "NewSnapshot", "snapshotType": "manual", "concurrencyPolicy": "Allow"},
     {"source": {"dbClusterIdentifier": "aurora-prod"}, "suspend": True, "startingDeadlineSeconds": 300},
@@ -60,6 +61,8 @@ REJECTED: list[tuple[dict[str, Any], str]] = [
     ({"schedule": "0 3 32 * *"}, "the day-of-month (3rd) field of schedule"),
     ({"schedule": "0 3 * 13 *"}, "the month (4th) field of schedule"),
     ({"schedule": "0 3 * * 8"}, "the day-of-week (5th) field of schedule"),
+    ({"schedule": "0 3 * * 7"}, "7 is refused"),  # robfig/cron (CronJob) refuses 7 for Sunday
+    ({"source": {"dbClusterIdentifier": "aurora-prod"}, "snapshotType": "awsbackup"}, "awsbackup is not supported"),
     ({"schedule": "*/0 3 * * *"}, "the minute (1st) field of schedule"),
     ({"schedule": "0 3 * * MONDAY"}, "the day-of-week (5th) field of schedule"),
     ({"schedule": "@every 1h"}, "@every is not supported"),

@@ -74,18 +74,23 @@ def uid_of(kubectl: Kubectl, namespace: str, name: str) -> str:
     return str(meta["uid"])
 
 
+def of_db(arn: str, db: str) -> bool:
+    """Whether a snapshot ARN is one of the DB's: automated (``rds:<db>-...``) or manual (``<db>-...``)."""
+    return f":snapshot:rds:{db}-" in arn or f":snapshot:{db}-" in arn
+
+
 def starts_by_source(aws: StandInServer, prefix: str) -> Counter[str]:
     """StartExportTask calls that succeeded far enough to be recorded, per snapshot ARN, for one DB."""
     return Counter(
         c.params.get("SourceArn", "")
         for c in aws.standin.calls("StartExportTask")
-        if f":snapshot:rds:{prefix}-" in c.params.get("SourceArn", "") and c.fault is None
+        if of_db(c.params.get("SourceArn", ""), prefix) and c.fault is None
     )
 
 
 def complete_tasks(aws: StandInServer, prefix: str, status: str = "COMPLETE") -> None:
     for task in aws.standin.tasks():
-        if f"rds:{prefix}-" in task.source_arn and task.status not in TERMINAL:
+        if of_db(task.source_arn, prefix) and task.status not in TERMINAL:
             aws.standin.set_task(task.identifier, status=status)
 
 
@@ -386,4 +391,100 @@ def test_snapshots_are_listed_as_the_namespace_identity(
         ),
         timeout=60,
         what="the export started as team A",
+    )
+
+
+# -- listings as RDS gives them (issue 24) ---------------------------------------------------------------------
+
+
+def _sources(kubectl: Kubectl, namespace: str, uid: str) -> list[str]:
+    kids = sorted(children(kubectl, namespace, uid), key=lambda k: k["metadata"]["creationTimestamp"])
+    return [k["spec"]["sourceArn"] for k in kids]
+
+
+def test_a_snapshot_finished_after_a_later_one_is_exported_first(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    db = new_db(rds_client)
+    kubectl.apply(schedule("taking", db, startingDeadlineSeconds=3600), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "taking")
+    first = aws.standin.create_db_snapshot(db, status="creating")  # listed without a time while it is taken
+    later = aws.standin.create_db_snapshot(db)
+    # A poll saw the later one available (the deadline's first-seen record says so) and exported nothing.
+    kubectl.wait_for(
+        SCHEDULES,
+        "taking",
+        namespace,
+        lambda o: (o.get("status") or {}).get("firstSeenAvailable"),
+        timeout=60,
+        what="a poll that saw the later snapshot",
+    )
+    assert children(kubectl, namespace, uid) == []
+    aws.standin.set_snapshot_status(first, "available")
+    wait_until(lambda: _sources(kubectl, namespace, uid) == [first], timeout=60, what="the first snapshot first")
+    wait_until(
+        lambda: (complete_tasks(aws, db), _sources(kubectl, namespace, uid))[1] == [first, later],
+        timeout=60,
+        what="then the later one, once the first export finished",
+    )
+
+
+def test_snapshots_of_the_same_time_and_a_reused_identifier_are_each_exported(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    db = new_db(rds_client)
+    kubectl.apply(schedule("twins", db, snapshotType="manual", successfulExportsHistoryLimit=0), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "twins")
+    when = datetime.now(UTC)
+    a = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-a", created=when)
+    b = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-b", created=when)
+
+    def exported(arn: str, times: int = 1) -> Callable[[], bool]:
+        return lambda: (complete_tasks(aws, db), starts_by_source(aws, db)[arn])[1] >= times
+
+    wait_until(exported(a), timeout=60, what="the first of two snapshots of one time")
+    wait_until(exported(b), timeout=60, what="the second (Forbid: after the first)")
+    # Deleted and re-created under the same identifier (a later time): another snapshot, exported again, even
+    # though the history limit 0 pruned the first export's child.
+    aws.standin.delete_snapshot(a)
+    again = aws.standin.create_db_snapshot(db, "manual", name=f"{db}-a", created=when + timedelta(minutes=1))
+    assert again == a
+    wait_until(exported(a, times=2), timeout=60, what="the re-created snapshot")
+    assert starts_by_source(aws, db)[b] == 1 and starts_by_source(aws, db)[a] == 2  # and nothing more
+    assert uid and condition(kubectl.get(SCHEDULES, "twins", namespace), "Ready")["status"] == "True"
+
+
+def test_an_upper_case_source_is_exported_and_a_missing_one_is_source_not_found(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    db = new_db(rds_client)
+    kubectl.apply(schedule("upper", db.upper()), "-n", namespace)
+    kubectl.apply(schedule("missing", "no-such-db"), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "upper")
+    arn = aws.standin.create_db_snapshot(db)
+    wait_until(lambda: _sources(kubectl, namespace, uid) == [arn], timeout=60, what="the export of DB-... snapshots")
+    sched = kubectl.wait_for(
+        SCHEDULES, "missing", namespace, ready_reason("SourceNotFound"), timeout=60, what="SourceNotFound"
+    )
+    ready = condition(sched, "Ready")
+    assert ready["status"] == "False" and "DBInstanceNotFound" in ready["message"]
+
+
+def test_export_snapshot_annotation_exports_that_snapshot_now(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator: OperatorProcess
+) -> None:
+    db = new_db(rds_client)
+    kubectl.apply(schedule("asked", db, trigger=None, schedule="0 0 1 1 *"), "-n", namespace)  # not due for months
+    uid = uid_of(kubectl, namespace, "asked")
+    arn = aws.standin.create_db_snapshot(db)
+    identifier = arn.split(":snapshot:")[1]
+    kubectl.run("annotate", SCHEDULES, "asked", "-n", namespace, f"rdsexport.dev/export-snapshot={identifier}")
+    wait_until(lambda: _sources(kubectl, namespace, uid) == [arn], timeout=60, what="the asked-for export")
+    kubectl.wait_for(
+        SCHEDULES,
+        "asked",
+        namespace,
+        lambda o: "rdsexport.dev/export-snapshot" not in (o["metadata"].get("annotations") or {}),
+        timeout=30,
+        what="the request cleared",
     )

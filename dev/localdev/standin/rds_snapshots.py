@@ -34,6 +34,24 @@ class SnapshotControls:
     def set_snapshot_status(self, source_arn: str, status: str) -> None:
         """Set the status of a snapshot, cluster snapshot or cluster in moto (e.g. ``creating``: Start then answers
         InvalidExportSourceState until it is ``available`` again)."""
+        store, key = self._store(source_arn)
+        store[key].status = status
+
+    def set_snapshot_time(self, source_arn: str, created: datetime) -> None:
+        """Set a snapshot's creation time: RDS gives the time it started, so a snapshot that started first can
+        become available after a later one (shared/rds-export-api.md, "Snapshots")."""
+        store, key = self._store(source_arn)
+        store[key].created = created
+
+    def delete_snapshot(self, source_arn: str) -> None:
+        """Delete a snapshot or cluster snapshot (its identifier can then be used again)."""
+        store, key = self._store(source_arn)
+        with self._lock:
+            del store[key]
+
+    @staticmethod
+    def _store(source_arn: str) -> tuple[MutableMapping[str, Any], str]:
+        """moto's store of the snapshot, cluster snapshot or cluster the ARN names, and its key there."""
         from moto.rds.models import rds_backends
 
         parsed = SOURCE.match(source_arn)
@@ -48,7 +66,7 @@ class SnapshotControls:
             if kind == "cluster-snapshot"
             else backend.clusters
         )
-        store[parsed.group("id")].status = status
+        return store, parsed.group("id")
 
     def create_db_snapshot(
         self,
@@ -58,12 +76,16 @@ class SnapshotControls:
         status: str = "available",
         account: str = ACCOUNT,
         region: str = "us-east-1",
+        name: str | None = None,
+        created: datetime | None = None,
     ) -> str:
         """Take one snapshot of DB instance ``db_identifier`` (which must exist in moto) and return its ARN.
 
         automated: ``rds:<db>-YYYY-MM-DD-HH-MM`` as RDS names them (a later minute if that name is taken, so that
-        several per minute are possible); manual: ``<db>-manual-N``; awsbackup: ``awsbackup:job-<db>-N``.
-        ``status`` other than available (e.g. creating) can be changed later with ``set_snapshot_status``."""
+        several per minute are possible); manual: ``<db>-manual-N`` (or ``name``: e.g. one deleted before and
+        re-created); awsbackup: ``awsbackup:job-<db>-N``. ``status`` other than available (e.g. creating: listed
+        without a time) can be changed later with ``set_snapshot_status``; ``created``: its creation time (e.g.
+        the same as another's), else now."""
         from moto.rds.models import rds_backends
 
         backend = rds_backends[account][region]
@@ -79,7 +101,7 @@ class SnapshotControls:
                 self._automated_stamp[db_identifier] = stamp + timedelta(minutes=1)
                 snapshot = backend.create_auto_snapshot(db_identifier, f"rds:{db_identifier}-{stamp:%Y-%m-%d-%H-%M}")
             elif snapshot_type in ("manual", "awsbackup"):
-                name = (
+                name = name or (
                     f"{db_identifier}-manual-{serial}"
                     if snapshot_type == "manual"
                     else f"awsbackup:job-{db_identifier}-{serial}"
@@ -88,6 +110,8 @@ class SnapshotControls:
             else:
                 raise ValueError(f"unknown snapshot type {snapshot_type!r}")
             snapshot.status = status
+            if created is not None:
+                snapshot.created = created
             return str(snapshot.arn)
 
     def snapshot_every(

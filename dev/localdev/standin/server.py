@@ -13,6 +13,9 @@ module per service the stand-in plays, each with its controls as a part of :clas
   InvalidExportTaskStateFault for a cancel of a finished task;
 - sources looked up in moto's RDS backend of the caller's account: DB snapshots (also automated ``rds:`` ones),
   cluster snapshots and live clusters, with the right NotFound and InvalidExportSourceState errors;
+- DescribeDBSnapshots / DescribeDBClusterSnapshots as RDS answers them (:mod:`localdev.standin.snapshots`): no
+  SnapshotCreateTime while a snapshot is being taken or copied, DBInstanceNotFound / DBClusterNotFoundFault for
+  a missing source;
 - DescribeExportTasks with ExportTaskIdentifier, SourceArn, SourceType, Filters (lower-case status values),
   MaxRecords (20..100) and Marker pagination.
 
@@ -22,8 +25,9 @@ the 5-task limit, Describe and Cancel are all per account and region.
 
 Controls for tests, demo and benchmarks are the public methods of :class:`RdsExportStandIn` (the stand-in runs
 in-process): ``seed``, ``set_task``, ``task``, ``tasks``, ``reset``, ``mode``, ``inject`` (see
-:mod:`localdev.standin.faults`), ``deny_role``, ``set_snapshot_status``, ``after``, ``calls``, ``call_count``;
-snapshots over time (for schedules): ``create_db_snapshot``, ``snapshot_every``, ``stop_snapshots``.
+:mod:`localdev.standin.faults`), ``deny_role``, ``after``, ``calls``, ``call_count``; snapshots (for schedules):
+``create_db_snapshot``, ``set_snapshot_status``, ``set_snapshot_time``, ``delete_snapshot``, ``snapshot_every``,
+``stop_snapshots``.
 
 S3 is moto's, with the export's info files (:mod:`localdev.standin.s3`): a task that becomes COMPLETE (by its
 script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
@@ -50,6 +54,7 @@ import boto3
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localdev.controlplane import free_port
+from localdev.standin import snapshots
 from localdev.standin.faults import ConnectionAbort, FaultBook, abort_connection, make_fault
 from localdev.standin.rds_exports import ACCOUNT, ACTIVE, TERMINAL, ExportControls, ExportService, Modes, Script, Task
 from localdev.standin.rds_snapshots import SnapshotControls, create_db_instance, create_snapshot
@@ -247,6 +252,8 @@ class RdsExportStandIn(ExportControls, SnapshotControls, S3Controls):
         params = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         if params.get("Action") == "AssumeRole" and params.get("Version") == "2011-06-15":
             return self._assume_role(environ, start_response, params)
+        if params.get("Action") in snapshots.ACTIONS and params.get("Version") == "2014-10-31":
+            return self._describe_snapshots(environ, start_response, params)
         if params.get("Action") not in ACTIONS or params.get("Version") != "2014-10-31":
             return self.moto_app(environ, start_response)
         access_key, region = signature(environ.get("HTTP_AUTHORIZATION", ""))
@@ -279,6 +286,38 @@ class RdsExportStandIn(ExportControls, SnapshotControls, S3Controls):
                 close()
         if seen and seen[0].startswith("200"):
             self._identities.record_assume_role(params, body)
+        return [body]
+
+    def _describe_snapshots(
+        self, environ: dict[str, Any], start_response: StartResponse, params: dict[str, str]
+    ) -> list[bytes]:
+        """moto's snapshot listing, answered as RDS answers it (:mod:`localdev.standin.snapshots`)."""
+        from moto.rds.models import rds_backends
+
+        access_key, region = signature(environ.get("HTTP_AUTHORIZATION", ""))
+        backend = rds_backends[self._identities.identify(access_key).account][region or "us-east-1"]
+        with self._lock:
+            error = snapshots.missing_source(params["Action"], params, backend)
+        if error is not None:
+            xml = error_xml(error, str(uuid.uuid4()))
+            start_response(f"{error.status} Error", [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))])
+            return [xml]
+        seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen.append((status, headers))
+            return lambda data: None
+
+        answer = self.moto_app(environ, capture)
+        try:
+            body = snapshots.without_times_in_progress(b"".join(answer))
+        finally:
+            close = getattr(answer, "close", None)
+            if close:
+                close()
+        status, headers = seen[0]
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(body)))]
+        start_response(status, headers)
         return [body]
 
     def _handle(self, action: str, params: dict[str, str], region: str, who: Identity) -> tuple[int, bytes] | None:

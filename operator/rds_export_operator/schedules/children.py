@@ -32,10 +32,13 @@ class TaskApi(KubeApi):
         body = self.get(f"{_collection(namespace)}?{query}") or {}
         return [dict(item) for item in body.get("items") or []]
 
-    def create_task(self, obj: Mapping[str, Any]) -> bool:
-        """Create; False if an object of that name exists already (for a derived name: nothing to do)."""
+    def create_task(self, obj: Mapping[str, Any], dry_run: bool = False) -> bool:
+        """Create; False if an object of that name exists already (for a derived name: nothing to do). With
+        ``dry_run``, only ask the API server whether it would accept it (admission included: the ApiError says why
+        not); nothing is stored."""
+        path = _collection(obj["metadata"]["namespace"]) + ("?dryRun=All" if dry_run else "")
         try:
-            self.post(_collection(obj["metadata"]["namespace"]), obj)
+            self.post(path, obj)
         except Conflict:
             return False
         return True

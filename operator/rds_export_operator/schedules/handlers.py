@@ -27,6 +27,9 @@ from rds_export_operator.schedules.children import TaskApi
 from rds_export_operator.schedules.snapshots import SnapshotCache
 
 logger = logging.getLogger(__name__)
+# DescribeDBSnapshots / DescribeDBClusterSnapshots for a source that does not exist (shared/rds-export-api.md):
+# Ready=False SourceNotFound, listed again at every poll (it may be created, or be a typo fixed in the spec).
+SOURCE_NOT_FOUND_CODES = frozenset({"DBInstanceNotFound", "DBInstanceNotFoundFault", "DBClusterNotFoundFault"})
 _QUIET = ("Timer 'schedule' succeeded", "Timer 'ttl' succeeded")
 
 
@@ -55,13 +58,18 @@ class ScheduleHandlers:
     ) -> None:
         self.config, self.clock, self.identities = config, clock, identities
         self.api = api or TaskApi(timeout=config.aws_timeout)
+        # uid -> (when a tick last did the work, the due time and the export request it saw): ticks in between
+        # only read the clock.
+        self._looked: dict[str, tuple[datetime, datetime | None, str | None]] = {}
         # One listing per source per poll, shared by its schedules.
         self.cache = cache or SnapshotCache(rds, config.poll_interval, wait=2 * config.aws_timeout)
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
-        # A schedule acts within one poll interval of a due time; a poll costs one list of its children, plus
-        # (when due, or in trigger mode) one shared snapshot listing.
-        interval = self.config.poll_interval  # timers without a finalizer: see spawning.py
+        # The timer runs every tick interval so that a due time is met within it (not up to a poll interval
+        # late: a startingDeadlineSeconds below the poll interval would skip most due times); a tick does the
+        # work (one list of its children, plus, when due or in trigger mode, one shared snapshot listing) only
+        # once per poll interval, at a new due time, or when an export is asked for; otherwise it reads the clock.
+        interval = self.config.tick_interval  # timers without a finalizer: see spawning.py
         registry._spawning.append(
             spawning.timer(
                 self.tick, "schedule", plural=SCHEDULE_PLURAL, when=None, initial_delay=None, interval=interval
@@ -87,14 +95,21 @@ class ScheduleHandlers:
             self._write(body, patch, {}, ("False", exc.reason, str(exc)), warn=True)
             return
         created = st.parse_time(meta.get("creationTimestamp")) or now
+        requested = (meta.annotations or {}).get(sch.ANNOTATION_EXPORT_SNAPSHOT) or None
+        when = sch.due(parsed, status, created, now)
+        scheduled = when.scheduled if when is not None else None
+        last = self._looked.get(uid)
+        poll = timedelta(seconds=self.config.poll_interval)
+        if last is not None and now - last[0] < poll and scheduled in (None, last[1]) and requested == last[2]:
+            return  # between polls, and no new due time or request
         try:
             objects = self.api.list_tasks(namespace, f"{sch.LABEL_SCHEDULE_UID}={uid}")
         except Exception as exc:
             raise kopf.TemporaryError(f"cannot list the exports of this schedule: {exc}", delay=5) from exc
         owned = [o for o in objects if _owned_by(o, uid)]  # a label alone can be copied; the owner cannot
         children = [sch.child_from_object(o) for o in owned]
-        snapshots, error = None, None
-        if sch.due(parsed, status, created, now) is not None:
+        snapshots, error, missing = None, None, False
+        if when is not None or requested:
             try:
                 identity = self._identity(namespace)
                 snapshots = self.cache.get(
@@ -102,6 +117,7 @@ class ScheduleHandlers:
                 )
             except AwsError as exc:  # never a verdict: reported, tried again at the next poll
                 error = f"{exc.operation or 'listing snapshots'}: {exc.code}: {exc.message}"
+                missing = exc.code in SOURCE_NOT_FOUND_CODES
             except IdentityUnavailable as exc:
                 error = f"the namespace's AWS identity is not usable now: {exc}"
             except _Refused as exc:
@@ -117,11 +133,16 @@ class ScheduleHandlers:
             snapshots=snapshots,
             now=now,
             snapshots_error=error,
+            source_missing=missing,
+            requested=requested,
         )
         uids = {c.name: c.uid for c in children}
         existed: set[str] = set()
         try:
-            for child in plan.delete:  # Replace: the running export goes first (its deletionPolicy applies)
+            if plan.delete:  # delete a running export only once the API server would accept its successor
+                for obj in plan.create:
+                    self.api.create_task(obj, dry_run=True)
+            for child in plan.delete:  # Replace, activeDeadlineSeconds: first (its deletionPolicy applies)
                 self.api.delete_task(namespace, child, uids.get(child))
             for obj in plan.create:  # oldest first: if one fails, the status (watermark) is not written
                 if not self.api.create_task(obj):
@@ -131,6 +152,7 @@ class ScheduleHandlers:
             if exc.code in (400, 422):  # the API server refuses the export the template makes: say so, once
                 message = f"the export for this snapshot was refused: {exc}"
                 self._write(body, patch, {}, ("False", "ExportRefused", message[:1000]), warn=True)
+                self._looked[uid] = (now, scheduled, requested)  # tried again at the next poll, not every tick
                 return
             raise kopf.TemporaryError(f"cannot create or delete exports: {exc}", delay=5) from exc
         except Exception as exc:
@@ -140,6 +162,8 @@ class ScheduleHandlers:
                 self.api.delete_task(namespace, child, uids.get(child))
             except Exception as exc:  # the next poll prunes it
                 logger.warning("%s/%s: cannot delete %s: %s", namespace, name, child, exc)
+        if plan.clear_request:  # carried out or refused (an Event says which): the user may ask again
+            patch.setdefault("metadata", {}).setdefault("annotations", {})[sch.ANNOTATION_EXPORT_SNAPSHOT] = None
         fields = {**plan.status, "source": _source(parsed), "when": _when(spec)}
         self._write(body, patch, fields, plan.ready, warn=plan.ready[0] == "False")
         for event in plan.events:
@@ -147,6 +171,7 @@ class ScheduleHandlers:
                 continue
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
             logger.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
+        self._looked[uid] = (now, scheduled, requested)  # only after success: a retry after an error works again
 
     def _identity(self, namespace: str) -> Identity | None:
         """The namespace's AWS identity (as its exports run), or None: the operator's own (no mapping)."""

@@ -53,7 +53,7 @@ def describe(
         return [
             Snapshot(source, str(c["DBClusterArn"]), datetime.now(UTC), str(c.get("Status", "")).lower())
             for c in clusters
-            if c.get("DBClusterIdentifier") == source and c.get("DBClusterArn")
+            if str(c.get("DBClusterIdentifier") or "").lower() == source.lower() and c.get("DBClusterArn")
         ]
     cluster = kind == "cluster"
     operation = DESCRIBE_CLUSTER_SNAPSHOTS if cluster else DESCRIBE_SNAPSHOTS
@@ -82,8 +82,11 @@ def describe(
 
 def _snapshot(item: Any, cluster: bool, source: str, snapshot_type: str) -> Snapshot | None:
     # Endpoints that ignore a filter (or a snapshot shared into the account) must not slip through.
-    owner = item.get("DBClusterIdentifier" if cluster else "DBInstanceIdentifier")
-    if owner != source or (snapshot_type != "any" and item.get("SnapshotType") not in (None, snapshot_type)):
+    # RDS stores identifiers in lower case and compares them case-insensitively: "Orders-DB" names "orders-db".
+    owner = str(item.get("DBClusterIdentifier" if cluster else "DBInstanceIdentifier") or "")
+    if owner.lower() != source.lower() or (
+        snapshot_type != "any" and item.get("SnapshotType") not in (None, snapshot_type)
+    ):
         return None
     identifier = item.get("DBClusterSnapshotIdentifier" if cluster else "DBSnapshotIdentifier")
     arn = item.get("DBClusterSnapshotArn" if cluster else "DBSnapshotArn")
@@ -91,7 +94,7 @@ def _snapshot(item: Any, cluster: bool, source: str, snapshot_type: str) -> Snap
         return None
     created = item.get("SnapshotCreateTime")
     if not isinstance(created, datetime):
-        created = datetime.now(UTC)  # still being created: it sorts as the newest
+        created = None  # RDS lists a snapshot being taken (or copied) without one: it is not yet placed in time
     elif created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
     return Snapshot(str(identifier), str(arn), created, str(item.get("Status", "")).lower())

@@ -1,4 +1,5 @@
-"""Cron expressions as CronJob reads them: fields, names, steps, day-of-month/day-of-week, time zones and DST."""
+"""Cron expressions as CronJob reads them (robfig/cron v3): fields, names, steps, day-of-month/day-of-week, time
+zones and DST. Every expectation here is robfig's answer (dev/crondiff); test_cron_differential.py compares more."""
 
 from __future__ import annotations
 
@@ -35,7 +36,13 @@ def test_lists_ranges_steps_and_names() -> None:
     assert parsed.minutes == {0, 30} and parsed.hours == {9, 13, 17}
     assert parsed.months == {1, 2, 3} and parsed.weekdays == {1, 2, 3, 4, 5}
     assert cron.parse("5/20 * * * *").minutes == {5, 25, 45}  # a/n runs to the end of the range
-    assert cron.parse("* * * * 7").weekdays == {0}  # 7 is Sunday
+    assert cron.parse("1,,2 * * * *").minutes == {1, 2}  # empty list items are dropped, as robfig drops them
+
+
+def test_weekday_step_from_a_value_never_wraps_to_sunday() -> None:
+    # "1/2" is Mon, Wed, Fri (1-6/2): not Sunday. 2026-01-01 is a Thursday.
+    assert cron.parse("0 0 * * 1/2").weekdays == {1, 3, 5}
+    assert times("0 0 * * 1/2", utc(2026, 1, 1), 3) == [utc(2026, 1, 2), utc(2026, 1, 5), utc(2026, 1, 7)]
 
 
 @pytest.mark.parametrize(
@@ -68,7 +75,10 @@ def test_impossible_date_has_no_next_time() -> None:
         ("* 24 * * *", "outside 0-23"),
         ("* * 0 * *", "outside 1-31"),
         ("* * * 13 *", "outside 1-12"),
-        ("* * * * 8", "outside 0-7"),
+        ("* * * * 7", "outside 0-6"),  # robfig (and so CronJob) refuses 7
+        ("@Daily", "unknown descriptor"),  # descriptors are exact
+        ("@every 5m", "@every is not supported"),
+        ("0 0 * * * TZ", "timeZone"),
         ("*/0 * * * *", "positive"),
         ("5-1 * * * *", "backwards"),
         ("x * * * *", "not a number"),
@@ -94,16 +104,25 @@ def test_time_zone_shifts_due_times() -> None:
     assert times("0 3 * * *", utc(2026, 7, 10), 1, "Europe/Berlin") == [utc(2026, 7, 10, 1)]
 
 
-def test_spring_forward_gap_runs_after_the_gap_once() -> None:
-    # 2026-03-29 Berlin skips 02:00-03:00 local (01:00 UTC). 02:30 does not exist: it runs at 03:30 CEST (01:30 UTC).
+def test_spring_forward_gap_is_not_due_that_day() -> None:
+    # 2026-03-29 Berlin skips 02:00-03:00 local: robfig's walk never meets 02:30 that day.
     got = times("30 2 * * *", utc(2026, 3, 28, 12), 2, "Europe/Berlin")
-    assert got == [utc(2026, 3, 29, 1, 30), utc(2026, 3, 30, 0, 30)]
+    assert got == [utc(2026, 3, 30, 0, 30), utc(2026, 3, 31, 0, 30)]
 
 
-def test_fall_back_runs_an_ambiguous_time_once() -> None:
-    # 2026-10-25 Berlin repeats 02:00-03:00 local; 02:30 happens twice but is due once (the first, 00:30 UTC).
-    got = times("30 2 * * *", utc(2026, 10, 24, 12), 2, "Europe/Berlin")
-    assert got == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
+def test_fall_back_runs_a_repeated_time_at_both_occurrences() -> None:
+    # 2026-10-25 Berlin repeats 02:00-03:00 local: 02:30 CEST (00:30 UTC) and 02:30 CET (01:30 UTC).
+    got = times("30 2 * * *", utc(2026, 10, 24, 12), 3, "Europe/Berlin")
+    assert got == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30), utc(2026, 10, 26, 1, 30)]
+    # Sub-hourly in the repeated hour: every slot of both occurrences (New York, 2026-11-01).
+    got = times("*/30 1 * * *", utc(2026, 10, 31, 12), 5, "America/New_York")
+    assert got == [
+        utc(2026, 11, 1, 5),
+        utc(2026, 11, 1, 5, 30),
+        utc(2026, 11, 1, 6),
+        utc(2026, 11, 1, 6, 30),
+        utc(2026, 11, 2, 6),
+    ]
 
 
 def test_most_recent_counts_missed_runs() -> None:

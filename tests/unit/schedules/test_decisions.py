@@ -330,12 +330,13 @@ def test_trigger_forbid_does_not_skip_over_a_waiting_snapshot() -> None:
     assert p.status["lastHandledSnapshotTime"] == "2026-01-01T00:01:00.000000Z"
 
 
-def test_trigger_starting_deadline_skips_old_snapshots() -> None:
+def test_trigger_starting_deadline_skips_snapshots_seen_available_too_long_ago() -> None:
     a, b = snap(1), snap(50)
-    p = run(
-        trigger(startingDeadlineSeconds=1200, concurrencyPolicy="Allow"), T0 + timedelta(minutes=60), snapshots=[a, b]
-    )
-    assert created_snapshots(p) == [b.identifier]
+    seen = {f"{a.identifier}@2026-01-01T00:01:00.000000Z": "2026-01-01T00:02:00Z"}  # first seen at 00:02
+    s = trigger(startingDeadlineSeconds=1200, concurrencyPolicy="Allow")
+    p = run(s, T0 + timedelta(minutes=60), status={"firstSeenAvailable": seen}, snapshots=[a, b])
+    assert created_snapshots(p) == [b.identifier]  # b is first seen now, however old its creation time
+    assert [e.reason for e in p.events if e.reason == "SnapshotSkipped"] == ["SnapshotSkipped"]
 
 
 def test_trigger_never_exports_a_snapshot_twice_across_restarts() -> None:
@@ -401,7 +402,8 @@ def test_missed_schedule_is_told_once_not_at_every_poll_while_forbid_waits() -> 
     status = {"lastScheduleTime": "2026-01-01T03:00:00Z", "lastHandledSnapshotTime": "2026-01-01T00:10:00Z"}
     now = T0 + timedelta(days=2, hours=3, seconds=1)  # two due times since the last one: one missed
     waiting = run(s, now, status=status, children=[running], snapshots=[snap(24 * 60)])
-    assert waiting.ready[1] == "WaitingForActiveExport" and waiting.events == []
+    assert waiting.ready[1] == "WaitingForActiveExport"
+    assert [e.reason for e in waiting.events] == ["ForbidHolding"]
     done = child_of(s, snap(10), Phase.SUCCEEDED, finished=30)
     acted = run(s, now, status=status, children=[done], snapshots=[snap(24 * 60)])
     assert [e.reason for e in acted.events] == ["MissedSchedule", "ExportCreated"]

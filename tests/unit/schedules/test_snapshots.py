@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -185,3 +186,46 @@ def test_cache_is_not_shared_between_identities() -> None:
     for who in (team_a, team_b, team_a, None, None):
         cache.get("us-east-1", "instance", "db", "automated", who)
     assert seen == [team_a.role_arn, team_b.role_arn, None]
+
+
+# -- listings as RDS gives them (issue 24) ---------------------------------------------------------------------
+
+
+def test_a_snapshot_being_taken_is_listed_without_a_time(server: StandInServer, rds: Rds) -> None:
+    create_db_instance(rds.client("us-east-1"), "taking")
+    arn = server.standin.create_db_snapshot("taking", "manual", status="creating")
+    raw = rds.client("us-east-1").describe_db_snapshots(DBInstanceIdentifier="taking", SnapshotType="manual")
+    assert "SnapshotCreateTime" not in raw["DBSnapshots"][0]
+    [listed] = describe(rds, "us-east-1", "instance", "taking", "manual")
+    assert (listed.arn, listed.created, listed.status) == (arn, None, "creating")
+    server.standin.set_snapshot_status(arn, "available")
+    [done] = describe(rds, "us-east-1", "instance", "taking", "manual")
+    assert done.created is not None
+
+
+def test_an_upper_case_source_lists_the_lower_case_snapshots(server: StandInServer, rds: Rds) -> None:
+    create_db_instance(rds.client("us-east-1"), "Mixed-Case")  # RDS (and moto) store it as mixed-case
+    arn = server.standin.create_db_snapshot("mixed-case", "manual")
+    assert [s.arn for s in describe(rds, "us-east-1", "instance", "Mixed-Case", "manual")] == [arn]
+
+
+def test_a_missing_source_is_not_found(rds: Rds) -> None:
+    with pytest.raises(AwsError) as instance:
+        describe(rds, "us-east-1", "instance", "no-such-db", "automated")
+    with pytest.raises(AwsError) as cluster:
+        describe(rds, "us-east-1", "cluster", "no-such-cluster", "automated")
+    assert (instance.value.code, cluster.value.code) == ("DBInstanceNotFound", "DBClusterNotFoundFault")
+
+
+def test_equal_times_and_a_reused_identifier(server: StandInServer, rds: Rds) -> None:
+    create_db_instance(rds.client("us-east-1"), "reused")
+    when = datetime(2026, 1, 1, 3, tzinfo=UTC)
+    first = server.standin.create_db_snapshot("reused", "manual", name="reused-latest", created=when)
+    server.standin.create_db_snapshot("reused", "manual", name="reused-twin", created=when)
+    listed = describe(rds, "us-east-1", "instance", "reused", "manual")
+    assert {s.created for s in listed} == {when} and len(listed) == 2
+    server.standin.delete_snapshot(first)
+    again = server.standin.create_db_snapshot("reused", "manual", name="reused-latest", created=when + timedelta(1))
+    assert again == first  # the same identifier and ARN, another snapshot
+    times = {s.identifier: s.created for s in describe(rds, "us-east-1", "instance", "reused", "manual")}
+    assert times == {"reused-latest": when + timedelta(1), "reused-twin": when}
