@@ -19,10 +19,11 @@ from rds_export_operator.api.spec import ExportSpec
 from rds_export_operator.aws.errors import SOURCE_NOT_READY_CODES, AwsError, ErrorKind, ExportTask
 from rds_export_operator.aws.identity import Identity, IdentityUnavailable, Refusal
 from rds_export_operator.aws.tenancy import Tenancy
+from rds_export_operator.exports.ownership import ADOPTED, OWNED, STARTED, Ownership
 
 PROGRESS_MILESTONES = (25, 50, 75)
-STARTED, ADOPTED, OBSERVED = "Started", "Adopted", "Observed"
-OWNED = (STARTED, ADOPTED)  # only these may be canceled by the object
+OBSERVED = "Observed"
+NOT_PERMITTED = "NotPermitted"
 CONGESTION_CODES = frozenset({"RegionBusy", "RefreshPending"})  # polling.Poller's, not AWS's
 LOOKUP_PENDING = "LookupPending"  # polling.Poller.find: the answer comes with a wake-up
 
@@ -113,11 +114,14 @@ class Reconciler:
         *,
         tenancy: Tenancy | None = None,
         identity: Callable[[str], Identity | Refusal] | None = None,
+        ownership: Ownership | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own."""
+        """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own.
+        ``ownership``: which namespace's object owns which task (filled from the cluster by the handlers)."""
         self.aws, self.policy, self.rng = aws, policy or RetryPolicy(), rng or random.Random()
         self.tenancy, self.resolve, self.clock = tenancy or Tenancy(), identity, clock
+        self.ownership = ownership or Ownership()
         self._warned: set[str] = set()  # objects told that AWS has been failing for long (once per outage)
 
     def forget(self, uid: str) -> None:
@@ -150,8 +154,16 @@ class Reconciler:
         refusal = self.tenancy.refusal(spec)
         if refusal is not None:
             self.aws.release(uid)
-            return _terminal(result, "NotPermitted", refusal)
+            return _terminal(result, NOT_PERMITTED, refusal)
         ownership = status.get("ownership")
+        if ownership not in OWNED and self.ownership.other_owner(spec.namespace, spec.region, spec.identifier):
+            # Another namespace's object started or adopted it: not a word about it, and no AWS call.
+            self.aws.release(uid)
+            return _not_theirs(result, spec)
+        if not spec.creates and not self._own(spec):
+            refusal = self.tenancy.identifier_refusal(spec.namespace, spec.identifier)
+            if refusal is not None:
+                return _terminal(result, NOT_PERMITTED, refusal)
         try:
             spec = self._with_identity(spec)
             if not spec.creates:
@@ -204,6 +216,10 @@ class Reconciler:
             result.status["ownership"] = OBSERVED
         return task
 
+    def _own(self, spec: ExportSpec) -> bool:
+        """Whether an object of the spec's own namespace owns its task (so no identifier grant is needed)."""
+        return self.ownership.holds(spec.namespace, spec.region, spec.identifier)
+
     def _adopt_known(self, spec: ExportSpec, result: Result, uid: str) -> ExportTask | None:
         task = self.aws.find(spec.region, spec.identifier, spec.identity, uid)
         return None if task is None else self._adopt(spec, task, result, uid)
@@ -244,6 +260,10 @@ class Reconciler:
                 )
             ]
             return None
+        if not self.ownership.claim(uid, spec.namespace, spec.region, spec.identifier):
+            self.aws.release(uid)
+            _not_theirs(result, spec)
+            return None
         try:
             task = self.aws.start(spec)
         except AwsError as error:
@@ -252,6 +272,7 @@ class Reconciler:
                 self._queue(status, result, error.message)
                 return None
             self.aws.release(uid)
+            self.ownership.release(uid, spec.region, spec.identifier)  # _adopt claims it again if it may
             if error.kind is not ErrorKind.ALREADY_EXISTS:
                 raise
             existing = self.aws.describe(spec.region, spec.identifier, spec.identity)
@@ -266,15 +287,22 @@ class Reconciler:
     def _adopt(
         self, spec: ExportSpec, existing: ExportTask, result: Result, uid: str, *, visible: bool = False
     ) -> ExportTask:
+        outside = None if self._own(spec) else self.tenancy.identifier_refusal(spec.namespace, spec.identifier)
+        outside = outside or self.tenancy.task_refusal(spec.namespace, existing)
         differ = mismatches(spec, existing)
-        if differ:
+        if differ or outside:
             self.aws.release(uid)
+            # Which field differs is told only about a task the namespace may see: no oracle for the others.
+            what = f"a different {', '.join(differ)}" if differ and not outside else "other settings"
             _terminal(
                 result,
                 "IdentifierInUse",
-                f"export task {spec.identifier} already exists with a different {', '.join(differ)}; "
-                "choose another exportTaskIdentifier",
+                f"export task {spec.identifier} already exists with {what}; choose another exportTaskIdentifier",
             )
+            return existing
+        if not self.ownership.claim(uid, spec.namespace, spec.region, spec.identifier):
+            self.aws.release(uid)
+            _not_theirs(result, spec)
             return existing
         self.aws.mark_started(spec.region, uid, spec.identifier, visible=visible, identity=spec.identity)
         result.status["ownership"] = ADOPTED
@@ -424,6 +452,18 @@ def _terminal(result: Result, reason: str, message: str) -> Result:
         st.Condition(st.SYNCED, "False", reason, message),
     ]
     result.events.append(Event("Warning", reason, message))
+    return result
+
+
+def _not_theirs(result: Result, spec: ExportSpec) -> Result:
+    """The task is another namespace's: refused, saying nothing of it (the object owns nothing either)."""
+    _terminal(
+        result,
+        NOT_PERMITTED,
+        f"export task {spec.identifier} is not available to namespace {spec.namespace}; "
+        "choose another exportTaskIdentifier",
+    )
+    result.status["ownership"] = None
     return result
 
 
