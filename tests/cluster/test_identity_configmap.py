@@ -235,11 +235,25 @@ def test_changes_apply_live_bad_versions_keep_the_last_good_one(
         assert registry.get_sample_value("rds_export_identity_mapping_reads_total", {"outcome": "rejected"}) == 1
         assert answer(identities, "team-c") == Identity(ROLE_B, namespace="team-c")
 
-        # Deleted: no mapping, the operator's own identity for every namespace.
+        # Deleted (issue 23, attack 6): the last good mapping stays in force, never the operator's own identity;
+        # a Warning Event and the metrics say so.
         kubectl.run("delete", "configmap", name, "-n", namespace)
-        wait_until(lambda: answer(identities, "team-c") == OPERATOR, timeout=DEADLINE, what="no mapping")
-        assert answer(identities, "team-a") == OPERATOR
-        assert source.state.valid is True
+        wait_until(
+            lambda: registry.get_sample_value("rds_export_identity_mapping_reads_total", {"outcome": "missing"}),
+            timeout=DEADLINE,
+            what="the deletion noticed",
+        )
+        assert answer(identities, "team-c") == Identity(ROLE_B, namespace="team-c")
+        assert answer(identities, "team-a") == Identity(ROLE_A, "team-a-3f9c2b", 900, "team-a")
+        assert answer(identities, "team-d") == Refusal("team-d", "no AWS identity mapped for namespace team-d")
+        assert source.state.valid is False
+        assert registry.get_sample_value("rds_export_identity_mapping_valid") == 0
+        missing = wait_until(
+            lambda: [e for e in kubectl.events(namespace, name) if e["reason"] == "IdentityMappingMissing"],
+            timeout=DEADLINE,
+            what="a Warning Event on the missing ConfigMap",
+        )[0]
+        assert missing["type"] == "Warning" and "the last good mapping stays in force" in missing["message"]
 
         # Created again (`helm upgrade` would do this): in force again.
         kubectl.apply(configmap(namespace, name, json.dumps({"rules": [{"namespace": "team-a", "roleArn": ROLE_A}]})))
@@ -267,6 +281,13 @@ def test_an_invalid_or_unreadable_mapping_at_start_gives_no_namespace_any_identi
         identities.resolve("team-a", {})
     assert caught.value.code == "MappingNotLoaded"
     assert "is invalid: invalid identity mapping: rules[0]: roleArn is required" in caught.value.message
+
+    # No ConfigMap at all at start: no namespace gets an identity (the operator's own is an explicit mapping).
+    kubectl.run("delete", "configmap", name, "-n", namespace)
+    absent = Identities()
+    ConfigMapSource(absent, namespace, name, api=api).poll_once()
+    with pytest.raises(IdentityUnavailable, match="does not exist"):
+        absent.resolve("team-a", {})
 
     # A ConfigMap the ServiceAccount may not read (another name): refused by RBAC, and nobody gets an identity.
     other = Identities()
