@@ -86,6 +86,15 @@ class Tenancy:
             return f"namespace {namespace} may not observe or adopt export task {identifier}"
         return None
 
+    def source_refusal(self, namespace: str, source_arn: str) -> str | None:
+        """Why ``namespace`` may not read this source (a schedule's DB instance or cluster ARN), or None."""
+        if self.grants is None:
+            return None
+        region = parse_arn(source_arn).region
+        return _check(
+            self._grant(namespace), namespace, region=region, source=source_arn, bucket=None, role=None, key=None
+        )
+
     def task_refusal(self, namespace: str, task: Mapping[str, Any]) -> str | None:
         """Why ``namespace`` may not see this task as AWS reports it (for Observe), or None if it may."""
         if self.grants is None:
@@ -101,6 +110,12 @@ class Tenancy:
             role=task.get("IamRoleArn"),
             key=task.get("KmsKeyId"),
         )
+
+
+def database_arn(region: str, account: str, kind: str, identifier: str) -> str:
+    """The ARN of a DB instance (``kind`` "instance") or cluster: what a schedule's source grant is checked on."""
+    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    return f"arn:{partition}:rds:{region}:{account}:{'db' if kind == 'instance' else 'cluster'}:{identifier}"
 
 
 def _is_arn(text: str) -> bool:
