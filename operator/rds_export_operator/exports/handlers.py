@@ -141,7 +141,10 @@ class Handlers:
             self.tick = self.sleep = config.poll_interval  # the baseline: every object looks every interval
         resolve = self.identities.resolve if self.identities else None
         self.ownership = Ownership()  # filled from the cluster at start-up (configure), then by every watch event
-        self.reconciler = Reconciler(self.gateway, policy, tenancy=tenancy, identity=resolve, ownership=self.ownership)
+        account = self.identities.account_of if self.identities else None
+        self.reconciler = Reconciler(
+            self.gateway, policy, tenancy=tenancy, identity=resolve, ownership=self.ownership, account=account
+        )
         metrics.tracker.queue_length = self.gateway.queue_length
         self.rng = random.Random()
         self.own_write_wait = 2.0  # seconds a look waits for the watch event of our last write

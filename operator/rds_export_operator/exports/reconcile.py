@@ -8,6 +8,7 @@ becomes conditions: only a Start answer that says the spec is wrong (or a wait p
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -115,13 +116,16 @@ class Reconciler:
         tenancy: Tenancy | None = None,
         identity: Callable[[str], Identity | Refusal] | None = None,
         ownership: Ownership | None = None,
+        account: Callable[[Identity], str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own.
-        ``ownership``: which namespace's object owns which task (filled from the cluster by the handlers)."""
+        ``ownership``: which namespace's object owns which task (filled from the cluster by the handlers).
+        ``account``: the AWS account of an identity (identity.Identities.account_of), recorded with the task."""
         self.aws, self.policy, self.rng = aws, policy or RetryPolicy(), rng or random.Random()
         self.tenancy, self.resolve, self.clock = tenancy or Tenancy(), identity, clock
         self.ownership = ownership or Ownership()
+        self.account = account
         self._warned: set[str] = set()  # objects told that AWS has been failing for long (once per outage)
 
     def forget(self, uid: str) -> None:
@@ -165,7 +169,7 @@ class Reconciler:
             if refusal is not None:
                 return _terminal(result, NOT_PERMITTED, refusal)
         try:
-            spec = self._with_identity(spec)
+            spec = self._with_identity(spec, status)
             if not spec.creates:
                 task = self._observe(spec, status, result, uid)
             elif (has_task(status) and ownership in OWNED) or self.aws.started(uid):
@@ -186,10 +190,14 @@ class Reconciler:
             self.aws.watch(uid, spec.region, spec.identifier, spec.identity)  # woken when its task changes
         return result
 
-    def _with_identity(self, spec: ExportSpec) -> ExportSpec:
+    def _with_identity(self, spec: ExportSpec, status: Mapping[str, Any]) -> ExportSpec:
         """The spec with its namespace's AWS identity. No identity mapped, or the mapping or the namespace's labels
-        unreadable right now: an AwsError that retries without any AWS call (the admin may map it later)."""
+        unreadable right now: an AwsError that retries without any AWS call (the admin may map it later). A task
+        recorded under another role than the one mapped now: the same, so that no call goes to another role or
+        account about a task of the same identifier (the admin maps it back, or the user lets it go)."""
         if self.resolve is None:
+            if status.get("awsRoleArn"):
+                raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityChanged", _changed(status, None), "AssumeRole")
             return spec
         try:
             identity = self.resolve(spec.namespace)
@@ -197,7 +205,19 @@ class Reconciler:
             raise AwsError(ErrorKind.UNAUTHORIZED, exc.code, exc.message, "AssumeRole") from exc
         if isinstance(identity, Refusal):
             raise AwsError(ErrorKind.UNAUTHORIZED, "NoIdentity", identity.message, "AssumeRole")
+        if status.get("awsRoleArn") is not None and status.get("awsRoleArn") != (identity.role_arn or ""):
+            raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityChanged", _changed(status, identity), "AssumeRole")
         return replace(spec, identity=identity)
+
+    def _record_identity(self, spec: ExportSpec, result: Result) -> None:
+        """The role and account the task is now this object's under (only with an identity mapping)."""
+        if self.resolve is None or spec.identity is None:
+            return
+        result.status["awsRoleArn"] = spec.identity.role_arn or ""
+        if self.account is not None:
+            # The role is what later calls are checked against; the account is for people (STS may be down now).
+            with contextlib.suppress(IdentityUnavailable):
+                result.status["awsAccount"] = self.account(spec.identity)
 
     def _observe(self, spec: ExportSpec, status: Mapping[str, Any], result: Result, uid: str) -> ExportTask | None:
         task = self.aws.find(spec.region, spec.identifier, spec.identity, uid)
@@ -281,6 +301,7 @@ class Reconciler:
             return self._adopt(spec, existing, result, uid)
         self.aws.mark_started(spec.region, uid, spec.identifier, identity=spec.identity)
         result.status["ownership"] = STARTED
+        self._record_identity(spec, result)
         result.events.append(Event("Normal", "Started", f"started export task {spec.identifier}"))
         return task
 
@@ -306,6 +327,7 @@ class Reconciler:
             return existing
         self.aws.mark_started(spec.region, uid, spec.identifier, visible=visible, identity=spec.identity)
         result.status["ownership"] = ADOPTED
+        self._record_identity(spec, result)
         result.events.append(Event("Normal", "Adopted", f"adopted existing export task {spec.identifier}"))
         return existing
 
@@ -404,7 +426,7 @@ class Reconciler:
             result.done = True
             return result
         try:
-            spec = self._with_identity(spec)
+            spec = self._with_identity(spec, status)
             if not owned:
                 found = self.aws.describe(spec.region, spec.identifier, spec.identity)
                 if found is None or mismatches(spec, found):
@@ -453,6 +475,12 @@ def _terminal(result: Result, reason: str, message: str) -> Result:
     ]
     result.events.append(Event("Warning", reason, message))
     return result
+
+
+def _changed(status: Mapping[str, Any], identity: Identity | None) -> str:
+    was = status.get("awsRoleArn") or "the operator's own identity"
+    now = identity or "the operator's own identity"
+    return f"the task was started under {was}, the namespace is now mapped to {now}; no call is made about it"
 
 
 def _not_theirs(result: Result, spec: ExportSpec) -> Result:

@@ -8,6 +8,7 @@ from typing import Any
 
 from rds_export_operator.api import status as st
 from rds_export_operator.api.spec import parse_spec
+from rds_export_operator.aws.identity import Identity, role_account
 from rds_export_operator.aws.tenancy import Tenancy
 from rds_export_operator.exports.ownership import Ownership, fill
 from rds_export_operator.exports.reconcile import Reconciler
@@ -100,3 +101,33 @@ def test_an_alias_is_a_difference_against_a_key_arn() -> None:
     assert not st.same_kms_key(key, "alias/anything")
     assert st.same_kms_key("alias/k", "arn:aws:kms:eu-west-1:123456789012:alias/k")
     assert st.same_kms_key("1234", key)
+
+
+ROLE_A = "arn:aws:iam::111111111111:role/a"
+ROLE_B = "arn:aws:iam::222222222222:role/b"
+
+
+def mapped(rds: FakeRds, role: str) -> Reconciler:
+    return Reconciler(
+        rds,
+        SETTINGS,
+        random.Random(1),
+        identity=lambda ns: Identity(role, namespace=ns),
+        account=lambda identity: role_account(identity.role_arn or ""),
+    )
+
+
+def test_the_status_records_the_role_and_account_and_a_remap_sends_no_call_elsewhere() -> None:
+    rds = FakeRds()
+    started = mapped(rds, ROLE_A).sync(SPEC, {}, uid="uid-a").status
+    assert (started["awsRoleArn"], started["awsAccount"]) == (ROLE_A, "111111111111")
+    status = {"ownership": "Started", "status": "IN_PROGRESS", "awsRoleArn": ROLE_A}
+    calls = list(rds.calls)
+    remapped = mapped(rds, ROLE_B)
+    synced = remapped.sync(SPEC, status, uid="uid-a")
+    assert synced.status["conditions"][0].reason == "IdentityChanged"
+    assert synced.retry_after is not None  # waits: the admin may map it back
+    canceled = remapped.cancel(SPEC, status, uid="uid-a")
+    assert not canceled.done
+    assert rds.calls == calls  # neither a describe nor a cancel under B's role
+    assert mapped(rds, ROLE_A).cancel(SPEC, status, uid="uid-a").events[0].reason == "Canceling"
