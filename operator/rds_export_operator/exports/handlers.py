@@ -139,7 +139,7 @@ class Handlers:
         else:
             self.gateway = PerObject(rds)
             self.tick = self.sleep = config.poll_interval  # the baseline: every object looks every interval
-        resolve = self.identities.resolve if self.identities else None
+        resolve = self.identities.usable if self.identities else None  # the namespace's own credentials work
         self.ownership = Ownership()  # filled from the cluster at start-up (configure), then by every watch event
         account = self.identities.account_of if self.identities else None
         self.reconciler = Reconciler(
