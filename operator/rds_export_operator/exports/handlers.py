@@ -211,9 +211,9 @@ class Handlers:
         return count
 
     def _owner_row(self, obj: Mapping[str, Any]) -> tuple[str, str, str, Mapping[str, Any]]:
-        meta = obj.get("metadata") or {}
-        region = self._region(obj.get("spec") or {}, meta)
-        return str(meta.get("uid") or ""), str(meta.get("namespace") or ""), region, obj.get("status") or {}
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        region = self._region(obj.get("spec") or {}, meta) if ownership.owned(status) else ""  # parsed only if held
+        return str(meta.get("uid") or ""), str(meta.get("namespace") or ""), region, status
 
     def _region(self, spec: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         try:

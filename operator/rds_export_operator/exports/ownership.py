@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rds_export_operator.api.status import REFUSED
+
 STARTED, ADOPTED = "Started", "Adopted"
 OWNED = (STARTED, ADOPTED)  # status.ownership of an object whose task is its own (only these may cancel it)
 Key = tuple[str, str]  # (region, identifier)
@@ -28,63 +30,60 @@ def key(region: str, identifier: str) -> Key:
 
 
 class Ownership:
+    """Two sources of holders: what the objects' statuses show (``record``, from the cluster), and this process's
+    claims for decisions whose status is not written yet (``claim``). A watch event from before the claim's
+    status write must not drop the claim: only a refusal, a release or the object's deletion does."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_uid: dict[str, tuple[Key, str]] = {}  # uid -> (task, namespace)
-        self._holders: dict[Key, dict[str, str]] = {}  # task -> {uid: namespace}
+        self._shown: dict[str, tuple[Key, str]] = {}  # uid -> (task, namespace), as the status shows it
+        self._claimed: dict[str, tuple[Key, str]] = {}  # uid -> (task, namespace), claimed by this process
 
-    def record(self, uid: str, namespace: str, region: str, identifier: str | None, owned: bool) -> None:
-        """An object as a watch event (or the start-up list) shows it; not owned, or no identifier: forgotten."""
+    def record(self, uid: str, namespace: str, region: str, identifier: str | None, owned: bool, refused: bool) -> None:
+        """An object as a watch event (or the start-up list) shows it; not owned, or no identifier: not held by
+        its status (a claim stays unless the object was refused)."""
         with self._lock:
-            self._drop(uid)
+            self._shown.pop(uid, None)
+            if refused:
+                self._claimed.pop(uid, None)
             if owned and identifier and uid:
-                self._hold(uid, namespace, key(region, identifier))
+                self._shown[uid] = (key(region, identifier), namespace)
 
     def forget(self, uid: str) -> None:
         """The object is gone: the task is no longer held by it."""
         with self._lock:
-            self._drop(uid)
+            self._shown.pop(uid, None)
+            self._claimed.pop(uid, None)
+
+    def _namespaces(self, task: Key) -> set[str]:
+        return {ns for held in (self._shown, self._claimed) for k, ns in held.values() if k == task}
 
     def other_owner(self, namespace: str, region: str, identifier: str) -> bool:
         """Whether an object of another namespace holds this task."""
         with self._lock:
-            return any(ns != namespace for ns in self._holders.get(key(region, identifier), {}).values())
+            return bool(self._namespaces(key(region, identifier)) - {namespace})
 
     def holds(self, namespace: str, region: str, identifier: str) -> bool:
         """Whether an object of this namespace holds this task."""
         with self._lock:
-            return namespace in self._holders.get(key(region, identifier), {}).values()
+            return namespace in self._namespaces(key(region, identifier))
 
     def claim(self, uid: str, namespace: str, region: str, identifier: str) -> bool:
         """Hold the task for this object unless another namespace holds it (then False, and nothing changes)."""
         task = key(region, identifier)
         with self._lock:
-            if any(ns != namespace for ns in self._holders.get(task, {}).values()):
+            if self._namespaces(task) - {namespace}:
                 return False
             if uid:
-                self._drop(uid)
-                self._hold(uid, namespace, task)
+                self._claimed[uid] = (task, namespace)
             return True
 
     def release(self, uid: str, region: str, identifier: str) -> None:
         """A claim that did not become ownership (the start was refused, the adoption mismatched)."""
         with self._lock:
-            held = self._by_uid.get(uid)
+            held = self._claimed.get(uid)
             if held is not None and held[0] == key(region, identifier):
-                self._drop(uid)
-
-    def _hold(self, uid: str, namespace: str, task: Key) -> None:
-        self._by_uid[uid] = (task, namespace)
-        self._holders.setdefault(task, {})[uid] = namespace
-
-    def _drop(self, uid: str) -> None:
-        held = self._by_uid.pop(uid, None)
-        if held is None:
-            return
-        holders = self._holders.get(held[0], {})
-        holders.pop(uid, None)
-        if not holders:
-            self._holders.pop(held[0], None)
+                del self._claimed[uid]
 
 
 def owned(status: Mapping[str, Any]) -> bool:
@@ -97,6 +96,7 @@ def fill(index: Ownership, objects: Iterable[tuple[str, str, str, Mapping[str, A
     count = 0
     for uid, namespace, region, status in objects:
         is_owned = owned(status)
-        index.record(uid, namespace, region, str(status.get("exportTaskIdentifier") or ""), is_owned)
+        identifier = str(status.get("exportTaskIdentifier") or "")
+        index.record(uid, namespace, region, identifier, is_owned, refused=status.get("status") == REFUSED)
         count += is_owned
     return count

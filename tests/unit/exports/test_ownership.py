@@ -30,15 +30,26 @@ def make(rds: FakeRds, index: Ownership, tenancy: Tenancy | None = None) -> Reco
 
 def test_index_tells_namespaces_apart_even_when_one_name_prefixes_another() -> None:
     index = Ownership()
-    index.record("uid-a", "team", REGION, "Shared", owned=True)
+    index.record("uid-a", "team", REGION, "Shared", owned=True, refused=False)
     assert index.other_owner("team-a", REGION, "shared")  # identifiers compared as AWS stores them: lower case
     assert not index.other_owner("team", REGION, "shared")
     assert not index.other_owner("team-a", "us-east-1", "shared")
     assert not index.claim("uid-b", "team-a", REGION, "shared")
-    index.record("uid-a", "team", REGION, "shared", owned=False)  # refused or switched: no longer held
+    index.record("uid-a", "team", REGION, "shared", owned=False, refused=False)  # switched: no longer held
     assert index.claim("uid-b", "team-a", REGION, "shared")
     index.forget("uid-b")
     assert not index.other_owner("team", REGION, "shared")
+
+
+def test_a_claim_survives_a_watch_event_from_before_its_status_write() -> None:
+    # The start is decided and claimed; a watch event of the same object (its finalizer stored) still shows no
+    # ownership: the claim must hold, or another namespace could adopt the task in that window.
+    index = Ownership()
+    assert index.claim("uid-a", "team", REGION, "shared")
+    fill(index, [("uid-a", "team", REGION, {"status": None})])
+    assert not index.claim("uid-b", "team-b", REGION, "shared")
+    fill(index, [("uid-a", "team", REGION, {"status": "REFUSED"})])  # a verdict: the claim goes
+    assert index.claim("uid-b", "team-b", REGION, "shared")
 
 
 def test_fill_counts_only_objects_that_own_a_task() -> None:
