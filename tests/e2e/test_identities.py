@@ -43,6 +43,25 @@ def mapping(kubectl: Kubectl, namespace: str, team_b: str) -> Iterator[None]:
     set_mapping(kubectl, before)
 
 
+@pytest.fixture
+def stranger(kubectl: Kubectl, namespace: str) -> Iterator[str]:
+    """A namespace no rule of the mapping names (default "none")."""
+    name = f"{namespace}-c"
+    kubectl.run("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def assert_no_identity(kubectl: Kubectl, aws: StandInServer, namespace: str, source: str, what: str) -> None:
+    """An export in ``namespace`` waits for an identity (retried, not a verdict) and makes no AWS call."""
+    kubectl.apply(export_task("lost", source), "-n", namespace)
+    obj = kubectl.wait_for(
+        KIND, "lost", namespace, lambda o: condition(o, "Synced").get("reason") == "NoIdentity", timeout=60, what=what
+    )
+    assert condition(obj, "Failed").get("status") != "True"  # the admin may still map it
+    assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) == 0
+
+
 def callers(aws: StandInServer, action: str, identifier: str) -> set[str]:
     """Who made the calls of ``action`` that name ``identifier`` (as the parameter, or among a filter's values)."""
     return {c.caller for c in aws.standin.calls(action) if identifier in c.params.values()}
@@ -105,30 +124,14 @@ def test_each_namespace_acts_as_its_own_role_and_cannot_touch_the_other(
 
 def test_a_namespace_without_identity_makes_no_aws_call(
     kubectl: Kubectl,
-    namespace: str,
-    team_b: str,
+    stranger: str,
     mapping: None,
     aws: StandInServer,
     snapshot_arn: str,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
-    stranger = f"{namespace}-c"
-    kubectl.run("create", "namespace", stranger)
-    try:
-        operator_factory(f"--namespace={stranger}", f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")
-        kubectl.apply(export_task("lost", snapshot_arn), "-n", stranger)
-        obj = kubectl.wait_for(
-            KIND,
-            "lost",
-            stranger,
-            lambda o: condition(o, "Synced").get("reason") == "NoIdentity",
-            timeout=60,
-            what="no identity mapped",
-        )
-        assert condition(obj, "Failed").get("status") != "True"  # the admin may still map it
-        assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) == 0
-    finally:
-        kubectl.run("delete", "namespace", stranger, "--wait=false", check=False)
+    operator_factory(f"--namespace={stranger}", f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")
+    assert_no_identity(kubectl, aws, stranger, snapshot_arn, "no identity mapped")
 
 
 ROLE_A1 = "arn:aws:iam::111111111111:role/team-a-exports"
@@ -177,6 +180,7 @@ def test_deleting_the_mapping_keeps_the_last_good_one(
     kubectl: Kubectl,
     namespace: str,
     team_b: str,
+    stranger: str,
     mapping: None,
     aws: StandInServer,
     snapshot_arn: str,
@@ -184,8 +188,6 @@ def test_deleting_the_mapping_keeps_the_last_good_one(
 ) -> None:
     # Bug (issue 23, attack 6): deleting the identity ConfigMap switched every namespace, including those refused
     # by default "none", to the operator's own identity; in-flight cancels went to the wrong account.
-    stranger = f"{namespace}-c"
-    kubectl.run("create", "namespace", stranger)
     saved = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)
     try:
         operator_factory(
@@ -198,31 +200,18 @@ def test_deleting_the_mapping_keeps_the_last_good_one(
         kubectl.apply(export_task("orders", source_a), "-n", namespace)
         obj = kubectl.wait_for(KIND, "orders", namespace, status_is("STARTING"), timeout=60, what="A's export")
         ident = obj["status"]["exportTaskIdentifier"]
-        warned = len([e for e in kubectl.events(RELEASE_NAMESPACE, MAPPING) if e["reason"] == "IdentityMappingMissing"])
+
+        def warnings() -> int:
+            return sum(e["reason"] == "IdentityMappingMissing" for e in kubectl.events(RELEASE_NAMESPACE, MAPPING))
+
+        before = warnings()
         kubectl.run("delete", "configmap", MAPPING, "-n", RELEASE_NAMESPACE)
-        wait_until(
-            lambda: (
-                len([e for e in kubectl.events(RELEASE_NAMESPACE, MAPPING) if e["reason"] == "IdentityMappingMissing"])
-                > warned
-            ),
-            timeout=60,
-            what="the operator to notice the deletion",
-        )
-        kubectl.apply(export_task("lost", snapshot_arn), "-n", stranger)
-        lost = kubectl.wait_for(
-            KIND,
-            "lost",
-            stranger,
-            lambda o: condition(o, "Synced").get("reason") == "NoIdentity",
-            timeout=60,
-            what="still no identity",
-        )
-        assert aws.standin.call_count("StartExportTask", lost["status"]["exportTaskIdentifier"]) == 0
+        wait_until(lambda: warnings() > before, timeout=60, what="the operator to notice the deletion")
+        assert_no_identity(kubectl, aws, stranger, snapshot_arn, "still no identity")
         kubectl.run("delete", KIND, "orders", "-n", namespace, "--wait=false")
         wait_until(lambda: aws.standin.call_count("CancelExportTask", ident) > 0, timeout=60, what="A's cancel")
         assert callers(aws, "CancelExportTask", ident) == {ROLE_A}  # still A's role, not the operator's own
     finally:
-        kubectl.run("delete", "namespace", stranger, "--wait=false", check=False)
         meta = {key: saved["metadata"].get(key, {}) for key in ("labels", "annotations")}
         meta |= {"name": MAPPING, "namespace": RELEASE_NAMESPACE}
         kubectl.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": saved["data"]})
