@@ -21,12 +21,15 @@ ROLE_B = "arn:aws:iam::222222222222:role/team-b-exports"
 MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
 
 
-@pytest.fixture
-def team_b(kubectl: Kubectl, namespace: str) -> Iterator[str]:
-    name = f"{namespace}-b"
+def another_namespace(kubectl: Kubectl, name: str) -> Iterator[str]:
     kubectl.run("create", "namespace", name)
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def team_b(kubectl: Kubectl, namespace: str) -> Iterator[str]:
+    yield from another_namespace(kubectl, f"{namespace}-b")
 
 
 def set_mapping(kubectl: Kubectl, data: dict[str, str]) -> None:
@@ -46,10 +49,7 @@ def mapping(kubectl: Kubectl, namespace: str, team_b: str) -> Iterator[None]:
 @pytest.fixture
 def stranger(kubectl: Kubectl, namespace: str) -> Iterator[str]:
     """A namespace no rule of the mapping names (default "none")."""
-    name = f"{namespace}-c"
-    kubectl.run("create", "namespace", name)
-    yield name
-    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+    yield from another_namespace(kubectl, f"{namespace}-c")
 
 
 def assert_no_identity(kubectl: Kubectl, aws: StandInServer, namespace: str, source: str, what: str) -> None:
