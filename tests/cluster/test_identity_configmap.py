@@ -71,9 +71,17 @@ def test_default_values_render_an_empty_mapping_the_operator_reads(helm: Helm) -
     configmap = named(docs, "ConfigMap", "r1-rds-export-operator-identities")
     assert configmap is not None
     assert configmap["metadata"]["namespace"] == "ops"
-    assert json.loads(configmap["data"]["identities.json"]) == {"rules": []}
+    # The operator's own identity is rendered as an explicit choice (issue 23), never left to an absence.
+    assert json.loads(configmap["data"]["identities.json"]) == {"rules": [], "default": "operator"}
     mapping = IdentityMapping.from_configmap_data(configmap["data"])
     assert mapping.resolve("anyone") == OPERATOR
+    for mode, default in (("single", "operator"), ("perNamespace", "none")):
+        args = ("--set", f"tenancyMode={mode}", "--set", "identities.rules[0].namespace=a")
+        args += ("--set", f"identities.rules[0].roleArn={ROLE_A}")
+        rendered = named(render(helm, *args), "ConfigMap", "r1-rds-export-operator-identities")
+        assert rendered is not None and json.loads(rendered["data"]["identities.json"])["default"] == default
+    refused = helm("template", "r1", str(CHART), "--set", "tenancyMode=perNamespace")
+    assert refused.returncode != 0 and "tenancyMode perNamespace needs identities.rules" in refused.stderr
     role = named(docs, "Role", "r1-rds-export-operator-identities")
     assert role is not None
     assert role["rules"] == [
