@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import KEY, ROLE, condition, export_task, start_direct, status_is
+from e2e.conftest import KEY, RELEASE, RELEASE_NAMESPACE, ROLE, condition, export_task, start_direct, status_is
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer
@@ -199,11 +199,13 @@ def test_an_exact_copy_of_another_namespaces_export_is_not_adopted_and_cancels_n
     key: str,
 ) -> None:
     # Bug (issue 23, attack 2): B's Create object copying A's fields was marked Adopted, and deleting it called
-    # CancelExportTask on A's export.
-    operator_factory(f"--namespace={team_b}")
+    # CancelExportTask on A's export. The operator runs as the chart's defaults run it: the chart's identity
+    # ConfigMap, which maps every namespace to the operator's own identity.
+    operator_factory(f"--namespace={team_b}", f"--identities-configmap={RELEASE_NAMESPACE}/{RELEASE}-identities")
     ident = f"{namespace}-shared"
     kubectl.apply(export_task("orders", snapshot_arn, exportTaskIdentifier=ident), "-n", namespace)
-    kubectl.wait_for(KIND, "orders", namespace, status_is("STARTING"), timeout=30, what="A's export")
+    a = kubectl.wait_for(KIND, "orders", namespace, status_is("STARTING"), timeout=30, what="A's export")
+    assert (a["status"]["awsRoleArn"], a["status"]["awsAccount"]) == ("", "123456789012")  # recorded with it
     kubectl.apply(export_task("copy", snapshot_arn, exportTaskIdentifier=ident, kmsKeyId=key), "-n", team_b)
     obj = kubectl.wait_for(KIND, "copy", team_b, refused_not_permitted, timeout=30, what="B refused")
     assert_says_nothing(obj, kubectl.events(team_b, "copy"))
