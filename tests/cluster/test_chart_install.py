@@ -23,6 +23,7 @@ from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import Script, StandInServer, create_snapshot
+from rds_export_operator.aws.tenancy import GRANT_KEYS
 
 pytestmark = pytest.mark.cluster
 
@@ -67,6 +68,7 @@ def test_install_cluster_wide(helm: Helm, kubectl: Kubectl, namespace: str, rele
     done = install(helm, rel, namespace)
     assert done.returncode == 0, done.stderr
     assert "kubectl get rdsexporttasks" in done.stdout  # NOTES.txt
+    assert "Tenancy mode: not chosen: only cluster admins" in done.stdout
     fullname = f"{rel}-rds-export-operator"
 
     crd = kubectl.get("crd", CRD_NAME)
@@ -111,6 +113,29 @@ def test_install_cluster_wide(helm: Helm, kubectl: Kubectl, namespace: str, rele
     # The chart README's CRD upgrade command works on the chart's crds/ directory (kubectl follows the symlink).
     out = kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
     assert f"customresourcedefinition.apiextensions.k8s.io/{CRD_NAME} serverside-applied" in out
+
+
+def test_install_with_every_grant_key_and_a_tenancy_mode(
+    helm: Helm, kubectl: Kubectl, namespace: str, release: Callable[[str], str]
+) -> None:
+    # Bug (issue 23, attack 7): the schema refused sourceArns, s3Buckets and kmsKeys, so the only control the docs
+    # name for single-identity installs could not be set through Helm.
+    grant = {key: [f"{key}-*"] for key in GRANT_KEYS}
+    rel = release(namespace)
+    done = install(
+        helm, rel, namespace, "--set", "tenancyMode=single", "--set-json", f"tenancy={json.dumps({'team-a': grant})}"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Tenancy mode: single" in done.stdout and "within the tenancy grants (team-a)" in done.stdout
+    container = kubectl.get("deployment", f"{rel}-rds-export-operator", namespace)["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in container["containers"][0]["env"]}
+    assert json.loads(env["RDS_EXPORT_TENANCY"]) == {"team-a": grant}
+    assert (
+        kubectl.get("clusterrole", f"{rel}-rds-export-operator-edit")["metadata"]["labels"][
+            "rbac.authorization.k8s.io/aggregate-to-edit"
+        ]
+        == "true"
+    )
 
 
 def test_install_namespaced(helm: Helm, kubectl: Kubectl, namespace: str, release: Callable[[str], str]) -> None:

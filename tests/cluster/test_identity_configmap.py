@@ -71,9 +71,17 @@ def test_default_values_render_an_empty_mapping_the_operator_reads(helm: Helm) -
     configmap = named(docs, "ConfigMap", "r1-rds-export-operator-identities")
     assert configmap is not None
     assert configmap["metadata"]["namespace"] == "ops"
-    assert json.loads(configmap["data"]["identities.json"]) == {"rules": []}
+    # The operator's own identity is rendered as an explicit choice (issue 23), never left to an absence.
+    assert json.loads(configmap["data"]["identities.json"]) == {"rules": [], "default": "operator"}
     mapping = IdentityMapping.from_configmap_data(configmap["data"])
     assert mapping.resolve("anyone") == OPERATOR
+    for mode, default in (("single", "operator"), ("perNamespace", "none")):
+        args = ("--set", f"tenancyMode={mode}", "--set", "identities.rules[0].namespace=a")
+        args += ("--set", f"identities.rules[0].roleArn={ROLE_A}")
+        rendered = named(render(helm, *args), "ConfigMap", "r1-rds-export-operator-identities")
+        assert rendered is not None and json.loads(rendered["data"]["identities.json"])["default"] == default
+    refused = helm("template", "r1", str(CHART), "--set", "tenancyMode=perNamespace")
+    assert refused.returncode != 0 and "tenancyMode perNamespace needs identities.rules" in refused.stderr
     role = named(docs, "Role", "r1-rds-export-operator-identities")
     assert role is not None
     assert role["rules"] == [
@@ -235,11 +243,25 @@ def test_changes_apply_live_bad_versions_keep_the_last_good_one(
         assert registry.get_sample_value("rds_export_identity_mapping_reads_total", {"outcome": "rejected"}) == 1
         assert answer(identities, "team-c") == Identity(ROLE_B, namespace="team-c")
 
-        # Deleted: no mapping, the operator's own identity for every namespace.
+        # Deleted (issue 23, attack 6): the last good mapping stays in force, never the operator's own identity;
+        # a Warning Event and the metrics say so.
         kubectl.run("delete", "configmap", name, "-n", namespace)
-        wait_until(lambda: answer(identities, "team-c") == OPERATOR, timeout=DEADLINE, what="no mapping")
-        assert answer(identities, "team-a") == OPERATOR
-        assert source.state.valid is True
+        wait_until(
+            lambda: registry.get_sample_value("rds_export_identity_mapping_reads_total", {"outcome": "missing"}),
+            timeout=DEADLINE,
+            what="the deletion noticed",
+        )
+        assert answer(identities, "team-c") == Identity(ROLE_B, namespace="team-c")
+        assert answer(identities, "team-a") == Identity(ROLE_A, "team-a-3f9c2b", 900, "team-a")
+        assert answer(identities, "team-d") == Refusal("team-d", "no AWS identity mapped for namespace team-d")
+        assert source.state.valid is False
+        assert registry.get_sample_value("rds_export_identity_mapping_valid") == 0
+        missing = wait_until(
+            lambda: [e for e in kubectl.events(namespace, name) if e["reason"] == "IdentityMappingMissing"],
+            timeout=DEADLINE,
+            what="a Warning Event on the missing ConfigMap",
+        )[0]
+        assert missing["type"] == "Warning" and "the last good mapping stays in force" in missing["message"]
 
         # Created again (`helm upgrade` would do this): in force again.
         kubectl.apply(configmap(namespace, name, json.dumps({"rules": [{"namespace": "team-a", "roleArn": ROLE_A}]})))
@@ -267,6 +289,13 @@ def test_an_invalid_or_unreadable_mapping_at_start_gives_no_namespace_any_identi
         identities.resolve("team-a", {})
     assert caught.value.code == "MappingNotLoaded"
     assert "is invalid: invalid identity mapping: rules[0]: roleArn is required" in caught.value.message
+
+    # No ConfigMap at all at start: no namespace gets an identity (the operator's own is an explicit mapping).
+    kubectl.run("delete", "configmap", name, "-n", namespace)
+    absent = Identities()
+    ConfigMapSource(absent, namespace, name, api=api).poll_once()
+    with pytest.raises(IdentityUnavailable, match="does not exist"):
+        absent.resolve("team-a", {})
 
     # A ConfigMap the ServiceAccount may not read (another name): refused by RBAC, and nobody gets an identity.
     other = Identities()

@@ -71,8 +71,21 @@ def user_roles(roles: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # --- rendering -----------------------------------------------------------------------------------------------------
 
 
-def test_the_chart_renders_one_role_per_builtin_role_with_its_aggregation_label(helm: Helm) -> None:
+MODE = ("--set", "tenancyMode=single")  # write access is aggregated only once a tenancy mode is chosen
+
+
+def test_a_default_install_aggregates_only_read_access(helm: Helm) -> None:
+    # Bug (issue 23): a default install let any namespace's editors drive the operator's AWS identity for any source.
     roles = user_roles(cluster_roles(helm))
+    assert sorted(roles) == ["r1-rds-export-operator-view"]
+    for mode in ("single", "perNamespace"):
+        args = ("--set", f"tenancyMode={mode}", "--set", "identities.rules[0].namespace=a")
+        args += ("--set", "identities.rules[0].roleArn=arn:aws:iam::111111111111:role/a")
+        assert len(user_roles(cluster_roles(helm, *args))) == 3
+
+
+def test_the_chart_renders_one_role_per_builtin_role_with_its_aggregation_label(helm: Helm) -> None:
+    roles = user_roles(cluster_roles(helm, *MODE))
     assert sorted(roles) == [f"r1-rds-export-operator-{suffix}" for suffix in ("admin", "edit", "view")]
     for suffix, label, rules in ROLES.values():
         role = roles[f"r1-rds-export-operator-{suffix}"]
@@ -85,7 +98,7 @@ def test_the_chart_renders_one_role_per_builtin_role_with_its_aggregation_label(
 
 def test_the_roles_exist_in_namespaced_mode_and_follow_their_switches(helm: Helm) -> None:
     # Users' access does not depend on which namespaces the operator watches.
-    assert len(user_roles(cluster_roles(helm, "--set", "watchNamespaces={team-a}"))) == 3
+    assert len(user_roles(cluster_roles(helm, *MODE, "--set", "watchNamespaces={team-a}"))) == 3
     assert user_roles(cluster_roles(helm, "--set", "rbac.aggregateToDefaultRoles=false")) == {}
     assert user_roles(cluster_roles(helm, "--set", "rbac.create=false")) == {}
     done = helm("template", "r1", str(CHART), "--set", "rbac.aggregateToDefaultRoles=yes")
@@ -97,7 +110,7 @@ def test_the_labels_match_the_builtin_roles_aggregation_selectors(helm: Helm, ku
     """The built-in admin, edit and view ClusterRoles (bootstrapped by this API server) select their parts by label;
     each of our roles is selected by exactly the one it is meant for (view's rules then reach edit and admin through
     the built-in chain view -> edit -> admin)."""
-    roles = user_roles(cluster_roles(helm))
+    roles = user_roles(cluster_roles(helm, *MODE))
 
     def selected_by(builtin: str) -> set[str]:
         rule = kubectl.get("clusterrole", builtin)["aggregationRule"]
@@ -121,7 +134,7 @@ def release(helm: Helm, kubectl: Kubectl, crd: None, namespace: str) -> Iterator
     the CRD exists before Helm's crds/ step (which then leaves it alone)."""
     rel = f"r-{uuid.uuid4().hex[:8]}"
     # No --wait: Helm 4 defaults to hookOnly and the chart has no hooks; without a kubelet no pod ever gets ready.
-    done = helm("install", rel, str(CHART), "--namespace", namespace)
+    done = helm("install", rel, str(CHART), "--namespace", namespace, *MODE)
     assert done.returncode == 0, done.stderr
     yield f"{rel}-rds-export-operator"
     helm("uninstall", rel, "--namespace", namespace)

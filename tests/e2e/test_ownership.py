@@ -4,11 +4,14 @@ attack of the issue's "Why"."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from e2e.conftest import (
     KEY,
+    RELEASE,
+    RELEASE_NAMESPACE,
     ROLE,
     OperatorFactory,
     condition,
@@ -133,3 +136,95 @@ def test_adoption_needs_every_reported_field_to_match(
     kubectl.run("delete", KIND, "reuse", "-n", namespace, "--wait=false")
     kubectl.wait_gone(KIND, "reuse", namespace, timeout=30)
     assert aws.standin.call_count("CancelExportTask", ident) == 0
+
+
+# Issue 23: ownership is the namespace's, not a flag any object can earn. With the chart's default values (no
+# tenancy grants, the operator's own identity for every namespace), B must not read, adopt or cancel A's export.
+
+TASK_FIELDS = ("sourceArn", "s3Bucket", "s3Prefix", "percentProgress", "iamRoleArn", "kmsKeyId", "failureCause")
+
+
+def refused_not_permitted(obj: dict[str, object]) -> bool:
+    return condition(obj, "Failed").get("reason") == "NotPermitted"  # type: ignore[arg-type]
+
+
+def assert_says_nothing(obj: dict[str, Any], events: list[Any], *secrets: str) -> None:
+    assert not set(TASK_FIELDS) & set(obj["status"]), obj["status"]
+    assert obj["status"].get("ownership") is None
+    text = json.dumps(obj["status"]) + json.dumps(events)
+    for secret in secrets:
+        assert secret not in text
+
+
+def test_an_observe_of_another_namespaces_export_is_refused_before_any_aws_call(
+    kubectl: Kubectl,
+    namespace: str,
+    team_b: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    operator_factory: OperatorFactory,
+) -> None:
+    # Bug (issue 23, attack 1): with no grants, B's Observe of A's identifier showed A's source, bucket, prefix,
+    # progress and failure cause.
+    operator_factory(f"--namespace={team_b}")
+    kubectl.apply(export_task("orders", snapshot_arn, s3Prefix="secret/prefix"), "-n", namespace)
+    ident = kubectl.wait_for(KIND, "orders", namespace, status_is("STARTING"), timeout=30, what="A's export")["status"][
+        "exportTaskIdentifier"
+    ]
+    describes = aws.standin.call_count("DescribeExportTasks", ident)
+    spy = export_task("spy", snapshot_arn, managementPolicy="Observe", exportTaskIdentifier=ident)
+    kubectl.apply(spy, "-n", team_b)
+    obj = kubectl.wait_for(KIND, "spy", team_b, refused_not_permitted, timeout=30, what="B refused")
+    assert_says_nothing(obj, kubectl.events(team_b, "spy"), "secret/prefix", snapshot_arn)
+    assert aws.standin.call_count("DescribeExportTasks", ident) == describes  # not even a describe for B
+
+
+@pytest.mark.parametrize("key", [KEY, "alias/anything"])
+def test_an_exact_copy_of_another_namespaces_export_is_not_adopted_and_cancels_nothing(
+    kubectl: Kubectl,
+    namespace: str,
+    team_b: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    operator_factory: OperatorFactory,
+    key: str,
+) -> None:
+    # Bug (issue 23, attack 2): B's Create object copying A's fields was marked Adopted, and deleting it called
+    # CancelExportTask on A's export. The operator runs as the chart's defaults run it: the chart's identity
+    # ConfigMap, which maps every namespace to the operator's own identity.
+    operator_factory(f"--namespace={team_b}", f"--identities-configmap={RELEASE_NAMESPACE}/{RELEASE}-identities")
+    ident = f"{namespace}-shared"
+    kubectl.apply(export_task("orders", snapshot_arn, exportTaskIdentifier=ident), "-n", namespace)
+    a = kubectl.wait_for(KIND, "orders", namespace, status_is("STARTING"), timeout=30, what="A's export")
+    assert (a["status"]["awsRoleArn"], a["status"]["awsAccount"]) == ("", "123456789012")  # recorded with it
+    kubectl.apply(export_task("copy", snapshot_arn, exportTaskIdentifier=ident, kmsKeyId=key), "-n", team_b)
+    obj = kubectl.wait_for(KIND, "copy", team_b, refused_not_permitted, timeout=30, what="B refused")
+    assert_says_nothing(obj, kubectl.events(team_b, "copy"))
+    kubectl.run("delete", KIND, "copy", "-n", team_b, "--wait=false")
+    kubectl.wait_gone(KIND, "copy", team_b, timeout=30)
+    assert aws.standin.call_count("StartExportTask", ident) == 1  # A's only
+    assert aws.standin.call_count("CancelExportTask", ident) == 0
+    assert aws.standin.task(ident).status in ("STARTING", "IN_PROGRESS")
+    assert kubectl.get(KIND, "orders", namespace)["status"]["ownership"] == "Started"
+
+
+def test_after_a_restart_the_owner_is_known_before_any_other_namespace_decides(
+    kubectl: Kubectl,
+    namespace: str,
+    team_b: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    operator_factory: OperatorFactory,
+) -> None:
+    # Ownership comes from the objects in the cluster, listed before kopf's watches start: B's copy, created
+    # while the operator is down, cannot win a race against A's object at start-up.
+    first = operator_factory(f"--namespace={team_b}")
+    ident = f"{namespace}-restart"
+    kubectl.apply(export_task("orders", snapshot_arn, exportTaskIdentifier=ident), "-n", namespace)
+    kubectl.wait_for(KIND, "orders", namespace, status_is("STARTING"), timeout=30, what="A's export")
+    first.stop()
+    kubectl.apply(export_task("copy", snapshot_arn, exportTaskIdentifier=ident), "-n", team_b)
+    operator_factory(f"--namespace={team_b}")
+    obj = kubectl.wait_for(KIND, "copy", team_b, refused_not_permitted, timeout=60, what="B refused after restart")
+    assert_says_nothing(obj, kubectl.events(team_b, "copy"))
+    assert kubectl.get(KIND, "orders", namespace)["status"]["ownership"] == "Started"

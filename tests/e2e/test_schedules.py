@@ -4,6 +4,8 @@ an unknown time zone, and ttlSecondsAfterFinished."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,7 +26,7 @@ from e2e.conftest import (
     identity_mapping,
     wait_condition,
 )
-from localdev.controlplane import ControlPlane
+from localdev.controlplane import ControlPlane, free_port
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import TERMINAL, StandInServer, create_db_instance
@@ -488,3 +490,35 @@ def test_export_snapshot_annotation_exports_that_snapshot_now(
         timeout=30,
         what="the request cleared",
     )
+
+
+def test_a_schedule_lists_no_snapshots_of_a_source_outside_the_namespaces_grant(
+    kubectl: Kubectl,
+    namespace: str,
+    aws: StandInServer,
+    rds_client: Any,
+    operator_factory: OperatorFactory,
+) -> None:
+    # Bug (issue 23, attack 5): a schedule naming another team's database listed its snapshots under the operator's
+    # identity, and their ARNs and times appeared in this namespace's child objects, even with grants that refuse
+    # the exports. The source (its DB instance ARN) is now checked against the grant before any listing.
+    theirs = new_db(rds_client)
+    grants = {namespace: {"sourceArns": ["*:db:mine-*", "*:snapshot:mine-*"]}}
+    port = free_port()
+    operator_factory(f"--tenancy={json.dumps(grants)}", f"--metrics-port={port}")
+    kubectl.apply(schedule("spy", theirs), "-n", namespace)
+    uid = uid_of(kubectl, namespace, "spy")
+    aws.standin.create_db_snapshot(theirs)
+    obj = kubectl.wait_for(
+        SCHEDULES,
+        "spy",
+        namespace,
+        lambda o: "NotPermitted" in condition(o, "Ready").get("message", ""),
+        timeout=60,
+        what="the schedule refused",
+    )
+    assert condition(obj, "Ready")["status"] == "False"
+    assert children(kubectl, namespace, uid) == []
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'operation="DescribeDBSnapshots"' not in metrics

@@ -16,7 +16,9 @@ from e2e.conftest import (
     condition,
     export_task,
     identity_mapping,
+    start_direct,
     started,
+    status_is,
 )
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
@@ -184,3 +186,31 @@ def test_malformed_and_huge_info_files_are_refused_safely(
         assert "tables" not in obj["status"] and "tablesPendingSince" not in obj["status"]  # final, no retry
     assert not [c for c in aws.standin.s3_calls("exports-bucket") if c.key.endswith(huge)]  # never downloaded
     assert any(e["reason"] == "TableReportMalformed" for e in kubectl.events(namespace, "garbled"))
+
+
+def test_an_observed_export_has_none_of_its_files_read(
+    kubectl: Kubectl,
+    namespace: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    rds_client: Any,
+    operator_factory: OperatorFactory,
+) -> None:
+    # Bug (issue 23, "Also"): the table report read the export folders of Observe objects, which may be another
+    # tenant's. Only exports the namespace started or adopted are read; the owned one is the control.
+    operator_factory()
+    outside = f"{namespace}-outside"
+    start_direct(rds_client, outside, snapshot_arn)
+    kubectl.apply(
+        export_task("watched", snapshot_arn, managementPolicy="Observe", exportTaskIdentifier=outside), "-n", namespace
+    )
+    kubectl.apply(export_task("own", snapshot_arn), "-n", namespace)
+    own = started(kubectl, namespace, "own")
+    kubectl.wait_for(KIND, "watched", namespace, status_is("STARTING"), timeout=30, what="observed")
+    aws.standin.set_task(outside, status="COMPLETE")
+    aws.standin.set_task(own, status="COMPLETE")
+    kubectl.wait_for(KIND, "own", namespace, tables_condition("True"), timeout=30, what="the owned export's report")
+    watched = kubectl.wait_for(KIND, "watched", namespace, status_is("COMPLETE"), timeout=30, what="COMPLETE")
+    assert watched["status"]["ownership"] == "Observed" and "tables" not in watched["status"]
+    assert any(own in c.key for c in aws.standin.s3_calls())
+    assert not [c for c in aws.standin.s3_calls() if outside in c.key]

@@ -25,6 +25,7 @@ from helmchart import (
     of_kind,
     only,
 )
+from rds_export_operator.aws.tenancy import GRANT_KEYS, Grant, Tenancy
 
 SCHEDULE_CRD_SOURCE = CRD_SOURCE.parent / "rdsexportschedules.rdsexport.dev.yaml"
 SCHEDULE_CRD_LINK = CRD_LINK.parent / "rdsexportschedules.rdsexport.dev.yaml"
@@ -591,3 +592,16 @@ def test_schema_and_readme_cover_every_value() -> None:
     readme = (CHART / "README.md").read_text()
     missing = [path for path in flatten(values) if f"`{path}`" not in readme]
     assert not missing, f"values not documented in the chart README: {missing}"
+
+
+@pytest.mark.parametrize("key", GRANT_KEYS)
+def test_every_grant_key_the_operator_accepts_can_be_set_through_helm(render: Render, key: str) -> None:
+    # Bug (issue 23, attack 7): the schema refused sourceArns, s3Buckets and kmsKeys, the controls the docs name.
+    # Generated from the operator's own list of grant keys: a new key fails here until the chart takes it.
+    docs = render("--set-json", "tenancy=" + json.dumps({"team-a": {key: ["pattern-*"]}}))
+    grant = Tenancy.parse(env_of(docs)["RDS_EXPORT_TENANCY"]).grants
+    assert grant is not None and grant["team-a"] != Grant()
+    readme = (CHART / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `tenancy` |"))
+    assert key in row
+    assert key in (CHART / "values.yaml").read_text()

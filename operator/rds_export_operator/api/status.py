@@ -41,12 +41,14 @@ def s3_prefix_as_stored(prefix: str | None) -> str | None:
 
 
 def same_kms_key(ours: str, theirs: str) -> bool:
-    """Whether two KMS key references can name the same key. A key id matches the ARN that ends with it; an
-    alias cannot be resolved without a KMS call, so an alias against a key ARN is not counted as a difference."""
+    """Whether two KMS key references name the same key. A key id matches the ARN that ends with it. An alias
+    cannot be resolved without a KMS call, so an alias against anything but the same alias is a difference: else
+    any alias would pass for any key, and adoption would take a task on a guess."""
     if ours == theirs:
         return True
     if "alias/" in ours or "alias/" in theirs:
-        return "alias/" not in ours or "alias/" not in theirs
+        both = "alias/" in ours and "alias/" in theirs
+        return both and ours.rsplit("alias/", 1)[-1] == theirs.rsplit("alias/", 1)[-1]
     both_arns = ours.startswith("arn:") and theirs.startswith("arn:")
     return not both_arns and ours.rsplit("/", 1)[-1] == theirs.rsplit("/", 1)[-1]
 

@@ -485,6 +485,20 @@ class Identities:
             labels = self.labels(namespace)
         return mapping.resolve(namespace, labels)
 
+    def usable(self, namespace: str) -> Identity | Refusal:
+        """``resolve``, and for a role, the namespace's own credentials fetched (AssumeRole as this namespace, cached
+        by botocore until near expiry): a namespace whose AssumeRole is refused gets IdentityUnavailable, never an
+        answer from the page another namespace of the same role fetched."""
+        identity = self.resolve(namespace)
+        if isinstance(identity, Identity) and not identity.is_operator:
+            session = self.session(identity)
+            with self._lock:  # sessions are not thread-safe; the credentials object is (botocore's own lock)
+                credentials = session.get_credentials()
+            if credentials is None:
+                raise IdentityUnavailable("NoCredentials", f"no credentials for {identity}", identity.role_arn)
+            credentials.get_frozen_credentials()  # outside our lock: may call AssumeRole
+        return identity
+
     # --- AWS -----------------------------------------------------------------------------------------------------
 
     def _base_session(self) -> boto3.session.Session:

@@ -3,9 +3,11 @@ cluster operator (Helm value), not by the namespace's users. Checked before any 
 first describe of an observed task (what AWS reports); a refusal is terminal for that spec.
 
 The policy is JSON: ``{"<namespace>" | "*": {"accounts": [...], "regions": [...], "iamRoleArns": [...],
-"sourceArns": [...], "s3Buckets": [...], "kmsKeys": [...]}}``; each list holds shell-style patterns (``fnmatch``)
-and defaults to ``["*"]``. No policy at all allows everything (single-tenant clusters); with a policy, a namespace
-without an entry (and no ``"*"``) may do nothing.
+"sourceArns": [...], "s3Buckets": [...], "kmsKeys": [...], "identifiers": [...]}}``; each list holds shell-style
+patterns (``fnmatch``) and defaults to ``["*"]``. ``identifiers`` names the export tasks not started by the
+namespace's own objects that it may observe or adopt (a task another namespace's object owns is never its own,
+whatever the grant says: ``exports.ownership``). No policy at all allows everything (single-tenant clusters);
+with a policy, a namespace without an entry (and no ``"*"``) may do nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from rds_export_operator.api.jsontext import load_json
 from rds_export_operator.api.spec import ExportSpec, SpecError, parse_arn
 
 _KEYS = {"accounts": "accounts", "regions": "regions", "iamRoleArns": "iam_role_arns"}
-_KEYS |= {"sourceArns": "source_arns", "s3Buckets": "s3_buckets", "kmsKeys": "kms_keys"}
+_KEYS |= {"sourceArns": "source_arns", "s3Buckets": "s3_buckets", "kmsKeys": "kms_keys", "identifiers": "identifiers"}
+GRANT_KEYS = tuple(_KEYS)  # every key a grant accepts (the chart's schema must accept each: a static test checks)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Grant:
     source_arns: tuple[str, ...] = ("*",)
     s3_buckets: tuple[str, ...] = ("*",)
     kms_keys: tuple[str, ...] = ("*",)
+    identifiers: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,26 @@ class Tenancy:
             key=spec.kms_key_id,
         )
 
+    def identifier_refusal(self, namespace: str, identifier: str) -> str | None:
+        """Why ``namespace`` may not observe or adopt this task, started outside its own objects, or None."""
+        if self.grants is None:
+            return None
+        grant = self._grant(namespace)
+        if grant is None:
+            return f"namespace {namespace} is not granted any AWS account by the operator's tenancy policy"
+        if not any(fnmatchcase(identifier, p) for p in grant.identifiers):
+            return f"namespace {namespace} may not observe or adopt export task {identifier}"
+        return None
+
+    def source_refusal(self, namespace: str, source_arn: str) -> str | None:
+        """Why ``namespace`` may not read this source (a schedule's DB instance or cluster ARN), or None."""
+        if self.grants is None:
+            return None
+        region = parse_arn(source_arn).region
+        return _check(
+            self._grant(namespace), namespace, region=region, source=source_arn, bucket=None, role=None, key=None
+        )
+
     def task_refusal(self, namespace: str, task: Mapping[str, Any]) -> str | None:
         """Why ``namespace`` may not see this task as AWS reports it (for Observe), or None if it may."""
         if self.grants is None:
@@ -86,6 +110,12 @@ class Tenancy:
             role=task.get("IamRoleArn"),
             key=task.get("KmsKeyId"),
         )
+
+
+def database_arn(region: str, account: str, kind: str, identifier: str) -> str:
+    """The ARN of a DB instance (``kind`` "instance") or cluster: what a schedule's source grant is checked on."""
+    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    return f"arn:{partition}:rds:{region}:{account}:{'db' if kind == 'instance' else 'cluster'}:{identifier}"
 
 
 def _is_arn(text: str) -> bool:

@@ -9,6 +9,7 @@ import logging
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,8 +24,10 @@ from rds_export_operator.api.spec import ExportSpec, SpecError, parse_spec
 from rds_export_operator.aws.identity import Identities
 from rds_export_operator.aws.rds import Rds
 from rds_export_operator.aws.tenancy import Tenancy
+from rds_export_operator.exports import ownership
+from rds_export_operator.exports.ownership import OWNED, Ownership
 from rds_export_operator.exports.polling import PerObject, Poller
-from rds_export_operator.exports.reconcile import OWNED, Reconciler, Result, RetryPolicy, has_task, refused
+from rds_export_operator.exports.reconcile import Reconciler, Result, RetryPolicy, has_task, refused
 from rds_export_operator.exports.wakeups import Wakeups
 from rds_export_operator.runtime import spawning
 from rds_export_operator.runtime.identity_source import ConfigMapSource, NamespaceLabels
@@ -136,8 +139,12 @@ class Handlers:
         else:
             self.gateway = PerObject(rds)
             self.tick = self.sleep = config.poll_interval  # the baseline: every object looks every interval
-        resolve = self.identities.resolve if self.identities else None
-        self.reconciler = Reconciler(self.gateway, policy, tenancy=tenancy, identity=resolve)
+        resolve = self.identities.usable if self.identities else None  # the namespace's own credentials work
+        self.ownership = Ownership()  # filled from the cluster at start-up (configure), then by every watch event
+        account = self.identities.account_of if self.identities else None
+        self.reconciler = Reconciler(
+            self.gateway, policy, tenancy=tenancy, identity=resolve, ownership=self.ownership, account=account
+        )
         metrics.tracker.queue_length = self.gateway.queue_length
         self.rng = random.Random()
         self.own_write_wait = 2.0  # seconds a look waits for the watch event of our last write
@@ -152,6 +159,13 @@ class Handlers:
         kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=needs_finalizer)(self.cancel)
 
     async def configure(self, settings: kopf.OperatorSettings, **_: Any) -> None:
+        # kopf starts its watches only after the start-up handlers: no object decides before every task's owner
+        # is known, so after a restart no other namespace's object can win a race for an owned identifier.
+        try:
+            owned = await asyncio.to_thread(self.fill_ownership, KubeApi())
+        except Exception as exc:  # a failed list is retried: deciding without the index could hand a task away
+            raise kopf.TemporaryError(f"cannot list RdsExportTask objects for their owners: {exc}", delay=2) from exc
+        logger.info("ownership index filled: %d objects own an export task", owned)
         self.wakeups.bind(asyncio.get_running_loop())
         if isinstance(self.gateway, Poller):  # the pump: one refresh per interval, waking what changed
             threading.Thread(target=self.gateway.pump, name="poller", daemon=True).start()
@@ -178,6 +192,41 @@ class Handlers:
         settings.scanning.disabled = True
         if self.identity_source is not None:  # only the leader reads the mapping: it is the one that acts on it
             self.identity_source.start()
+
+    def fill_ownership(self, api: KubeApi) -> int:
+        """List every watched object (paged) into the ownership index; returns how many own a task."""
+        base = f"/apis/{GROUP}/{VERSION}"
+        plain = [ns for ns in self.config.namespaces if not any(c in ns for c in "*?[!")]
+        paths = [f"{base}/namespaces/{ns}/{PLURAL}" for ns in plain] if plain == list(self.config.namespaces) else []
+        count = 0
+        for path in paths or [f"{base}/{PLURAL}"]:
+            token = ""
+            while True:
+                query = "?limit=500" + (f"&continue={urllib.parse.quote(token)}" if token else "")
+                page = api.get(path + query) or {}
+                count += ownership.fill(self.ownership, (self._owner_row(obj) for obj in page.get("items") or []))
+                token = str((page.get("metadata") or {}).get("continue") or "")
+                if not token:
+                    break
+        return count
+
+    def _owner_row(self, obj: Mapping[str, Any]) -> tuple[str, str, str, Mapping[str, Any]]:
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        region = self._region(obj.get("spec") or {}, meta) if ownership.owned(status) else ""  # parsed only if held
+        return str(meta.get("uid") or ""), str(meta.get("namespace") or ""), region, status
+
+    def _region(self, spec: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+        try:
+            parsed = parse_spec(
+                spec,
+                namespace=str(meta.get("namespace") or ""),
+                name=str(meta.get("name") or ""),
+                uid=str(meta.get("uid") or ""),
+                default_region=self.config.default_region,
+            )
+        except SpecError:
+            return ""  # an invalid spec starts nothing: it owns no task
+        return parsed.region
 
     def cleanup(self, **_: Any) -> None:
         if isinstance(self.gateway, Poller):
@@ -215,6 +264,11 @@ class Handlers:
         """Every watch event, on the event loop: kopf runs a sync handler in a thread, a hop per event (30,000 at
         10,000 objects adopted); this one only updates memory (its locks are never held across an AWS call)."""
         deleted = event.get("type") == "DELETED"
+        if deleted:
+            self.ownership.forget(uid)
+        else:
+            row = self._owner_row(event.get("object") or {})
+            ownership.fill(self.ownership, [row])
         self.metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
         self.metrics.tables.observe(uid, status.get("tables"), deleted=deleted)
         if deleted or st.is_finished(status):

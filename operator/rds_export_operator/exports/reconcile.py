@@ -8,6 +8,7 @@ becomes conditions: only a Start answer that says the spec is wrong (or a wait p
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,10 +20,11 @@ from rds_export_operator.api.spec import ExportSpec
 from rds_export_operator.aws.errors import SOURCE_NOT_READY_CODES, AwsError, ErrorKind, ExportTask
 from rds_export_operator.aws.identity import Identity, IdentityUnavailable, Refusal
 from rds_export_operator.aws.tenancy import Tenancy
+from rds_export_operator.exports.ownership import ADOPTED, OWNED, STARTED, Ownership
 
 PROGRESS_MILESTONES = (25, 50, 75)
-STARTED, ADOPTED, OBSERVED = "Started", "Adopted", "Observed"
-OWNED = (STARTED, ADOPTED)  # only these may be canceled by the object
+OBSERVED = "Observed"
+NOT_PERMITTED = "NotPermitted"
 CONGESTION_CODES = frozenset({"RegionBusy", "RefreshPending"})  # polling.Poller's, not AWS's
 LOOKUP_PENDING = "LookupPending"  # polling.Poller.find: the answer comes with a wake-up
 
@@ -113,11 +115,17 @@ class Reconciler:
         *,
         tenancy: Tenancy | None = None,
         identity: Callable[[str], Identity | Refusal] | None = None,
+        ownership: Ownership | None = None,
+        account: Callable[[Identity], str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own."""
+        """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own.
+        ``ownership``: which namespace's object owns which task (filled from the cluster by the handlers).
+        ``account``: the AWS account of an identity (identity.Identities.account_of), recorded with the task."""
         self.aws, self.policy, self.rng = aws, policy or RetryPolicy(), rng or random.Random()
         self.tenancy, self.resolve, self.clock = tenancy or Tenancy(), identity, clock
+        self.ownership = ownership or Ownership()
+        self.account = account
         self._warned: set[str] = set()  # objects told that AWS has been failing for long (once per outage)
 
     def forget(self, uid: str) -> None:
@@ -150,10 +158,18 @@ class Reconciler:
         refusal = self.tenancy.refusal(spec)
         if refusal is not None:
             self.aws.release(uid)
-            return _terminal(result, "NotPermitted", refusal)
+            return _terminal(result, NOT_PERMITTED, refusal)
         ownership = status.get("ownership")
+        if ownership not in OWNED and self.ownership.other_owner(spec.namespace, spec.region, spec.identifier):
+            # Another namespace's object started or adopted it: not a word about it, and no AWS call.
+            self.aws.release(uid)
+            return _not_theirs(result, spec)
+        if not spec.creates and not self._own(spec):
+            refusal = self.tenancy.identifier_refusal(spec.namespace, spec.identifier)
+            if refusal is not None:
+                return _terminal(result, NOT_PERMITTED, refusal)
         try:
-            spec = self._with_identity(spec)
+            spec = self._with_identity(spec, status)
             if not spec.creates:
                 task = self._observe(spec, status, result, uid)
             elif (has_task(status) and ownership in OWNED) or self.aws.started(uid):
@@ -174,10 +190,14 @@ class Reconciler:
             self.aws.watch(uid, spec.region, spec.identifier, spec.identity)  # woken when its task changes
         return result
 
-    def _with_identity(self, spec: ExportSpec) -> ExportSpec:
+    def _with_identity(self, spec: ExportSpec, status: Mapping[str, Any]) -> ExportSpec:
         """The spec with its namespace's AWS identity. No identity mapped, or the mapping or the namespace's labels
-        unreadable right now: an AwsError that retries without any AWS call (the admin may map it later)."""
+        unreadable right now: an AwsError that retries without any AWS call (the admin may map it later). A task
+        recorded under another role than the one mapped now: the same, so that no call goes to another role or
+        account about a task of the same identifier (the admin maps it back, or the user lets it go)."""
         if self.resolve is None:
+            if status.get("awsRoleArn"):
+                raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityChanged", _changed(status, None), "AssumeRole")
             return spec
         try:
             identity = self.resolve(spec.namespace)
@@ -185,7 +205,19 @@ class Reconciler:
             raise AwsError(ErrorKind.UNAUTHORIZED, exc.code, exc.message, "AssumeRole") from exc
         if isinstance(identity, Refusal):
             raise AwsError(ErrorKind.UNAUTHORIZED, "NoIdentity", identity.message, "AssumeRole")
+        if status.get("awsRoleArn") is not None and status.get("awsRoleArn") != (identity.role_arn or ""):
+            raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityChanged", _changed(status, identity), "AssumeRole")
         return replace(spec, identity=identity)
+
+    def _record_identity(self, spec: ExportSpec, result: Result) -> None:
+        """The role and account the task is now this object's under (only with an identity mapping)."""
+        if self.resolve is None or spec.identity is None:
+            return
+        result.status["awsRoleArn"] = spec.identity.role_arn or ""
+        if self.account is not None:
+            # The role is what later calls are checked against; the account is for people (STS may be down now).
+            with contextlib.suppress(IdentityUnavailable):
+                result.status["awsAccount"] = self.account(spec.identity)
 
     def _observe(self, spec: ExportSpec, status: Mapping[str, Any], result: Result, uid: str) -> ExportTask | None:
         task = self.aws.find(spec.region, spec.identifier, spec.identity, uid)
@@ -203,6 +235,10 @@ class Reconciler:
         if status.get("ownership") != OBSERVED:
             result.status["ownership"] = OBSERVED
         return task
+
+    def _own(self, spec: ExportSpec) -> bool:
+        """Whether an object of the spec's own namespace owns its task (so no identifier grant is needed)."""
+        return self.ownership.holds(spec.namespace, spec.region, spec.identifier)
 
     def _adopt_known(self, spec: ExportSpec, result: Result, uid: str) -> ExportTask | None:
         task = self.aws.find(spec.region, spec.identifier, spec.identity, uid)
@@ -244,6 +280,10 @@ class Reconciler:
                 )
             ]
             return None
+        if not self.ownership.claim(uid, spec.namespace, spec.region, spec.identifier):
+            self.aws.release(uid)
+            _not_theirs(result, spec)
+            return None
         try:
             task = self.aws.start(spec)
         except AwsError as error:
@@ -252,6 +292,7 @@ class Reconciler:
                 self._queue(status, result, error.message)
                 return None
             self.aws.release(uid)
+            self.ownership.release(uid, spec.region, spec.identifier)  # _adopt claims it again if it may
             if error.kind is not ErrorKind.ALREADY_EXISTS:
                 raise
             existing = self.aws.describe(spec.region, spec.identifier, spec.identity)
@@ -260,24 +301,33 @@ class Reconciler:
             return self._adopt(spec, existing, result, uid)
         self.aws.mark_started(spec.region, uid, spec.identifier, identity=spec.identity)
         result.status["ownership"] = STARTED
+        self._record_identity(spec, result)
         result.events.append(Event("Normal", "Started", f"started export task {spec.identifier}"))
         return task
 
     def _adopt(
         self, spec: ExportSpec, existing: ExportTask, result: Result, uid: str, *, visible: bool = False
     ) -> ExportTask:
+        outside = None if self._own(spec) else self.tenancy.identifier_refusal(spec.namespace, spec.identifier)
+        outside = outside or self.tenancy.task_refusal(spec.namespace, existing)
         differ = mismatches(spec, existing)
-        if differ:
+        if differ or outside:
             self.aws.release(uid)
+            # Which field differs is told only about a task the namespace may see: no oracle for the others.
+            what = f"a different {', '.join(differ)}" if differ and not outside else "other settings"
             _terminal(
                 result,
                 "IdentifierInUse",
-                f"export task {spec.identifier} already exists with a different {', '.join(differ)}; "
-                "choose another exportTaskIdentifier",
+                f"export task {spec.identifier} already exists with {what}; choose another exportTaskIdentifier",
             )
+            return existing
+        if not self.ownership.claim(uid, spec.namespace, spec.region, spec.identifier):
+            self.aws.release(uid)
+            _not_theirs(result, spec)
             return existing
         self.aws.mark_started(spec.region, uid, spec.identifier, visible=visible, identity=spec.identity)
         result.status["ownership"] = ADOPTED
+        self._record_identity(spec, result)
         result.events.append(Event("Normal", "Adopted", f"adopted existing export task {spec.identifier}"))
         return existing
 
@@ -376,7 +426,7 @@ class Reconciler:
             result.done = True
             return result
         try:
-            spec = self._with_identity(spec)
+            spec = self._with_identity(spec, status)
             if not owned:
                 found = self.aws.describe(spec.region, spec.identifier, spec.identity)
                 if found is None or mismatches(spec, found):
@@ -424,6 +474,24 @@ def _terminal(result: Result, reason: str, message: str) -> Result:
         st.Condition(st.SYNCED, "False", reason, message),
     ]
     result.events.append(Event("Warning", reason, message))
+    return result
+
+
+def _changed(status: Mapping[str, Any], identity: Identity | None) -> str:
+    was = status.get("awsRoleArn") or "the operator's own identity"
+    now = identity or "the operator's own identity"
+    return f"the task was started under {was}, the namespace is now mapped to {now}; no call is made about it"
+
+
+def _not_theirs(result: Result, spec: ExportSpec) -> Result:
+    """The task is another namespace's: refused, saying nothing of it (the object owns nothing either)."""
+    _terminal(
+        result,
+        NOT_PERMITTED,
+        f"export task {spec.identifier} is not available to namespace {spec.namespace}; "
+        "choose another exportTaskIdentifier",
+    )
+    result.status["ownership"] = None
     return result
 
 

@@ -16,7 +16,11 @@ Why a periodic GET and not a kopf handler or a watch:
 An invalid new version keeps the last good mapping in force; it is logged, posted as a Warning Event on the
 ConfigMap (``kubectl describe configmap`` shows it) and counted (``collector()``). Until a first good mapping is
 read, ``Identities.resolve`` raises ``IdentityUnavailable`` (fail closed: an unreadable mapping must not hand every
-namespace the operator's own identity). No ConfigMap at all means no mapping: the operator's own identity for all.
+namespace the operator's own identity). A missing ConfigMap is no mapping either: before a first good one, no
+namespace gets an identity; after one, the last good mapping stays in force (a deletion, or a ``helm upgrade`` that
+renames it, must not switch refused namespaces to the operator's identity nor send cancels to another account),
+and a Warning Event and the metrics (``valid`` 0, a ``missing`` read) say so. The operator's own identity for
+every namespace is an explicit mapping (``"default": "operator"``), never the consequence of an absence.
 
 Namespace labels, needed only when a rule has a ``namespaceSelector``, are fetched on demand by ``NamespaceLabels``
 (a GET per namespace, cached for ``ttl`` seconds): ``get`` on namespaces, no cluster-wide list or watch, and no
@@ -52,9 +56,9 @@ class SourceState:
     loaded: bool = False  # a good mapping (or the absence of the ConfigMap) has been applied at least once
     valid: bool = False  # what the ConfigMap says now is what is in force
     rules: int = 0  # rules in force
-    resource_version: str | None = None  # of the version in force; None: no ConfigMap
+    resource_version: str | None = None  # of the version in force; None: none yet
     error: str | None = None  # why the current version is not in force
-    outcomes: Counter[str] = field(default_factory=Counter)  # applied / rejected / unreadable
+    outcomes: Counter[str] = field(default_factory=Counter)  # applied / rejected / unreadable / missing
 
 
 _ABSENT = "<absent>"
@@ -120,7 +124,8 @@ class ConfigMapSource:
             return
         self._seen, self._seen_error = version, None
         if configmap is None:
-            self._apply(IdentityMapping(), None)
+            self._seen_error = f"{self.where} does not exist"
+            self._missing()
             return
         try:
             mapping = IdentityMapping.from_configmap_data(configmap.get("data"))
@@ -130,19 +135,26 @@ class ConfigMapSource:
             return
         self._apply(mapping, meta)
 
-    def _apply(self, mapping: IdentityMapping, meta: Mapping[str, Any] | None) -> None:
+    def _missing(self) -> None:
+        error = f"{self.where} does not exist"
+        self.state.valid, self.state.error = False, error
+        self.state.outcomes["missing"] += 1
+        kept = "the last good mapping stays in force" if self.state.loaded else "no namespace gets an AWS identity"
+        if not self.state.loaded:
+            self.identities.load_error = f"{error}; {kept} until it is created"
+        logger.warning("%s; %s", error, kept)
+        self._event({}, "Warning", "IdentityMappingMissing", f"{error}; {kept}")
+
+    def _apply(self, mapping: IdentityMapping, meta: Mapping[str, Any]) -> None:
         self.identities.update(mapping)
         self.state.loaded = self.state.valid = True
         self.state.rules, self.state.error = len(mapping.rules), None
-        self.state.resource_version = None if meta is None else str(meta.get("resourceVersion"))
+        self.state.resource_version = str(meta.get("resourceVersion"))
         self.state.outcomes["applied"] += 1
-        if meta is None:
-            message = f"no {self.where}: every namespace uses the operator's own AWS identity"
-        else:
-            message = f"{len(mapping.rules)} rules, default {mapping.effective_default}"
-            if mapping.needs_labels:
-                message += ", namespace selectors in use"
-            self._event(meta, "Normal", "IdentityMappingApplied", message)
+        message = f"{len(mapping.rules)} rules, default {mapping.effective_default}"
+        if mapping.needs_labels:
+            message += ", namespace selectors in use"
+        self._event(meta, "Normal", "IdentityMappingApplied", message)
         logger.info("identity mapping from %s applied: %s", self.where, message)
 
     def _reject(self, error: str, meta: Mapping[str, Any]) -> None:
@@ -216,7 +228,7 @@ class _SourceCollector(Collector):
             "Reads of the identity mapping that changed something",
             labels=["outcome"],
         )
-        for outcome in ("applied", "rejected", "unreadable"):
+        for outcome in ("applied", "rejected", "unreadable", "missing"):
             reads.add_metric([outcome], state.outcomes[outcome])
         yield reads
 

@@ -17,8 +17,9 @@ import kopf
 from rds_export_operator.api import status as st
 from rds_export_operator.api.names import SCHEDULE_PLURAL
 from rds_export_operator.aws.errors import AwsError
-from rds_export_operator.aws.identity import Identities, Identity, IdentityUnavailable, Refusal
+from rds_export_operator.aws.identity import OPERATOR, Identities, Identity, IdentityUnavailable, Refusal
 from rds_export_operator.aws.rds import Rds
+from rds_export_operator.aws.tenancy import Tenancy, database_arn
 from rds_export_operator.runtime import spawning
 from rds_export_operator.runtime.kubeapi import ApiError
 from rds_export_operator.runtime.settings import Settings
@@ -57,6 +58,8 @@ class ScheduleHandlers:
         identities: Identities | None = None,
     ) -> None:
         self.config, self.clock, self.identities = config, clock, identities
+        self.tenancy = Tenancy.parse(config.tenancy)
+        self.accounts = identities or Identities(sts_region=config.default_region or None)  # account_of only
         self.api = api or TaskApi(timeout=config.aws_timeout)
         # uid -> (when a tick last did the work, the due time and the export request it saw): ticks in between
         # only read the clock.
@@ -112,6 +115,7 @@ class ScheduleHandlers:
         if when is not None or requested:
             try:
                 identity = self._identity(namespace)
+                self._check_source(namespace, parsed, identity)  # issue 23: no listing of another team's source
                 snapshots = self.cache.get(
                     parsed.region, parsed.source_kind, parsed.source_id, parsed.snapshot_type, identity
                 )
@@ -181,6 +185,17 @@ class ScheduleHandlers:
         if isinstance(resolved, Refusal):
             raise _Refused(f"{resolved.reason}: {resolved.message}")
         return resolved
+
+    def _check_source(self, namespace: str, parsed: sch.ScheduleSpec, identity: Identity | None) -> None:
+        """Refuse (before any listing) a source outside the namespace's tenancy grant: its DB instance or cluster ARN
+        must match ``sourceArns`` (and its account and region the grant's)."""
+        if self.tenancy.grants is None:
+            return
+        account = self.accounts.account_of(identity or OPERATOR)  # the role's, or GetCallerIdentity (cached)
+        arn = database_arn(parsed.region, account, parsed.source_kind, parsed.source_id)
+        refusal = self.tenancy.source_refusal(namespace, arn)
+        if refusal is not None:
+            raise _Refused(f"NotPermitted: {refusal}")
 
     def _write(
         self,

@@ -21,6 +21,7 @@ import kopf
 from rds_export_operator.api import status as st
 from rds_export_operator.api.spec import SpecError, parse_spec
 from rds_export_operator.aws.identity import Identities
+from rds_export_operator.exports.ownership import OWNED
 from rds_export_operator.exports.reconcile import Result
 from rds_export_operator.runtime import spawning
 from rds_export_operator.runtime.settings import Settings
@@ -38,7 +39,9 @@ KEEP_WRITTEN = 3600.0  # seconds
 
 
 def needs_report(spec: Mapping[str, Any], status: Mapping[str, Any], body: kopf.Body, **_: Any) -> bool:
-    return wants_report(spec, status, body.metadata.get("generation"))
+    # Only an export the namespace started or adopted: an Observe of another tenant's task reads none of its files.
+    owned = status.get("ownership") in OWNED
+    return owned and wants_report(spec, status, body.metadata.get("generation"))
 
 
 class TableReportHandlers:

@@ -630,3 +630,21 @@ def test_identities_configmap_setting_refuses_bad_names(value: str, capsys: pyte
     with pytest.raises(SystemExit):
         settings.parse([f"--identities-configmap={value}"], {})
     assert "identities ConfigMap must be namespace/name" in capsys.readouterr().err
+
+
+def test_usable_fetches_the_namespaces_own_credentials_so_a_refused_namespace_is_never_answered(
+    identities: Identities, sts: FakeSts
+) -> None:
+    # Issue 23: the page cache is shared by the namespaces of one role; a namespace whose own AssumeRole is refused
+    # (another externalId, a trust policy on the session name) must not be answered from another's page.
+    identities.update(IdentityMapping.parse(json.dumps({"rules": [{"namespaceSelector": {}, "roleArn": ROLE_A}]})))
+    identities.labels = lambda namespace: {}
+    assert identities.usable("team-a") == Identity(ROLE_A, namespace="team-a")
+    assert [c["RoleSessionName"] for c in sts.calls] == ["rdsexp-team-a"]
+    identities.usable("team-a")
+    assert len(sts.calls) == 1  # cached until near expiry: no STS call per sync
+    sts.refuse = "AccessDenied"
+    with pytest.raises(IdentityUnavailable) as caught:
+        identities.usable("team-b")
+    assert caught.value.code == "AccessDenied"
+    assert identities.usable("team-a") == Identity(ROLE_A, namespace="team-a")
