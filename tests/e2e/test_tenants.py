@@ -3,14 +3,18 @@ own namespace can neither hold the shared export queue (ghosts, hogs) nor take t
 
 from __future__ import annotations
 
+import json
+import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from constants import KIND
+from constants import API_VERSION, KIND, REGION
 from localdev.kube import Kubectl
 from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
-from .conftest import OperatorFactory, export_task, start_direct, status_is
+from .conftest import OperatorFactory, condition, export_task, start_direct, status_is
 
 HOLD = "example.com/hold"  # the tenant's own finalizer: kopf stops the daemon, no DELETED event comes
 
@@ -93,3 +97,60 @@ def test_free_slots_go_round_robin_between_namespaces(
     kubectl.wait_for(KIND, "small", small, status_is("STARTING"), timeout=60, what="the other team's STARTING")
     assert by_status(kubectl, hog).get("QUEUED") == waiting  # the hog's waiters still wait
     assert aws.standin.call_count("StartExportTask") == 6  # 5 + 1: nobody was refused for the limit
+
+
+FLOOD_REGIONS, FLOOD_UNKNOWN = 1000, 2000  # 3,000 hostile objects in one namespace
+CHART_MEMORY_LIMIT_MIB = 256  # charts/rds-export-operator/values.yaml resources.limits.memory
+OBSERVE_WAIT = 20
+
+
+def observe(name: str, identifier: str, region: str) -> dict[str, Any]:
+    spec = {"managementPolicy": "Observe", "exportTaskIdentifier": identifier, "region": region}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": spec}
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_flood_of_made_up_regions_and_identifiers_keeps_memory_bounded_and_others_on_time(
+    kubectl: Kubectl,
+    namespace: str,
+    other_namespace: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    operator_factory: OperatorFactory,
+) -> None:
+    """Attack 4: 1,000 Observe objects naming made-up regions (each was a boto3 client of ~0.4 MiB, a poller scope
+    and a slot scope, polled for ever) and 2,000 naming identifiers AWS never knew (watched for ever)."""
+    hostile, victim = namespace, other_namespace
+    op = operator_factory(f"--namespace={victim}", f"--observe-wait={OBSERVE_WAIT}")
+    made_up = [observe(f"region-{i}", f"x-{i}", f"zz-fake-{i}") for i in range(FLOOD_REGIONS)]
+    unknown = [observe(f"ghost-{i}", f"never-{i}", REGION) for i in range(FLOOD_UNKNOWN)]
+    began = time.monotonic()
+    kubectl.run("create", "-n", hostile, "-f", "-", input=json.dumps(as_list(made_up + unknown)), timeout=240)
+    created = time.monotonic() - began
+    kubectl.apply(export_task("on-time", snapshot_arn), "-n", victim)
+    obj = kubectl.wait_for(KIND, "on-time", victim, status_is("STARTING"), timeout=60, what="the victim's export")
+    on_time = time.monotonic() - began - created
+
+    def settled() -> dict[str, int] | None:
+        reasons = Counter(condition(o, "Failed").get("reason", "") for o in kubectl.get(KIND, None, hostile)["items"])
+        wanted = {"UnknownRegion": FLOOD_REGIONS, "ExportTaskNotFound": FLOOD_UNKNOWN}
+        return dict(reasons) if all(reasons[r] == n for r, n in wanted.items()) else None
+
+    reasons = wait_until(settled, timeout=400, what="every hostile object Failed", interval=2, max_interval=5)
+    assert op.proc is not None
+    peak = peak_rss_mib(op.proc.pid)
+    print(f"created 3,000 in {created:.0f} s; victim STARTING {on_time:.1f} s later; peak RSS {peak:.1f} MiB")
+    assert peak < CHART_MEMORY_LIMIT_MIB, f"peak RSS {peak:.1f} MiB over the chart's limit"
+    assert obj["status"]["ownership"] == "Started"
+    assert sum(reasons.values()) == FLOOD_REGIONS + FLOOD_UNKNOWN
+    # AWS was asked nothing in a made-up region, and about the unknown identifiers in batches of 100.
+    calls = aws.standin.calls()
+    assert not [c for c in calls if c.region.startswith("zz-")]
+    describes = [c for c in calls if c.action == "DescribeExportTasks"]
+    assert len(describes) <= 4 * FLOOD_UNKNOWN // 100 + 200, len(describes)
