@@ -129,7 +129,7 @@ def test_a_flood_of_made_up_regions_and_identifiers_keeps_memory_bounded_and_oth
     for by every page). A 3 s poll interval: the stand-in answers in this process, on the same 2 cores."""
     hostile, victim = namespace, other_namespace
     op = operator_factory(f"--namespace={victim}", f"--observe-wait={OBSERVE_WAIT}", "--poll-interval=3")
-    made_up = [observe(f"region-{i}", f"x-{i}", f"zz-fake-{i}") for i in range(FLOOD_REGIONS)]
+    made_up = [observe(f"region-{i}", f"x-{i}", f"us-fake-{i}") for i in range(FLOOD_REGIONS)]
     unknown = [observe(f"ghost-{i}", f"never-{i}", REGION) for i in range(FLOOD_UNKNOWN)]
     began = time.monotonic()
     kubectl.run("create", "-n", hostile, "-f", "-", input=json.dumps(as_list(made_up + unknown)), timeout=240)
@@ -143,16 +143,20 @@ def test_a_flood_of_made_up_regions_and_identifiers_keeps_memory_bounded_and_oth
         wanted = {"UnknownRegion": FLOOD_REGIONS, "ExportTaskNotFound": FLOOD_UNKNOWN}
         return dict(reasons) if all(reasons[r] == n for r, n in wanted.items()) else None
 
-    reasons = wait_until(settled, timeout=180, what="every hostile object Failed", interval=2, max_interval=5)
     assert op.proc is not None
-    peak = peak_rss_mib(op.proc.pid)
-    print(f"created 3,000 in {created:.0f} s; victim STARTING {on_time:.1f} s later; peak RSS {peak:.1f} MiB")
+    try:
+        reasons = wait_until(settled, timeout=180, what="every hostile object Failed", interval=2, max_interval=5)
+    finally:
+        peak = peak_rss_mib(op.proc.pid)
+        settle = time.monotonic() - began - created
+        print(f"created 3,000 in {created:.0f} s; victim STARTING {on_time:.1f} s later; settled {settle:.0f} s")
+        print(f"peak RSS {peak:.1f} MiB")
     assert peak < CHART_MEMORY_LIMIT_MIB, f"peak RSS {peak:.1f} MiB over the chart's limit"
     assert obj["status"]["ownership"] == "Started"
     assert sum(reasons.values()) == FLOOD_REGIONS + FLOOD_UNKNOWN
     # AWS was asked nothing in a made-up region, and started nothing but the victim's export.
     calls = aws.standin.calls()
-    assert not [c for c in calls if c.region.startswith("zz-")]
+    assert not [c for c in calls if c.region.startswith("us-fake-")]
     assert [c.params["ExportTaskIdentifier"] for c in calls if c.action == "StartExportTask"] == [
         obj["status"]["exportTaskIdentifier"]
     ]
@@ -174,7 +178,7 @@ def test_new_objects_beyond_the_namespace_cap_fail_quota_exceeded_and_cost_nothi
         KIND, "extra", namespace, condition_is("Failed", status="True", reason="QuotaExceeded"), timeout=30, what="cap"
     )
     assert "already has 2 unfinished" in condition(obj, "Failed")["message"]
-    assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) == 0
+    assert aws.standin.call_count("StartExportTask") == 0
     kubectl.run("delete", KIND, "watch-0", "-n", namespace)  # a place frees
     kubectl.apply(export_task("next", snapshot_arn), "-n", namespace)
     kubectl.wait_for(KIND, "next", namespace, status_is("STARTING"), timeout=30, what="STARTING")

@@ -77,8 +77,9 @@ class AwsClients:
     def client(self, region: str, identity: Identity | None = None) -> Any:
         """The client of ``identity`` (a namespace's assumed role) or, for None, of the operator's own identity.
         A region AWS does not have is refused (the reconciler refuses those first; this is the last line)."""
-        if not regions.is_known(region):
-            raise AwsError(ErrorKind.TERMINAL, "UnknownRegion", regions.unknown_region_message(region), "client")
+        refusal = regions.refusal(region)
+        if refusal is not None:
+            raise AwsError(ErrorKind.TERMINAL, "UnknownRegion", refusal, "client")
         if identity is not None and not identity.is_operator:
             if self.identities is None:
                 raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityUnavailable", "no identity mapping", "AssumeRole")

@@ -22,11 +22,10 @@ def known_regions() -> frozenset[str]:
     )
 
 
-def is_known(region: str) -> bool:
-    return region in known_regions()
-
-
-def unknown_region_message(region: str) -> str:
+def refusal(region: str) -> str | None:
+    """Why ``region`` cannot be used, or None."""
+    if region in known_regions():
+        return None
     return (
         f"region {region!r} is not an AWS region this operator knows (botocore's endpoint data for RDS); "
         "a region newer than the operator needs a newer operator image"

@@ -146,7 +146,7 @@ class Handlers:
             self.tick = self.sleep = config.poll_interval  # the baseline: every object looks every interval
         resolve = self.identities.resolve if self.identities else None
         self.reconciler = Reconciler(
-            self.gateway, policy, tenancy=tenancy, identity=resolve, region_refusal=_region_refusal
+            self.gateway, policy, tenancy=tenancy, identity=resolve, region_refusal=regions.refusal
         )
         metrics.tracker.queue_length = self.gateway.queue_length
         self.rng = random.Random()
@@ -241,8 +241,8 @@ class Handlers:
         namespace = meta.get("namespace") or ""
         self.metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
         self.metrics.tables.observe(uid, status.get("tables"), deleted=deleted)
-        exporting = not deleted and has_task(status) and status.get("status") in st.ACTIVE_STATUSES
-        self.gateway.slots.exporting(uid, namespace, exporting and status.get("ownership") in OWNED)
+        exporting = status.get("status") in st.ACTIVE_STATUSES and status.get("ownership") in OWNED
+        self.gateway.slots.exporting(uid, namespace, exporting and not deleted)
         if deleted or st.is_finished(status):
             self.reconciler.drop(uid)  # nothing left to watch or wake
             self.quota.drop(namespace, uid)
@@ -364,10 +364,6 @@ class Handlers:
         for event in result.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
             logger.info("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, event.reason, event.message)
-
-
-def _region_refusal(region: str) -> str | None:
-    return None if regions.is_known(region) else regions.unknown_region_message(region)
 
 
 def _synced_message(result: Result) -> str:
