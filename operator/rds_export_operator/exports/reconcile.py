@@ -25,6 +25,7 @@ STARTED, ADOPTED, OBSERVED = "Started", "Adopted", "Observed"
 OWNED = (STARTED, ADOPTED)  # only these may be canceled by the object
 CONGESTION_CODES = frozenset({"RegionBusy", "RefreshPending"})  # polling.Poller's, not AWS's
 LOOKUP_PENDING = "LookupPending"  # polling.Poller.find: the answer comes with a wake-up
+QUEUED_MESSAGE = "all export slots are taken (or the namespace is at its cap); namespaces take turns, oldest first"
 
 
 class Gateway(Protocol):
@@ -238,7 +239,7 @@ class Reconciler:
                 visible = st.normalize_status(known.get("Status")) not in st.ACTIVE_STATUSES
                 return self._adopt(spec, known, result, uid, visible=visible)
         if not self.aws.may_start(spec.region, uid, created, spec.identity, spec.namespace):
-            self._queue(status, result, "all export slots are taken; namespaces take turns, oldest first in each")
+            self._queue(status, result, QUEUED_MESSAGE)
             return None
         if spec.cancels_on_delete and not has_finalizer:
             # The slot is ours; the finalizer that lets a deletion cancel the export must be stored first. This

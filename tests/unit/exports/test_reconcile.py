@@ -675,7 +675,7 @@ def test_queue_waits_without_calling_aws(reconciler: Reconciler, rds: FakeRds) -
     assert first.status["queuedSince"]
     synced = conditions(first)["Synced"]
     assert (synced.status, synced.reason) == ("True", "ExportLimitReached")
-    assert "namespaces take turns, oldest first in each" in synced.message
+    assert "namespaces take turns, oldest first" in synced.message
     assert reasons(first) == ["Queued"]
     assert rds.slots.waiting() == 1
     second = reconciler.sync(SPEC, status_of(first), uid="u1", created="t1")
