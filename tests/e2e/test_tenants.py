@@ -185,3 +185,22 @@ def test_new_objects_beyond_the_namespace_cap_fail_quota_exceeded_and_cost_nothi
     kubectl.run("delete", KIND, "watch-0", "-n", namespace)  # a place frees
     kubectl.apply(export_task("next", snapshot_arn), "-n", namespace)
     kubectl.wait_for(KIND, "next", namespace, status_is("STARTING"), timeout=30, what="STARTING")
+
+
+def test_a_namespace_runs_no_more_exports_than_its_cap(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
+) -> None:
+    operator_factory("--max-exports-per-namespace=2")
+    names = [f"capped-{i}" for i in range(3)]
+    kubectl.apply(as_list([export_task(name, snapshot_arn) for name in names]), "-n", namespace)
+    first = wait_until(
+        lambda: (lambda s: s if len(s.get("STARTING", [])) == 2 and s.get("QUEUED") else None)(
+            by_status(kubectl, namespace)
+        ),
+        timeout=60,
+        what="2 started, 1 queued while AWS has 5 slots",
+    )
+    (waiting,) = first["QUEUED"]
+    ident = kubectl.get(KIND, first["STARTING"][0], namespace)["status"]["exportTaskIdentifier"]
+    aws.standin.set_task(ident, status="COMPLETE")
+    kubectl.wait_for(KIND, waiting, namespace, status_is("STARTING"), timeout=60, what="the third, once one finished")
