@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,18 @@ def by_status(kubectl: Kubectl, namespace: str) -> dict[str, list[str]]:
     for obj in kubectl.get(KIND, None, namespace)["items"]:
         found.setdefault(obj.get("status", {}).get("status", ""), []).append(obj["metadata"]["name"])
     return {status: sorted(names) for status, names in found.items()}
+
+
+def wait_for_statuses(
+    kubectl: Kubectl, namespace: str, predicate: Callable[[dict[str, list[str]]], bool], what: str
+) -> dict[str, list[str]]:
+    """``by_status`` once ``predicate`` holds for it (within a minute)."""
+
+    def check() -> dict[str, list[str]] | None:
+        found = by_status(kubectl, namespace)
+        return found if predicate(found) else None
+
+    return wait_until(check, timeout=60, what=what)
 
 
 def test_deleted_queued_objects_held_by_a_foreign_finalizer_do_not_hold_the_queue(
@@ -85,10 +98,8 @@ def test_free_slots_go_round_robin_between_namespaces(
     starts = aws.standin.call_count("StartExportTask")  # the stand-in's call log is the session's
     names = [f"hog-{i}" for i in range(8)]
     kubectl.apply(as_list([export_task(name, snapshot_arn) for name in names]), "-n", hog)
-    first = wait_until(
-        lambda: (lambda s: s if len(s.get("QUEUED", [])) == 3 else None)(by_status(kubectl, hog)),
-        timeout=60,
-        what="5 of the hog's exports started, 3 queued",
+    first = wait_for_statuses(
+        kubectl, hog, lambda s: len(s.get("QUEUED", [])) == 3, "5 of the hog's exports started, 3 queued"
     )
     running, waiting = first["STARTING"], first["QUEUED"]
     kubectl.apply(export_task("small", snapshot_arn), "-n", small)
@@ -193,12 +204,11 @@ def test_a_namespace_runs_no_more_exports_than_its_cap(
     operator_factory("--max-exports-per-namespace=2")
     names = [f"capped-{i}" for i in range(3)]
     kubectl.apply(as_list([export_task(name, snapshot_arn) for name in names]), "-n", namespace)
-    first = wait_until(
-        lambda: (lambda s: s if len(s.get("STARTING", [])) == 2 and s.get("QUEUED") else None)(
-            by_status(kubectl, namespace)
-        ),
-        timeout=60,
-        what="2 started, 1 queued while AWS has 5 slots",
+    first = wait_for_statuses(
+        kubectl,
+        namespace,
+        lambda s: len(s.get("STARTING", [])) == 2 and bool(s.get("QUEUED")),
+        "2 started, 1 queued while AWS has 5 slots",
     )
     (waiting,) = first["QUEUED"]
     ident = kubectl.get(KIND, first["STARTING"][0], namespace)["status"]["exportTaskIdentifier"]
