@@ -86,6 +86,7 @@ REJECTED: list[tuple[dict[str, Any], str]] = [
     ({"exportTaskIdentifier": "a'; DROP TABLE x--"}, "spec.exportTaskIdentifier: Invalid value"),
     ({"kmsKeyId": "alias/clé"}, "spec.kmsKeyId: Invalid value"),
     ({"region": "us-east-1\n"}, "spec.region: Invalid value"),
+    ({"region": "zz-fake-1"}, "spec.region: Invalid value"),  # no AWS partition has that prefix
     ({"exportOnly": ["db name"]}, "spec.exportOnly[0]: Invalid value"),
     ({"sourceArnn": SNAPSHOT}, 'unknown field "spec.sourceArnn"'),
 ]

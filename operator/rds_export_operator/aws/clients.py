@@ -16,6 +16,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from rds_export_operator.aws import regions
+from rds_export_operator.aws.client_cache import ClientCache
 from rds_export_operator.aws.errors import AwsError, ErrorKind
 from rds_export_operator.aws.identity import Identities, Identity, IdentityUnavailable
 
@@ -61,7 +63,7 @@ class AwsClients:
         """``connections``: kept open per client; as many as threads may call at once (botocore's default, 10,
         makes a busier pool open and drop a TLS connection per call)."""
         self._session_factory, self.identities = session_factory, identities
-        self._clients: dict[str, Any] = {}
+        self._clients = ClientCache()
         self._lock = threading.Lock()
         self._observe = observe or (lambda operation, outcome, seconds: None)
         self._config = botocore.config.Config(
@@ -73,16 +75,20 @@ class AwsClients:
         )
 
     def client(self, region: str, identity: Identity | None = None) -> Any:
-        """The client of ``identity`` (a namespace's assumed role) or, for None, of the operator's own identity."""
+        """The client of ``identity`` (a namespace's assumed role) or, for None, of the operator's own identity.
+        A region AWS does not have is refused (the reconciler refuses those first; this is the last line)."""
+        refusal = regions.refusal(region)
+        if refusal is not None:
+            raise AwsError(ErrorKind.TERMINAL, "UnknownRegion", refusal, "client")
         if identity is not None and not identity.is_operator:
             if self.identities is None:
                 raise AwsError(ErrorKind.UNAUTHORIZED, "IdentityUnavailable", "no identity mapping", "AssumeRole")
             return self.identities.clients(identity).client(self.service, region, self._config)
         with self._lock:
-            if region not in self._clients:
-                session = self._session_factory()
-                self._clients[region] = session.client(self.service, region_name=region, config=self._config)  # type: ignore[call-overload]
-            return self._clients[region]
+            return self._clients.get(
+                region,
+                lambda: self._session_factory().client(self.service, region_name=region, config=self._config),  # type: ignore[call-overload]
+            )
 
     def call(self, operation: str, fn: Callable[[], T], *, passthrough: tuple[type[Exception], ...] = ()) -> T:
         """Run one call; any exception but ``passthrough`` ones becomes an AwsError. Observed either way."""

@@ -46,6 +46,7 @@ import botocore.exceptions
 import botocore.session
 
 from rds_export_operator.api.jsontext import load_json
+from rds_export_operator.aws.client_cache import ClientCache
 
 if TYPE_CHECKING:
     from mypy_boto3_rds.client import RDSClient
@@ -410,16 +411,16 @@ class IdentityClients:
     ) -> None:
         self.identity, self.session = identity, session
         self._config = config
-        self._made: dict[tuple[str, str], Any] = {}
+        self._made = ClientCache()  # bounded: evicted clients are closed
         self._lock = lock  # shared by all identities: sessions are not thread-safe and share one model loader
 
     def client(self, service: str, region: str, config: botocore.config.Config | None = None) -> Any:
         """The identity's client of ``service`` ("rds", "s3") for a region; creating one makes no AWS call."""
         with self._lock:
-            key = (service, region)
-            if key not in self._made:
-                self._made[key] = self.session.client(service, region_name=region, config=config or self._config)  # type: ignore[call-overload]
-            return self._made[key]
+            return self._made.get(
+                (service, region),
+                lambda: self.session.client(service, region_name=region, config=config or self._config),  # type: ignore[call-overload]
+            )
 
     def rds(self, region: str) -> RDSClient:
         return cast("RDSClient", self.client("rds", region))

@@ -21,12 +21,14 @@ import kopf
 from rds_export_operator.api import status as st
 from rds_export_operator.api.names import ANNOTATION_PREFIX, COMPONENT, FINALIZER, GROUP, PLURAL, VERSION, WATCHED
 from rds_export_operator.api.spec import ExportSpec, SpecError, parse_spec
+from rds_export_operator.aws import regions
 from rds_export_operator.aws.identity import Identities
 from rds_export_operator.aws.rds import Rds
 from rds_export_operator.aws.tenancy import Tenancy
 from rds_export_operator.exports import ownership
 from rds_export_operator.exports.ownership import OWNED, Ownership
 from rds_export_operator.exports.polling import PerObject, Poller
+from rds_export_operator.exports.quota import UnfinishedQuota
 from rds_export_operator.exports.reconcile import Reconciler, Result, RetryPolicy, has_task, refused
 from rds_export_operator.exports.wakeups import Wakeups
 from rds_export_operator.runtime import spawning
@@ -120,9 +122,13 @@ class Handlers:
             source_wait=config.source_wait,
             iam_wait=config.iam_wait,
             warn_after=config.aws_warn_after,
+            observe_wait=config.observe_wait,
         )
         tenancy = Tenancy.parse(config.tenancy)
+        self.quota = UnfinishedQuota(config.max_unfinished_per_namespace)
         if config.polling == "coalesced":
+            self.tick = config.tick_interval
+            self.sleep = 10 * config.poll_interval  # a safety net: the poller wakes objects whose task changed
             # A region may hold a quarter of the worker threads: a hanging endpoint cannot take them all.
             self.gateway: Poller | PerObject = Poller(
                 rds,
@@ -133,9 +139,11 @@ class Handlers:
                 threads_per_scope=max(1, config.max_workers // 4),
                 lookup_delay=min(1.0, config.poll_interval / 4),
                 wake=self.wakeups.wake,
+                # A live waiter looks at least once per safety-net sleep or backoff: two of those without a look
+                # mean its daemon is gone without a word (withdraw below covers every exit we hear of).
+                queue_lease=2 * max(self.sleep, config.retry_max_delay) + config.poll_interval,
+                per_namespace=config.max_exports_per_namespace,
             )
-            self.tick = config.tick_interval
-            self.sleep = 10 * config.poll_interval  # a safety net: the poller wakes objects whose task changed
         else:
             self.gateway = PerObject(rds)
             self.tick = self.sleep = config.poll_interval  # the baseline: every object looks every interval
@@ -143,7 +151,13 @@ class Handlers:
         self.ownership = Ownership()  # filled from the cluster at start-up (configure), then by every watch event
         account = self.identities.account_of if self.identities else None
         self.reconciler = Reconciler(
-            self.gateway, policy, tenancy=tenancy, identity=resolve, ownership=self.ownership, account=account
+            self.gateway,
+            policy,
+            tenancy=tenancy,
+            identity=resolve,
+            ownership=self.ownership,
+            account=account,
+            region_refusal=regions.refusal,
         )
         metrics.tracker.queue_length = self.gateway.queue_length
         self.rng = random.Random()
@@ -155,7 +169,7 @@ class Handlers:
         kopf.on.login(registry=registry)(self.login)
         kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="track")(self.track)
         # One daemon per unfinished object, asleep until the poller wakes it (push, not tick); no finalizer.
-        registry._spawning.append(spawning.daemon(self.sync, "sync", when=unfinished, initial_delay=self.first_delay))
+        registry._spawning.append(spawning.daemon(self.sync, "sync", when=self.runs, initial_delay=self.first_delay))
         kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cancel", when=needs_finalizer)(self.cancel)
 
     async def configure(self, settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -258,12 +272,26 @@ class Handlers:
             expiration=info.expiration,
         )
 
+    def runs(self, status: Mapping[str, Any], uid: str, **_: Any) -> bool:
+        """Whether the object has a daemon: unfinished, and not over its namespace's quota."""
+        return unfinished(status) and not self.quota.refused(uid)
+
     async def track(
-        self, event: kopf.RawEvent, uid: str, status: kopf.Status, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+        self,
+        event: kopf.RawEvent,
+        uid: str,
+        status: kopf.Status,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        **_: Any,
     ) -> None:
         """Every watch event, on the event loop: kopf runs a sync handler in a thread, a hop per event (30,000 at
-        10,000 objects adopted); this one only updates memory (its locks are never held across an AWS call)."""
+        10,000 objects adopted); this one only updates memory (its locks are never held across an AWS call),
+        and writes the verdict of an object over its namespace's quota (kopf applies the patch)."""
         deleted = event.get("type") == "DELETED"
+        namespace = meta.get("namespace") or ""
         if deleted:
             self.ownership.forget(uid)
         else:
@@ -271,10 +299,22 @@ class Handlers:
             ownership.fill(self.ownership, [row])
         self.metrics.tracker.observe(uid, status.get("status"), deleted=deleted)
         self.metrics.tables.observe(uid, status.get("tables"), deleted=deleted)
+        exporting = status.get("status") in st.ACTIVE_STATUSES and status.get("ownership") in OWNED
+        self.gateway.slots.exporting(uid, namespace, exporting and not deleted)
         if deleted or st.is_finished(status):
             self.reconciler.drop(uid)  # nothing left to watch or wake
+            self.quota.drop(namespace, uid)
             self.wakeups.forget(uid)
             self._looks.pop(uid, None)
+            return
+        if meta.get("deletionTimestamp"):
+            # Marked for deletion: kopf stops the daemon and no DELETED event may come for long (a finalizer of
+            # someone else's): its place in the export queue must not wait for that.
+            self.gateway.slots.withdraw(uid)
+        if not self.quota.admit(namespace, uid, new=not status):
+            limit = self.quota.limit
+            message = f"namespace {namespace} already has {limit} unfinished RdsExportTask objects (the operator's cap)"
+            self._apply(refused("QuotaExceeded", message), None, body, patch)
             return
         if has_task(status) or spec.get("managementPolicy") == "Observe":
             self.reconciler.forget(uid)  # no longer waiting for an export slot, nor a start in flight
@@ -307,7 +347,8 @@ class Handlers:
             if stopped or shown or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)
-        if stopped:
+        if stopped:  # the object finished, or deletion began: it never asks for its place in the queue again
+            self.gateway.slots.withdraw(uid)
             return
         if not shown and not woken and st.is_finished(looks.written) and looks.behind < 10:
             # The safety net's wake-up, and our write that finished the object is stored (kopf applies a daemon's

@@ -100,16 +100,19 @@ class Poller:
         lookup_delay: float = 1.0,
         rng: random.Random | None = None,
         wake: Callable[[Iterable[str]], None] = lambda uids: None,
+        queue_lease: float = math.inf,
+        per_namespace: int = 0,
     ) -> None:
         """``wake(uids)``: called (from a poller thread) with the objects whose task changed in a new page, that
-        may start now because slots freed, or whose lookup is answered."""
+        may start now because slots freed, or whose lookup is answered. ``queue_lease`` and ``per_namespace``:
+        see ``slots.ExportSlots``."""
         self.rds, self.interval, self.clock, self.wake = rds, interval, clock, wake
         self.lookup_delay = lookup_delay
         self._quiet = lookup_delay  # no new identifier for this long: the burst is over (adapts, see _gather)
         self._partial_at = -math.inf  # when the pump last let a part-filled lookup go
         self.max_backoff, self.wait_for_page = max(max_backoff, interval), wait_for_page
         self.threads_per_scope = threads_per_scope
-        self.slots = ExportSlots(max_concurrent)
+        self.slots = ExportSlots(max_concurrent, per_namespace=per_namespace, lease=queue_lease, clock=clock)
         self.rng = rng or random.Random()
         self._scopes: dict[tuple[str | None, str], _Scope] = {}
         self._lock = threading.Lock()
@@ -334,6 +337,7 @@ class Poller:
         """Answer the waiting lookups, and fetch a page for every scope someone watches or waits in (the pump).
         Returns the seconds until the next page is due (at most a quarter interval: new watchers come)."""
         due = self.interval / 4
+        self.slots.expire()  # ghosts' places go; the next page of their scope wakes whoever's turn came
         with self._lock:
             scopes = list(self._scopes.values())
         for state in scopes:
@@ -456,9 +460,11 @@ class Poller:
 
     # -- the export slots -------------------------------------------------------------------------------------
 
-    def may_start(self, region: str, uid: str, created: str, identity: Identity | None = None) -> bool:
+    def may_start(
+        self, region: str, uid: str, created: str, identity: Identity | None = None, namespace: str = ""
+    ) -> bool:
         running = self.page(region, identity).running
-        return self.slots.want(slot_scope(region, identity), uid, created, running)
+        return self.slots.want(slot_scope(region, identity), uid, created, running, namespace)
 
     def started(self, uid: str) -> bool:
         return self.slots.state(uid) is State.STARTED
@@ -493,8 +499,10 @@ class PerObject:
     def find(self, region: str, identifier: str, identity: Identity | None = None, uid: str = "") -> ExportTask | None:
         return self.rds.describe(region, identifier, identity)
 
-    def may_start(self, region: str, uid: str, created: str, identity: Identity | None = None) -> bool:
-        return self.slots.want(region, uid, created, running=0)
+    def may_start(
+        self, region: str, uid: str, created: str, identity: Identity | None = None, namespace: str = ""
+    ) -> bool:
+        return self.slots.want(region, uid, created, 0, namespace)
 
     def started(self, uid: str) -> bool:
         return self.slots.state(uid) is State.STARTED

@@ -27,6 +27,7 @@ OBSERVED = "Observed"
 NOT_PERMITTED = "NotPermitted"
 CONGESTION_CODES = frozenset({"RegionBusy", "RefreshPending"})  # polling.Poller's, not AWS's
 LOOKUP_PENDING = "LookupPending"  # polling.Poller.find: the answer comes with a wake-up
+QUEUED_MESSAGE = "all export slots are taken (or the namespace is at its cap); namespaces take turns, oldest first"
 
 
 class Gateway(Protocol):
@@ -39,7 +40,9 @@ class Gateway(Protocol):
     ) -> ExportTask | None: ...
     def cancel(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask: ...
     def peek(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None: ...
-    def may_start(self, region: str, uid: str, created: str, identity: Identity | None = None) -> bool: ...
+    def may_start(
+        self, region: str, uid: str, created: str, identity: Identity | None = None, namespace: str = ""
+    ) -> bool: ...
     def started(self, uid: str) -> bool: ...
     def mark_started(
         self, region: str, uid: str, identifier: str, *, visible: bool = False, identity: Identity | None = None
@@ -58,6 +61,7 @@ class RetryPolicy:
     source_wait: float = 12 * 3600.0  # InvalidExportSourceState: a running export of the cluster can take hours
     iam_wait: float = 900.0  # IamRoleNotFound / IamRoleMissingPermissions: IAM propagates in seconds to minutes
     warn_after: float = 600.0  # AWS failing this long: a Warning Event says so
+    observe_wait: float = 3600.0  # an Observe of a task AWS does not know fails after this long
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,14 @@ class Reconciler:
         ownership: Ownership | None = None,
         account: Callable[[Identity], str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        region_refusal: Callable[[str], str | None] = lambda region: None,
     ) -> None:
         """``identity``: the AWS identity of a namespace (identity.Identities.resolve); None: the operator's own.
         ``ownership``: which namespace's object owns which task (filled from the cluster by the handlers).
-        ``account``: the AWS account of an identity (identity.Identities.account_of), recorded with the task."""
+        ``account``: the AWS account of an identity (identity.Identities.account_of), recorded with the task.
+        ``region_refusal``: why a region cannot be used (it does not exist), or None."""
         self.aws, self.policy, self.rng = aws, policy or RetryPolicy(), rng or random.Random()
+        self.region_refusal = region_refusal
         self.tenancy, self.resolve, self.clock = tenancy or Tenancy(), identity, clock
         self.ownership = ownership or Ownership()
         self.account = account
@@ -155,6 +162,10 @@ class Reconciler:
         ``has_finalizer``: an object that cancels on deletion starts no export before its finalizer is stored.
         """
         result = Result()
+        refusal = self.region_refusal(spec.region)
+        if refusal is not None:  # before any client, poller scope or slot scope is made for it
+            self.aws.release(uid)
+            return _terminal(result, "UnknownRegion", refusal)
         refusal = self.tenancy.refusal(spec)
         if refusal is not None:
             self.aws.release(uid)
@@ -263,8 +274,8 @@ class Reconciler:
             if known is not None:  # a running one is not in the page yet: its slot counts until a page shows it
                 visible = st.normalize_status(known.get("Status")) not in st.ACTIVE_STATUSES
                 return self._adopt(spec, known, result, uid, visible=visible)
-        if not self.aws.may_start(spec.region, uid, created, spec.identity):
-            self._queue(status, result, "all export slots are taken; oldest waiting exports start first")
+        if not self.aws.may_start(spec.region, uid, created, spec.identity, spec.namespace):
+            self._queue(status, result, QUEUED_MESSAGE)
             return None
         if spec.cancels_on_delete and not has_finalizer:
             # The slot is ours; the finalizer that lets a deletion cancel the export must be stored first. This
@@ -367,6 +378,13 @@ class Reconciler:
             )
         else:
             message = f"no export task {spec.identifier} in {spec.region} to observe"
+            now = self.clock()
+            since = st.parse_time(status.get("waitingSince")) or now
+            if now - since >= timedelta(seconds=self.policy.observe_wait):  # never known: stop watching for it
+                waited = f"{message}: AWS has not known it since {st.rfc3339(since)}"
+                return _terminal(result, "ExportTaskNotFound", waited)
+            result.status["waitingSince"] = st.rfc3339(since)
+            message = f"{message}; watched until {st.rfc3339(since + timedelta(seconds=self.policy.observe_wait))}"
             if status.get("status") == st.QUEUED:  # switched from Create while queued: no longer waits
                 result.status.update({"status": None, "queuedSince": None})
         result.status["conditions"] = [st.Condition(st.SYNCED, "False", "ExportTaskNotFound", message)]

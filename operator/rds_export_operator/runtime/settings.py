@@ -101,6 +101,19 @@ class Settings:
         "exports at once per account and region (AWS's quota)",
         check=at_least(1, "max concurrent exports must be at least 1"),
     )
+    max_exports_per_namespace: int = setting(
+        0,
+        "exports at once per namespace, over all its accounts and regions; 0: no cap",
+        check=at_least(0, "max exports per namespace must not be negative"),
+    )
+    max_unfinished_per_namespace: int = setting(
+        0,
+        "unfinished RdsExportTask objects per namespace; new ones beyond fail (QuotaExceeded); 0: no cap",
+        check=at_least(0, "max unfinished per namespace must not be negative"),
+    )
+    observe_wait: float = setting(
+        3600.0, "seconds an Observe object waits for a task AWS does not know before it fails", check=NOT_NEGATIVE
+    )
     retry_base_delay: float = setting(5.0, "seconds before the first retry after an AWS error")
     retry_max_delay: float = setting(300.0, "longest retry delay in seconds (doubling from base)")
     source_wait: float = setting(

@@ -58,3 +58,34 @@ def test_a_daemon_whose_finishing_write_kopf_has_not_shown_yet_does_not_look_aga
 
     handlers._looks["u1"] = _Looks(sleep=0.01, written={"status": "IN_PROGRESS"})
     assert step(handlers, body, wake=False)  # an unfinished object's safety net looks, as ever
+
+
+def test_a_stopped_daemon_or_a_deletion_gives_up_the_place_in_the_export_queue() -> None:
+    """Issue 23, attack 3: kopf stops the daemon when deletion begins, and a finalizer of someone else's can keep the
+    DELETED event from coming for ever: the queue must not wait for it."""
+    handlers = Handlers(settings.parse([], environ={}), Rds(), Metrics())
+    slots, scope = handlers.gateway.slots, ("", "us-east-1")
+    for uid in ("u1", "u2"):
+        assert not slots.want(scope, uid, "2026-12-04T10:00:00Z", 5, "ns")
+
+    async def run() -> None:
+        handlers.wakeups.bind(asyncio.get_running_loop())
+        setter: FlagSetter[Any] = FlagSetter()
+        setter.set()  # kopf stops the daemon
+        body = kopf.Body({"metadata": {"uid": "u1", "name": "n", "namespace": "ns"}, "spec": {}, "status": {}})
+        await handlers.sync(body=body, patch=kopf.Patch(), uid="u1", stopped=AsyncFlagWaiter(setter))
+        meta = {"uid": "u2", "name": "m", "namespace": "ns", "deletionTimestamp": "2026-12-04T10:01:00Z"}
+        status = {"status": "QUEUED"}
+        deleting = kopf.Body({"metadata": meta, "spec": {}, "status": status})
+        await handlers.track(
+            event={"type": "MODIFIED", "object": dict(deleting)},
+            uid="u2",
+            status=deleting.status,
+            spec=deleting.spec,
+            meta=deleting.metadata,
+            body=deleting,
+            patch=kopf.Patch(),
+        )
+
+    asyncio.run(run())
+    assert slots.state("u1") is None and slots.state("u2") is None and slots.waiting() == 0

@@ -56,7 +56,8 @@ from rds_export_operator.exports.polling import Poller, page_scope, slot_scope
 from rds_export_operator.exports.reconcile import Reconciler, Result, RetryPolicy, has_task
 from rds_export_operator.exports.slots import State
 
-REGION, ACCOUNT, NAMESPACE = "eu-west-1", "123456789012", "team"
+REGION, ACCOUNT = "eu-west-1", "123456789012"
+NAMESPACES = ("team-a", "team-b")  # tenants sharing the account: slots go round-robin between them
 LIMIT = 5  # concurrent exports per account
 INTERVAL = 30.0  # the poller's page interval (seconds)
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -79,6 +80,7 @@ ALLOWED_FAILED = {
     "InvalidS3BucketFault",
     "InvalidExportSourceState",
     "IdentifierInUse",
+    "ExportTaskNotFound",  # an Observe of a task AWS never knew, past RetryPolicy.observe_wait
 }
 
 
@@ -298,6 +300,7 @@ class Obj:
     name: str
     created: str
     raw: dict[str, Any]  # spec
+    namespace: str = NAMESPACES[0]
     status: dict[str, Any] = field(default_factory=dict)  # as stored
     seen: dict[str, Any] = field(default_factory=dict)  # as in the operator's body: the status at the last event
     pending: bool = False  # a status write whose watch event has not reached the operator yet
@@ -307,7 +310,7 @@ class Obj:
     attempt: int = 0  # kopf's retry counter: grows while the handler asks to be retried, 0 after a success
 
     def spec(self) -> ExportSpec:
-        return parse_spec(self.raw, namespace=NAMESPACE, name=self.name, uid=self.uid, default_region=REGION)
+        return parse_spec(self.raw, namespace=self.namespace, name=self.name, uid=self.uid, default_region=REGION)
 
     def conditions(self) -> dict[str, dict[str, Any]]:
         return {c["type"]: c for c in self.status.get("conditions") or []}
@@ -398,6 +401,8 @@ class ExportModel(RuleBasedStateMachine):
         if obj.deleting and not obj.finalizer:
             self.gone(obj)
             return
+        if obj.deleting:  # handlers.track, and the daemon kopf stops: the queue does not wait for DELETED
+            self.poller.slots.withdraw(obj.uid)
         if has_task(obj.status) or st.is_finished(obj.status) or obj.observes:
             self.reconciler.forget(obj.uid)
 
@@ -421,20 +426,24 @@ class ExportModel(RuleBasedStateMachine):
             self.double_starts.append(f"{obj.uid}: Start while its status is {obj.status.get('status')}")
         return self.grants.pop(obj.uid, False)
 
-    def _may_start(self, region: str, uid: str, created: str, identity: Any = None) -> bool:
+    def _may_start(self, region: str, uid: str, created: str, identity: Any = None, namespace: str = "") -> bool:
         """Poller.may_start, noting whether a slot is granted from a page that hid running tasks: a Start refused
         later on that grant is AWS's answer to what the operator could not see."""
+        slots = slot_scope(region, identity)
         granted_before = self.poller.slots.state(uid) is State.STARTING
-        granted = Poller.may_start(self.poller, region, uid, created, identity)
+        if self.poller.slots.state(uid) is None:  # join the queue without a grant, to see the order it joins
+            self.poller.slots.want(slots, uid, created, LIMIT, namespace)
+        before = self.poller.slots.order(slots)
+        granted = Poller.may_start(self.poller, region, uid, created, identity, namespace)
         if granted and not granted_before:
             self.grants[uid] = self.aws.hidden_in_last_page
-            # Oldest first: every older waiter fits in the slots left after this grant.
-            slots = slot_scope(region, identity)
-            older = [u for key, u in self.poller.slots._scopes[slots].waiting if (key, u) < (created, uid)]
+            # Fair: every waiter ahead of it in the queue's order (round-robin between namespaces, oldest first
+            # within one) fits in the slots left after this grant.
+            ahead = before[: before.index(uid)]
             page = self.poller._scopes[page_scope(region, identity)].page
             assert page is not None
-            if older and page.running + self.poller.slots.used(slots) + len(older) > LIMIT:
-                self.unfair.append(f"{uid} got a slot before the older {older}")
+            if ahead and page.running + self.poller.slots.used(slots) + len(ahead) > LIMIT:
+                self.unfair.append(f"{uid} got a slot before {ahead}, ahead of it")
         return granted
 
     def sync_object(self, obj: Obj, *, write: bool = True, deliver: bool = True) -> None:
@@ -494,21 +503,29 @@ class ExportModel(RuleBasedStateMachine):
         retain=hs.booleans(),
         prefix=hs.booleans(),
         lag=hs.booleans(),
+        team=hs.sampled_from(NAMESPACES),
     )
-    def create(self, source: str, bucket: str, retain: bool, prefix: bool, lag: bool) -> None:
+    def create(self, source: str, bucket: str, retain: bool, prefix: bool, lag: bool, team: str) -> None:
         self.begin()
-        self._create(source, bucket=bucket, retain=retain, prefix=prefix, lag=lag)
+        self._create(source, bucket=bucket, retain=retain, prefix=prefix, lag=lag, namespace=team)
 
     @precondition(lambda self: len(self.objects) < MAX_OBJECTS)
-    @rule(count=hs.integers(2, 6), source=hs.sampled_from(SOURCES))
-    def create_many(self, count: int, source: str) -> None:
+    @rule(count=hs.integers(2, 6), source=hs.sampled_from(SOURCES), team=hs.sampled_from(NAMESPACES))
+    def create_many(self, count: int, source: str, team: str = NAMESPACES[0]) -> None:
         """A burst, as from a CronJob or a GitOps sync: more objects than free slots."""
         self.begin()
         for _ in range(min(count, MAX_OBJECTS - len(self.objects))):
-            self._create(source)
+            self._create(source, namespace=team)
 
     def _create(
-        self, source: str, *, bucket: str = "bucket", retain: bool = False, prefix: bool = False, lag: bool = False
+        self,
+        source: str,
+        *,
+        bucket: str = "bucket",
+        retain: bool = False,
+        prefix: bool = False,
+        lag: bool = False,
+        namespace: str = NAMESPACES[0],
     ) -> None:
         self.serial += 1
         raw: dict[str, Any] = {"sourceArn": source, "s3BucketName": bucket, "iamRoleArn": ROLE, "kmsKeyId": KMS}
@@ -517,7 +534,7 @@ class ExportModel(RuleBasedStateMachine):
         if prefix:
             raw["s3Prefix"] = "nightly/db"
         uid = f"uid-{self.serial:04d}"
-        obj = Obj(uid, f"export-{self.serial}", st.rfc3339(self.clock.wall()), raw)
+        obj = Obj(uid, f"export-{self.serial}", st.rfc3339(self.clock.wall()), raw, namespace)
         self.objects[uid] = obj
         if not lag:  # else the first timer tick runs before kopf's patch that adds the finalizer
             self.event(obj)
@@ -712,6 +729,8 @@ class ExportModel(RuleBasedStateMachine):
                 assert failed["reason"] in ALLOWED_FAILED, (obj.uid, failed)
                 if failed["reason"] == "InvalidExportSourceState":
                     assert "still refused after waiting" in failed["message"], failed
+                if failed["reason"] == "ExportTaskNotFound":  # only an Observe, only of a task AWS never had
+                    assert obj.observes and obj.spec().identifier not in aws.tasks, failed
                 if failed["reason"] == "IdentifierInUse":  # only a task of others (or of an earlier spec)
                     task = aws.tasks.get(obj.spec().identifier)
                     assert task is not None and (task.foreign or obj.raw.get("exportTaskIdentifier")), failed

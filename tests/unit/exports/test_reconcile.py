@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -43,7 +44,7 @@ class FakeRds:
         self._maybe_raise("DescribeExportTasks")  # the shared page is a describe too
         return self.known.get(identifier)
 
-    def may_start(self, region: str, uid: str, created: str, identity: Any = None) -> bool:
+    def may_start(self, region: str, uid: str, created: str, identity: Any = None, namespace: str = "") -> bool:
         self.slot_calls.append(("may_start", uid))
         return self.slots.want(region, uid, created, running=0 if self.free else 5)
 
@@ -470,8 +471,36 @@ def test_sync_missing_task_once(reconciler: Reconciler, rds: FakeRds) -> None:
 def test_sync_missing_observed_task(reconciler: Reconciler) -> None:
     result = reconciler.sync(OBSERVE, {})
     message = conditions(result)["Synced"].message
-    assert message == "no export task theirs in eu-west-1 to observe"
+    assert message.startswith("no export task theirs in eu-west-1 to observe; watched until ")
     assert result.events == [Event("Warning", "ExportTaskNotFound", message)]
+
+
+def test_an_observe_of_a_task_aws_never_knew_fails_after_the_deadline(rds: FakeRds) -> None:
+    """Attack 4: thousands of cheap Observe objects of made-up identifiers must not be watched for ever."""
+    now = [datetime(2026, 12, 4, 12, 0, tzinfo=UTC)]
+    policy = RetryPolicy(poll_interval=30.0, observe_wait=600.0)
+    reconciler = Reconciler(_check_protocol(rds), policy, random.Random(1), clock=lambda: now[0])
+    first = reconciler.sync(OBSERVE, {})
+    assert first.status["waitingSince"] == "2026-12-04T12:00:00Z" and not st.is_finished(status_of(first))
+    now[0] += timedelta(seconds=599)
+    assert not st.is_finished(status_of(reconciler.sync(OBSERVE, status_of(first))))
+    now[0] += timedelta(seconds=1)
+    last = reconciler.sync(OBSERVE, status_of(first))
+    failed = conditions(last)["Failed"]
+    assert (failed.status, failed.reason) == ("True", "ExportTaskNotFound")
+    assert "has not known it since 2026-12-04T12:00:00Z" in failed.message
+    assert {name for name, _ in rds.calls} == {"Lookup"}  # only ever looked
+
+
+def test_a_region_aws_does_not_have_is_refused_before_any_call(rds: FakeRds) -> None:
+    """Attack 4: made-up regions would each get a client, a poller scope and a slot scope."""
+    reconciler = Reconciler(
+        _check_protocol(rds), SETTINGS, random.Random(1), region_refusal=lambda r: f"{r} is made up"
+    )
+    for spec in (SPEC, OBSERVE):
+        result = reconciler.sync(spec, {}, uid="u1")
+        assert (conditions(result)["Failed"].status, conditions(result)["Failed"].reason) == ("True", "UnknownRegion")
+    assert rds.calls == []
 
 
 def test_sync_recovers_after_missing(reconciler: Reconciler, rds: FakeRds) -> None:
@@ -646,7 +675,7 @@ def test_queue_waits_without_calling_aws(reconciler: Reconciler, rds: FakeRds) -
     assert first.status["queuedSince"]
     synced = conditions(first)["Synced"]
     assert (synced.status, synced.reason) == ("True", "ExportLimitReached")
-    assert "oldest waiting exports start first" in synced.message
+    assert "namespaces take turns, oldest first" in synced.message
     assert reasons(first) == ["Queued"]
     assert rds.slots.waiting() == 1
     second = reconciler.sync(SPEC, status_of(first), uid="u1", created="t1")

@@ -35,7 +35,9 @@ def rds(server: StandInServer) -> Rds:
     gateway = Rds(session_factory=session)
     # Point the gateway's client at the stand-in.
     with gateway._lock:
-        gateway._clients["us-east-1"] = session().client("rds", endpoint_url=server.url, region_name="us-east-1")
+        gateway._clients.get(
+            "us-east-1", lambda: session().client("rds", endpoint_url=server.url, region_name="us-east-1")
+        )
     return gateway
 
 
