@@ -23,9 +23,10 @@ snapshots over time (for schedules): ``create_db_snapshot``, ``snapshot_every``,
 
 S3 is moto's, with the export's info files (:mod:`localdev.standin.s3`): a task that becomes COMPLETE (by its
 script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
-under ``<prefix>/<id>/`` in its bucket (created when missing). Controls: ``table_outcomes`` (which tables FAILED or
-were SKIPPED), ``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a
-FAILED task, or raw bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket);
+under ``<prefix>/<id>/`` in its bucket (created when missing), and skipped tables in its WarningMessage. Controls:
+``table_outcomes`` (which tables FAILED or were SKIPPED), ``table_shape`` (how many tables, how wide, per file),
+``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a FAILED task, or raw
+bytes such as malformed JSON), ``deny_bucket`` / ``allow_bucket`` (S3 answers 403 AccessDenied for the bucket);
 ``s3_calls`` lists the S3 requests with the role each ran as.
 """
 
@@ -58,7 +59,7 @@ from localdev.standin.rds_exports import (
     Script,
     Task,
 )
-from localdev.standin.s3 import S3Call, TableFiles, put_files, s3_request, validate_outcomes
+from localdev.standin.s3 import S3Call, Shape, TableFiles, put_files, s3_request, validate_outcomes
 from localdev.standin.sts import Identity, IdentityBook, signature
 from localdev.standin.wire import ApiError, error_xml, result_xml
 
@@ -423,11 +424,21 @@ class RdsExportStandIn:
 
     def table_outcomes(self, pattern: str, outcomes: Mapping[str, str]) -> None:
         """Tasks whose identifier matches ``pattern`` (``fnmatch``) report these tables with these outcomes
-        (COMPLETE, FAILED, SKIPPED), on top of the default tables (or the exportOnly tables) that are COMPLETE;
-        e.g. ``table_outcomes("*", {"postgres.public.orders": "FAILED"})``. Later calls win."""
+        (COMPLETE, FAILED, SKIPPED or ``SKIPPED:<REASON>``), on top of the default tables (or the exportOnly
+        tables) that are COMPLETE; e.g. ``table_outcomes("*", {"postgres.public.orders": "FAILED"})``. Skipped
+        tables are left out of the files and listed in the task's WarningMessage. Later calls win."""
         checked = validate_outcomes(outcomes)
         with self._lock:
             self._tables.outcomes.append((pattern, checked))
+
+    def table_shape(self, pattern: str, **shape: Any) -> None:
+        """Tasks whose identifier matches ``pattern`` write their files in this shape (:class:`Shape`: ``count``
+        generated tables, ``columns`` per table, ``per_file`` entries per file, ``databases`` with a
+        database-level entry, ``general`` WarningMessage reasons); e.g. ``table_shape(ident, count=50_000,
+        columns=30, per_file=500)``. Files are generated and written one at a time. Later calls win."""
+        checked = Shape(**shape)
+        with self._lock:
+            self._tables.shapes.append((pattern, checked))
 
     def hold_table_files(self, pattern: str) -> None:
         """Tasks whose identifier matches ``pattern`` complete without info files: they appear only when
@@ -447,19 +458,24 @@ class RdsExportStandIn:
         instead of the generated ones); return the S3 keys written."""
         with self._lock:
             task = self._exports.tasks[self._exports.find(identifier, account, region)]
-            return put_files(task, self._tables.files_of(task) if files is None else files)
+            return put_files(task, self._tables.files_of(task) if files is None else files.items())
 
     def table_files(
         self, identifier: str, *, account: str | None = None, region: str | None = None
     ) -> dict[str, bytes]:
         """The info files the stand-in writes for this task (name relative to the export folder -> content)."""
         with self._lock:
-            return self._tables.files_of(self._exports.tasks[self._exports.find(identifier, account, region)])
+            return dict(self._tables.files_of(self._exports.tasks[self._exports.find(identifier, account, region)]))
 
     def deny_bucket(self, bucket: str) -> None:
         """Every S3 request for ``bucket`` answers 403 AccessDenied (as without s3:ListBucket / s3:GetObject)."""
         with self._lock:
             self._tables.denied.add(bucket)
+
+    def allow_bucket(self, bucket: str) -> None:
+        """Lift :meth:`deny_bucket` (an IAM fix taking effect)."""
+        with self._lock:
+            self._tables.denied.discard(bucket)
 
     def s3_calls(self, bucket: str | None = None) -> list[S3Call]:
         """S3 requests (method, bucket, key, caller: the assumed role ARN or "default"), optionally of one bucket."""
@@ -467,8 +483,15 @@ class RdsExportStandIn:
             return [c for c in self._s3_calls if bucket is None or c.bucket == bucket]
 
     def _finished(self, task: Task) -> None:
-        """A task became COMPLETE or FAILED (called under the lock): RDS writes the info files of a complete one."""
-        if task.status != "COMPLETE" or self._tables.is_held(task):
+        """A task became COMPLETE or FAILED (called under the lock): RDS writes the info files of a complete one,
+        and lists its skipped tables in WarningMessage (unless a test set one)."""
+        if task.status != "COMPLETE":
+            return
+        warning = self._tables.warning_of(task)
+        if task.warning is None and warning is not None:
+            key = (task.account, task.region, task.identifier)
+            self._exports.tasks[key] = task = replace(task, warning=warning)
+        if self._tables.is_held(task):
             return
         try:
             put_files(task, self._tables.files_of(task))
