@@ -19,7 +19,7 @@ and the reason; AccessDenied is retried for ``access_wait`` (a day: an IAM chang
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -46,7 +46,7 @@ class Reader(Protocol):
     ) -> tuple[list[S3Object], bool]: ...
     def stream(
         self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
-    ) -> Generator[bytes] | None: ...
+    ) -> Iterator[bytes] | None: ...
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ class TableReporter:
             raise _Unavailable("Incomplete", f"{target.url}: {why}", retryable=True)
         return info
 
-    def _stream(self, target: Target, file: tables.TableFile, identity: Identity | None) -> Generator[bytes]:
+    def _stream(self, target: Target, file: tables.TableFile, identity: Identity | None) -> Iterator[bytes]:
         chunks = self.s3.stream(
             target.region, target.bucket, file.key, max_bytes=self.policy.max_file_bytes, identity=identity
         )
@@ -297,11 +297,21 @@ def _notes(report: tables.Report) -> str:
     if report.general:
         notes.append("AWS warns: " + "; ".join(report.general))
     if report.database_count:
-        named = ", ".join(f"{d.target}{': ' + d.reason if d.reason else ''}" for d in report.databases[:EVENT_TABLES])
-        more = report.database_count - min(EVENT_TABLES, len(report.databases))
-        named += f" and {more} more" if more > 0 else ""
+        named = _names(report.databases, report.database_count, status=False)
         notes.append(f"{report.database_count} database-level entries, not tables ({named})")
     return "".join(f"; {n}" for n in notes)
+
+
+def _names(items: Sequence[tables.Problem], count: int, *, status: bool = True) -> str:
+    """The first EVENT_TABLES of ``count`` items, with their status and reason, and how many more."""
+    shown = items[:EVENT_TABLES]
+    named = ", ".join(
+        f"{p.target} ({p.status}{': ' + p.reason if p.reason else ''})"
+        if status
+        else f"{p.target}{': ' + p.reason if p.reason else ''}"
+        for p in shown
+    )
+    return named + (f" and {count - len(shown)} more" if count > len(shown) else "")
 
 
 def _verdict(report: tables.Report, target: Target) -> tuple[st.Condition, Event]:
@@ -314,11 +324,7 @@ def _verdict(report: tables.Report, target: Target) -> tuple[st.Condition, Event
         )
     not_exported = report.total - report.complete
     if not_exported:
-        named = ", ".join(
-            f"{p.target} ({p.status}{': ' + p.reason if p.reason else ''})" for p in report.problems[:EVENT_TABLES]
-        )
-        more = not_exported - min(EVENT_TABLES, len(report.problems))
-        named += f" and {more} more" if more > 0 else ""
+        named = _names(report.problems, not_exported)
         counts = f"{report.failed} failed, {report.skipped} skipped"
         message = f"{not_exported} of {report.total} tables not exported ({counts}): {named}{notes}"
         reason = "TablesFailed" if report.failed else "TablesSkipped" if report.skipped else "TablesIncomplete"

@@ -496,7 +496,7 @@ def test_a_tick_after_a_final_report_reads_nothing_more(s3: FakeS3) -> None:
 
 
 def _ticks_after_a_final_report(s3: FakeS3) -> None:
-    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)
     s3.put_report({"db.t1": "COMPLETE"})
     raw = _nightly()
     patch = kopf.Patch()
@@ -547,7 +547,7 @@ def _an_edit_during_the_reads() -> None:
     raw = _nightly()
     s3 = _EditingS3(raw)
     s3.put_report({"db.t1": "COMPLETE"})
-    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)
     patch = kopf.Patch()
     body = kopf.Body(raw)
     handlers.report(body=body, status=body.status, patch=patch)
@@ -626,7 +626,7 @@ def _final_or_retried(files: Any, spec: dict[str, Any]) -> None:
     s3 = FakeS3()
     files(s3)
     raw = _nightly(**spec)
-    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)
     patch = kopf.Patch()
     try:
         handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=patch)
@@ -643,6 +643,6 @@ def test_the_timer_ticks_after_a_final_report_only_every_ten_poll_intervals() ->
     # them costs kopf an invocation: ticking every poll interval made the timers 31x dearer at 10,000 than at 1,000.
     config = settings.parse(["--poll-interval", "7"], environ={})
     registry = kopf.OperatorRegistry()
-    TableReportHandlers(config, FakeS3()).register(registry)  # type: ignore[arg-type]
+    TableReportHandlers(config, FakeS3()).register(registry)
     (timer,) = [h for h in registry._spawning.get_all_handlers() if h.id == "tables"]
     assert isinstance(timer, TimerHandler) and timer.interval == 70
