@@ -37,6 +37,13 @@ def started(kubectl: Kubectl, namespace: str, name: str) -> str:
     return str(obj["status"]["exportTaskIdentifier"])
 
 
+def held(kubectl: Kubectl, namespace: str, aws: StandInServer, name: str, source: str, **spec: Any) -> str:
+    """An export whose info files the stand-in writes only when the test asks (``write_table_files``)."""
+    aws.standin.hold_table_files(f"{namespace}-*")
+    kubectl.apply(export_task(name, source, **spec), "-n", namespace)
+    return started(kubectl, namespace, name)
+
+
 def test_all_tables_complete_shows_counts_and_the_tables_column(
     kubectl: Kubectl,
     namespace: str,
@@ -149,9 +156,7 @@ def test_a_missing_middle_file_is_unknown_until_it_appears(
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     operator_factory("--table-report-wait=120")
-    aws.standin.hold_table_files(f"{namespace}-*")
-    kubectl.apply(export_task("gappy", snapshot_arn), "-n", namespace)
-    ident = started(kubectl, namespace, "gappy")
+    ident = held(kubectl, namespace, aws, "gappy", snapshot_arn)
     aws.standin.table_outcomes(ident, {"postgres.public.a": "COMPLETE", "postgres.public.b": "COMPLETE"})
     aws.standin.table_shape(ident, per_file=2)  # a database entry and 5 tables: 1-2, 3-4, 5-6
     aws.standin.set_task(ident, status="COMPLETE")
@@ -216,9 +221,7 @@ def test_files_appearing_late_are_retried_then_reported(
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     operator_factory("--table-report-wait=120")
-    aws.standin.hold_table_files(f"{namespace}-*")
-    kubectl.apply(export_task("slow", snapshot_arn, s3Prefix="late"), "-n", namespace)
-    ident = started(kubectl, namespace, "slow")
+    ident = held(kubectl, namespace, aws, "slow", snapshot_arn, s3Prefix="late")
     aws.standin.set_task(ident, status="COMPLETE")
 
     pending = kubectl.wait_for(
@@ -270,9 +273,7 @@ def test_malformed_info_files_are_refused_safely(
     kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator: OperatorProcess
 ) -> None:
     # Files too large to read are refused from the listing (unit tests: the caps are 1 GiB a file, 4 GiB in all).
-    aws.standin.hold_table_files(f"{namespace}-*")
-    kubectl.apply(export_task("garbled", snapshot_arn), "-n", namespace)
-    garbled = started(kubectl, namespace, "garbled")
+    garbled = held(kubectl, namespace, aws, "garbled", snapshot_arn)
     aws.standin.write_table_files(
         garbled,
         {
@@ -297,12 +298,10 @@ def test_a_50000_table_export_is_reported_within_the_memory_bound(
     snapshot_arn: str,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
-    """50,000 tables of 30 columns (about 300 MB of info files, in 100 files): the operator streams them one at a
+    """50,000 tables of 30 columns (about 300 MB of info files, in 101 files): the operator streams them one at a
     time and its RSS rises by at most 50 MiB while it reads (the base code refused them as TooLarge: 64 MiB cap)."""
     op = operator_factory("--table-report-wait=600")
-    aws.standin.hold_table_files(f"{namespace}-*")
-    kubectl.apply(export_task("wide", snapshot_arn), "-n", namespace)
-    ident = started(kubectl, namespace, "wide")
+    ident = held(kubectl, namespace, aws, "wide", snapshot_arn)
     aws.standin.table_shape(ident, count=50_000, columns=30, per_file=500)
     aws.standin.set_task(ident, status="COMPLETE")
     kubectl.wait_for(KIND, "wide", namespace, tables_condition("Unknown", "NotFound"), timeout=30, what="no files")

@@ -122,6 +122,7 @@ class ExportService:
         self._keys: dict[str, list[tuple[str, str, str]]] = {}  # identifier -> keys, for ``find``
         self.modes = Modes()
         self.denials: dict[str, RoleDenial] = {}
+        self.on_start: Callable[[Task], None] = lambda task: None  # a task just left STARTING
         self.on_finish: Callable[[Task], None] = lambda task: None  # a task just became COMPLETE or FAILED
 
     def start(self, p: dict[str, str], region: str, account: str) -> str:
@@ -300,6 +301,8 @@ class ExportService:
         for task_key, task in self.tasks.items():
             if task.auto and task.status in ACTIVE:
                 self.tasks[task_key] = new = _advance(task, self.script, now)
+                if task.status == "STARTING" and new.status != "STARTING":
+                    self.on_start(new)
                 if new.status in ("COMPLETE", "FAILED"):
                     self.on_finish(new)
 

@@ -1,12 +1,13 @@
 """The export's own info files in the stand-in's S3 (moto), the task's WarningMessage, and S3 access denied per bucket.
 
-When a task completes the stand-in writes what RDS writes next to the data, to the best public evidence
-(``shared/rds-export-api.md``, "The export's own info files"): ``export_tables_info_<id>_from_<n>_to_<m>.json``
-(100 entries per file by default), then ``export_info_<id>.json`` last (RDS writes it at the end; a reader that
-sees it final has every table file), under ``<prefix>/<id>/`` in moto's S3 of the task's account (the bucket is
-created when missing). Each table entry has ``tableStatistics.partitioningInfo``, ``schemaMetadata.
-originalTypeMappings`` (realistic Postgres columns), ``status``, ``sizeGB`` and ``target``; the list also holds a
-database-level entry. Skipped tables are not in the files but in the task's ``WarningMessage`` JSON.
+When a task leaves STARTING the stand-in writes ``export_info_<id>.json`` (its status then IN_PROGRESS), and when
+it completes what RDS writes next to the data, to the best public evidence (``shared/rds-export-api.md``, "The
+export's own info files"): ``export_tables_info_<id>_from_<n>_to_<m>.json`` (100 entries per file by default),
+then ``export_info_<id>.json`` again, last (a reader that sees it final has every table file), under
+``<prefix>/<id>/`` in moto's S3 of the task's account (the bucket is created when missing). Each table entry has
+``tableStatistics.partitioningInfo``, ``schemaMetadata.originalTypeMappings`` (realistic Postgres columns),
+``status``, ``sizeGB`` and ``target``; the list also holds a database-level entry. Skipped tables are not in the
+files but in the task's ``WarningMessage`` JSON.
 
 Which tables and with which outcome is set per identifier pattern (``table_outcomes``), how many and how wide
 (``table_shape``: tens of thousands, generated one file at a time); files can be held back (they then appear late,
@@ -143,7 +144,28 @@ class TableFiles:
                 first, chunk = first + len(chunk), []
         if chunk:
             yield _tables_file(task, first, chunk)
-        yield f"export_info_{task.identifier}.json", json.dumps(export_info(task, round(size, 6))).encode()
+        yield self.export_info_file(task, size)
+
+    def export_info_file(self, task: Task, size_gb: float = 0.0) -> tuple[str, bytes]:
+        """export_info's keys (shared/rds-export-api.md); totalExportedDataInGB is a float there (here: the tables'
+        sizeGB summed)."""
+        info = {
+            "exportTaskIdentifier": task.identifier,
+            "sourceArn": task.source_arn,
+            "exportOnly": list(task.export_only),
+            "snapshotTime": _time(task.snapshot_time),
+            "taskStartTime": _time(task.start_time),
+            "taskEndTime": _time(task.end_time),
+            "s3Bucket": task.s3_bucket,
+            "s3Prefix": task.s3_prefix or "",
+            "exportedFilesPath": folder(task).rstrip("/"),
+            "iamRoleArn": task.iam_role_arn,
+            "kmsKeyId": task.kms_key_id,
+            "status": task.status,
+            "percentProgress": task.percent,
+            "totalExportedDataInGB": round(size_gb, 6),
+        }
+        return f"export_info_{task.identifier}.json", json.dumps(info).encode()
 
     def deny(self, bucket: str) -> bytes | None:
         """The S3 AccessDenied answer for a request to a denied bucket, or None to let it through."""
@@ -158,27 +180,6 @@ class TableFiles:
 def _tables_file(task: Task, first: int, chunk: list[dict[str, Any]]) -> tuple[str, bytes]:
     name = f"export_tables_info_{task.identifier}_from_{first}_to_{first + len(chunk) - 1}.json"
     return name, json.dumps({"perTableStatus": chunk}).encode()
-
-
-def export_info(task: Task, size_gb: float) -> dict[str, Any]:
-    """export_info's keys (shared/rds-export-api.md); totalExportedDataInGB is a float there (here: the tables'
-    sizeGB summed)."""
-    return {
-        "exportTaskIdentifier": task.identifier,
-        "sourceArn": task.source_arn,
-        "exportOnly": list(task.export_only),
-        "snapshotTime": _time(task.snapshot_time),
-        "taskStartTime": _time(task.start_time),
-        "taskEndTime": _time(task.end_time),
-        "s3Bucket": task.s3_bucket,
-        "s3Prefix": task.s3_prefix or "",
-        "exportedFilesPath": folder(task).rstrip("/"),
-        "iamRoleArn": task.iam_role_arn,
-        "kmsKeyId": task.kms_key_id,
-        "status": task.status,
-        "percentProgress": task.percent,
-        "totalExportedDataInGB": size_gb,
-    }
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ class RdsExportStandIn:
         self._snapshotters: list[threading.Event] = []
         self._tables = TableFiles()
         self._s3_calls: list[S3Call] = []
+        self._exports.on_start = self._started
         self._exports.on_finish = self._finished
 
     @property
@@ -223,7 +224,10 @@ class RdsExportStandIn:
             if "export_only" in changes:
                 changes["export_only"] = tuple(changes["export_only"])
             finishing = status in TERMINAL and task.status != status
+            starting = task.status == "STARTING" and status not in (None, "STARTING")
             self._exports.tasks[task_key] = task = replace(task, **{**changes, "auto": False})
+            if starting:
+                self._started(task)
             if finishing:
                 self._finished(task)
             return task
@@ -481,6 +485,15 @@ class RdsExportStandIn:
         """S3 requests (method, bucket, key, caller: the assumed role ARN or "default"), optionally of one bucket."""
         with self._lock:
             return [c for c in self._s3_calls if bucket is None or c.bucket == bucket]
+
+    def _started(self, task: Task) -> None:
+        """A task left STARTING (called under the lock): RDS writes export_info now, and again at the end."""
+        if self._tables.is_held(task) or task.status in TERMINAL:
+            return
+        try:
+            put_files(task, [self._tables.export_info_file(task)])
+        except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
+            logger.exception("stand-in: could not write the export_info of %s", task.identifier)
 
     def _finished(self, task: Task) -> None:
         """A task became COMPLETE or FAILED (called under the lock): RDS writes the info files of a complete one,

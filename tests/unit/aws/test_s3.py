@@ -236,6 +236,19 @@ def test_completion_writes_the_info_files_the_reporter_reads(aws: StandInServer)
     assert [d["target"] for d in result.status["tables"]["databases"]] == ["postgres"]
 
 
+def test_export_info_is_written_at_the_start_and_again_at_the_end(aws: StandInServer) -> None:
+    identifier, bucket = name("exp"), name()
+    aws.standin.seed(identifier, bucket=bucket, prefix=None)
+    aws.standin.set_task(identifier, status="IN_PROGRESS", percent=40)
+    keys = [o["Key"] for o in raw_s3(aws).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == [f"{identifier}/export_info_{identifier}.json"]
+    info = json.loads(raw_s3(aws).get_object(Bucket=bucket, Key=keys[0])["Body"].read())
+    assert (info["status"], info["percentProgress"]) == ("IN_PROGRESS", 40)
+    aws.standin.set_task(identifier, status="COMPLETE")
+    info = json.loads(raw_s3(aws).get_object(Bucket=bucket, Key=keys[0])["Body"].read())
+    assert info["status"] == "COMPLETE"
+
+
 def test_many_tables_span_several_files(aws: StandInServer) -> None:
     identifier, bucket = name("exp"), name()
     aws.standin.table_outcomes(identifier, {f"db.s.t{i:03}": "COMPLETE" for i in range(250)})
