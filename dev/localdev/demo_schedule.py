@@ -8,21 +8,17 @@ exports are COMPLETE, then the schedule's status and events, and stops everythin
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
 import time
 from typing import Any
 
-import boto3
 import yaml
 
 from localdev import controlplane
-from localdev.demo import local_cluster, say
+from localdev.demo import arguments, local_stack, say, watching
 from localdev.kube import Kubectl
-from localdev.stack import OperatorProcess
-from localdev.standin.server import Script, StandInServer, create_db_instance
+from localdev.standin.server import Script
 from localdev.waiting import wait_until
 
 EXAMPLE = controlplane.REPO / "examples" / "schedule.yaml"
@@ -41,49 +37,32 @@ def demo_schedule() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localdev.demo_schedule", description=__doc__.split("\n\n")[0])
+    parser = arguments("localdev.demo_schedule", __doc__, export_seconds=10, poll_interval=2)
     parser.add_argument("--snapshot-every", type=float, default=8, help="seconds between the stand-in's snapshots")
-    parser.add_argument("--export-seconds", type=float, default=10, help="how long each simulated export runs")
-    parser.add_argument("--poll-interval", type=float, default=2, help="the operator's poll interval")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    with local_cluster("rds-export-demo-schedule-") as (workdir, cp, kubectl):
-        script = Script(starting=2, running=args.export_seconds, size_gb=3)
-        with StandInServer(auto=True, script=script) as aws:
-            say(f"AWS stand-in at {aws.url}: DB instance orders")
-            rds = boto3.client(
-                "rds", endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id="d", aws_secret_access_key="d"
+    script = Script(starting=2, running=args.export_seconds, size_gb=3)
+    with local_stack("rds-export-demo-schedule-", script, args.poll_interval) as stack:
+        kubectl = stack.kubectl
+        say(f"kubectl apply -f {EXAMPLE.relative_to(controlplane.REPO)}   (with trigger: NewSnapshot)")
+        print(kubectl.apply(demo_schedule(), "-n", "default").strip())
+        say(f"the stand-in takes an automated snapshot of orders every {args.snapshot_every:.0f}s, twice")
+        stack.aws.standin.snapshot_every("orders", args.snapshot_every, count=SNAPSHOTS)
+        say("kubectl get rdsexporttasks -w   (until both exports are COMPLETE)")
+        with watching(stack.cp, "rdsexporttasks", "-n", "default"):
+            wait_until(
+                lambda: _complete(kubectl) >= SNAPSHOTS and not _active(kubectl),
+                timeout=SNAPSHOTS * (args.snapshot_every + args.export_seconds) + 120,
+                what=f"{SNAPSHOTS} exports COMPLETE",
             )
-            create_db_instance(rds, "orders")
-            say("starting the operator")
-            with OperatorProcess(
-                cp.kubeconfig, aws.env(), workdir / "operator.log", args=[f"--poll-interval={args.poll_interval}"]
-            ):
-                say(f"kubectl apply -f {EXAMPLE.relative_to(controlplane.REPO)}   (with trigger: NewSnapshot)")
-                print(kubectl.apply(demo_schedule(), "-n", "default").strip())
-                say(f"the stand-in takes an automated snapshot of orders every {args.snapshot_every:.0f}s, twice")
-                aws.standin.snapshot_every("orders", args.snapshot_every, count=SNAPSHOTS)
-                say("kubectl get rdsexporttasks -w   (until both exports are COMPLETE)")
-                watch = subprocess.Popen(
-                    [cp.kubectl, f"--kubeconfig={cp.kubeconfig}", "get", "rdsexporttasks", "-n", "default", "-w"]
-                )
-                try:
-                    wait_until(
-                        lambda: _complete(kubectl) >= SNAPSHOTS and not _active(kubectl),
-                        timeout=SNAPSHOTS * (args.snapshot_every + args.export_seconds) + 120,
-                        what=f"{SNAPSHOTS} exports COMPLETE",
-                    )
-                finally:
-                    watch.terminate()
-                    watch.wait()
-                say("kubectl get rdsexportsched")
-                print(kubectl.run("get", "rdsexportsched", "-n", "default").rstrip())
-                say("kubectl get rdsexportsched orders-nightly -o jsonpath='{.status}'")
-                status = kubectl.get("rdsexportschedules", "orders-nightly", "default")["status"]
-                print(json.dumps(status, indent=2))
-                say("kubectl describe rdsexportsched orders-nightly (events)")
-                describe = kubectl.run("describe", "rdsexportschedule", "orders-nightly", "-n", "default")
-                print(describe[describe.find("Events:") :].rstrip())
+        say("kubectl get rdsexportsched")
+        print(kubectl.run("get", "rdsexportsched", "-n", "default").rstrip())
+        say("kubectl get rdsexportsched orders-nightly -o jsonpath='{.status}'")
+        status = kubectl.get("rdsexportschedules", "orders-nightly", "default")["status"]
+        print(json.dumps(status, indent=2))
+        say("kubectl describe rdsexportsched orders-nightly (events)")
+        describe = kubectl.run("describe", "rdsexportschedule", "orders-nightly", "-n", "default")
+        print(describe[describe.find("Events:") :].rstrip())
     say(f"done in {time.monotonic() - started:.0f}s: two snapshots exported in a row; everything is stopped")
     return 0
 

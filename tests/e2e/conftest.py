@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,9 @@ def snapshot_arn(rds_client: Any) -> str:
 RELEASE = "rds-export-operator"
 RELEASE_NAMESPACE = "rds-export-system"
 CHART = REPO / "charts" / "rds-export-operator"
+MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
+ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
+ROLE_B = "arn:aws:iam::222222222222:role/team-b-exports"
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +139,38 @@ def free_export_slots(aws: StandInServer) -> Iterator[None]:
     aws.standin.reset()
 
 
+@pytest.fixture
+def team_b(kubectl: Kubectl, namespace: str) -> Iterator[str]:
+    """A second team's namespace (``<namespace>-b``), deleted afterwards."""
+    name = f"{namespace}-b"
+    kubectl.run("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def set_mapping(kubectl: Kubectl, data: dict[str, str]) -> None:
+    """Replace the data of the chart's identity mapping ConfigMap."""
+    patch = json.dumps({"data": data})
+    kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
+
+
+@contextmanager
+def identity_mapping(kubectl: Kubectl, roles: dict[str, str]) -> Iterator[None]:
+    """Namespaces act as these IAM roles (namespace -> role ARN) through the chart's mapping, restored afterwards."""
+    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
+    rules = [{"namespace": namespace, "roleArn": role} for namespace, role in roles.items()]
+    set_mapping(kubectl, {"identities.json": json.dumps({"rules": rules})})
+    try:
+        yield
+    finally:
+        set_mapping(kubectl, before)
+
+
+def tasks_of(aws: StandInServer, source_arn: str) -> list[str]:
+    """The identifiers of the stand-in's export tasks of this source, oldest first."""
+    return [t.identifier for t in aws.standin.tasks() if t.source_arn == source_arn]
+
+
 def start_direct(rds_client: Any, identifier: str, source_arn: str, role: str = ROLE, key: str = KEY) -> None:
     """Start an export behind the operator's back, as another tool would."""
     rds_client.start_export_task(
@@ -156,8 +193,31 @@ def status_is(value: str) -> Callable[[dict[str, Any]], bool]:
     return lambda o: o.get("status", {}).get("status") == value
 
 
+def wait_condition(
+    kubectl: Kubectl,
+    plural: str,
+    name: str,
+    namespace: str,
+    condition_type: str,
+    *,
+    timeout: float = 30,
+    what: str | None = None,
+    **fields: str,
+) -> dict[str, Any]:
+    """Wait until the object's condition ``condition_type`` has these fields (status, reason, ...); return it."""
+    wanted = what or f"{condition_type} with {fields}"
+    return dict(
+        kubectl.wait_for(plural, name, namespace, condition_is(condition_type, **fields), timeout=timeout, what=wanted)
+    )
+
+
+def started(kubectl: Kubectl, namespace: str, name: str, timeout: float = 30) -> str:
+    """Wait until the operator has started the export ``name`` (STARTING); return its AWS identifier."""
+    obj = kubectl.wait_for(PLURAL, name, namespace, status_is("STARTING"), timeout=timeout, what=f"{name} STARTING")
+    return str(obj["status"]["exportTaskIdentifier"])
+
+
 def start_export(kubectl: Kubectl, namespace: str, name: str, source_arn: str, **spec: Any) -> str:
     """Apply an export, wait until the operator has started it (STARTING) and return its AWS identifier."""
     kubectl.apply(export_task(name, source_arn, **spec), "-n", namespace)
-    obj = kubectl.wait_for(PLURAL, name, namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    return str(obj["status"]["exportTaskIdentifier"])
+    return started(kubectl, namespace, name)

@@ -6,16 +6,12 @@ from __future__ import annotations
 import pytest
 
 from constants import PLURAL as KIND
-from e2e.conftest import OperatorFactory, condition, export_task, start_export, status_is
+from e2e.conftest import OperatorFactory, condition, export_task, start_export, status_is, tasks_of
 from localdev.kube import Kubectl
 from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
 FAULTS = ["access_denied", "throttling", "internal_failure", "timeout", "reset", "lost_answer"]
-
-
-def tasks_of(aws: StandInServer, source_arn: str) -> list[str]:
-    return [t.identifier for t in aws.standin.tasks() if t.source_arn == source_arn]
 
 
 @pytest.mark.parametrize("kind", FAULTS)

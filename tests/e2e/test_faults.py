@@ -14,16 +14,13 @@ from typing import Any
 import pytest
 
 from constants import PLURAL as KIND
-from e2e.conftest import OperatorFactory, condition, condition_is, export_task, progress_is, start_export, status_is
+from e2e.conftest import OperatorFactory, condition, export_task, progress_is, start_export, status_is, wait_condition
+from e2e.conftest import tasks_of as tasks_for
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
-
-
-def tasks_for(aws: StandInServer, source_arn: str) -> list[str]:
-    return [t.identifier for t in aws.standin.tasks() if t.source_arn == source_arn]
 
 
 @pytest.mark.parametrize("crash_point", ["start-in-flight", "start-answered", "status-written", "polling"])
@@ -173,13 +170,8 @@ def test_aws_faults_on_describe_are_survived_with_bounded_retries(
     aws.standin.inject("DescribeExportTasks", times=8, **FAULTS[fault])
     started = time.monotonic()
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=61, gb=4)
-    obj = kubectl.wait_for(
-        KIND,
-        "faulty",
-        namespace,
-        condition_is("Synced", status="False"),
-        timeout=30,
-        what="Synced=False during the fault",
+    obj = wait_condition(
+        kubectl, KIND, "faulty", namespace, "Synced", status="False", what="Synced=False during the fault"
     )
     assert condition(obj, "Synced")["message"]
     obj = kubectl.wait_for(
@@ -286,7 +278,7 @@ def test_tenancy_policy_refuses_what_a_namespace_was_not_granted(
         ("escalating", "may not use IAM role arn:aws:iam::123456789012:role/admin"),
         ("foreign", "may not use AWS account 210987654321"),
     ]:
-        obj = kubectl.wait_for(KIND, name, namespace, condition_is("Failed", status="True"), timeout=30, what="refusal")
+        obj = wait_condition(kubectl, KIND, name, namespace, "Failed", status="True", what="refusal")
         assert condition(obj, "Failed")["reason"] == "NotPermitted"
         assert message in condition(obj, "Failed")["message"]
         assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) == 0

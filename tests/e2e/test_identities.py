@@ -3,44 +3,34 @@ that AWS decides what each team may export; B can neither read, adopt nor cancel
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from constants import PLURAL as KIND
-from e2e.conftest import RELEASE, RELEASE_NAMESPACE, condition, export_task, status_is
+from e2e.conftest import (
+    MAPPING,
+    RELEASE_NAMESPACE,
+    ROLE_A,
+    ROLE_B,
+    OperatorFactory,
+    condition,
+    export_task,
+    identity_mapping,
+    set_mapping,  # noqa: F401  # moved to conftest; kept here for tests that use it
+    status_is,
+    wait_condition,
+)
 from localdev.kube import Kubectl
-from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer, create_snapshot
 from localdev.waiting import wait_until
-
-ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
-ROLE_B = "arn:aws:iam::222222222222:role/team-b-exports"
-MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
-
-
-@pytest.fixture
-def team_b(kubectl: Kubectl, namespace: str) -> Iterator[str]:
-    name = f"{namespace}-b"
-    kubectl.run("create", "namespace", name)
-    yield name
-    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
-
-
-def set_mapping(kubectl: Kubectl, data: dict[str, str]) -> None:
-    patch = json.dumps({"data": data})
-    kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
 
 
 @pytest.fixture
 def mapping(kubectl: Kubectl, namespace: str, team_b: str) -> Iterator[None]:
-    rules = {"rules": [{"namespace": namespace, "roleArn": ROLE_A}, {"namespace": team_b, "roleArn": ROLE_B}]}
-    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
-    set_mapping(kubectl, {"identities.json": json.dumps(rules)})
-    yield
-    set_mapping(kubectl, before)
+    with identity_mapping(kubectl, {namespace: ROLE_A, team_b: ROLE_B}):
+        yield
 
 
 def callers(aws: StandInServer, action: str, identifier: str) -> set[str]:
@@ -49,12 +39,7 @@ def callers(aws: StandInServer, action: str, identifier: str) -> set[str]:
 
 
 def test_each_namespace_acts_as_its_own_role_and_cannot_touch_the_other(
-    kubectl: Kubectl,
-    namespace: str,
-    team_b: str,
-    mapping: None,
-    aws: StandInServer,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, team_b: str, mapping: None, aws: StandInServer, operator_factory: OperatorFactory
 ) -> None:
     operator_factory(f"--namespace={team_b}", f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")
     rds_a: Any = aws.session(ROLE_A).client("rds", endpoint_url=aws.url, region_name="us-east-1")
@@ -71,11 +56,13 @@ def test_each_namespace_acts_as_its_own_role_and_cannot_touch_the_other(
     # B observes A's identifier: AWS (B's account) does not know it; nothing of A's task reaches B's status.
     spy = export_task("spy", source_a, managementPolicy="Observe", exportTaskIdentifier=ident)
     kubectl.apply(spy, "-n", team_b)
-    obj = kubectl.wait_for(
+    obj = wait_condition(
+        kubectl,
         KIND,
         "spy",
         team_b,
-        lambda o: condition(o, "Synced").get("reason") == "ExportTaskNotFound",
+        "Synced",
+        reason="ExportTaskNotFound",
         timeout=60,
         what="B's observe finds nothing",
     )
@@ -84,9 +71,7 @@ def test_each_namespace_acts_as_its_own_role_and_cannot_touch_the_other(
 
     # B switches to Create with A's identifier and source: it acts as B, so AWS refuses A's snapshot.
     kubectl.run("patch", KIND, "spy", "-n", team_b, "--type=merge", "-p", '{"spec":{"managementPolicy":"Create"}}')
-    obj = kubectl.wait_for(
-        KIND, "spy", team_b, lambda o: condition(o, "Failed").get("status") == "True", timeout=60, what="B refused"
-    )
+    obj = wait_condition(kubectl, KIND, "spy", team_b, "Failed", status="True", timeout=60, what="B refused")
     assert obj["status"]["status"] == "REFUSED"
     assert callers(aws, "StartExportTask", ident) == {ROLE_A, ROLE_B}  # B's own try, refused by AWS for B
 
@@ -110,20 +95,15 @@ def test_a_namespace_without_identity_makes_no_aws_call(
     mapping: None,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
 ) -> None:
     stranger = f"{namespace}-c"
     kubectl.run("create", "namespace", stranger)
     try:
         operator_factory(f"--namespace={stranger}", f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")
         kubectl.apply(export_task("lost", snapshot_arn), "-n", stranger)
-        obj = kubectl.wait_for(
-            KIND,
-            "lost",
-            stranger,
-            lambda o: condition(o, "Synced").get("reason") == "NoIdentity",
-            timeout=60,
-            what="no identity mapped",
+        obj = wait_condition(
+            kubectl, KIND, "lost", stranger, "Synced", reason="NoIdentity", timeout=60, what="no identity mapped"
         )
         assert condition(obj, "Failed").get("status") != "True"  # the admin may still map it
         assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) == 0

@@ -5,22 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from constants import PLURAL as KIND
-from e2e.conftest import condition, condition_is, export_task, progress_is, start_direct, status_is
+from e2e.conftest import condition, export_task, progress_is, start_direct, started, status_is, wait_condition
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer
 
 
 def identifier_of(kubectl: Kubectl, namespace: str, name: str) -> str:
-    obj = kubectl.wait_for(
-        KIND,
-        name,
-        namespace,
-        lambda o: o.get("status", {}).get("exportTaskIdentifier"),
-        timeout=30,
-        what="an identifier in status",
-    )
-    return str(obj["status"]["exportTaskIdentifier"])
+    """The export's AWS identifier once its task exists: the status names the identifier before the Start (a
+    set_task then found no task in the stand-in), so wait for STARTING."""
+    return started(kubectl, namespace, name)
 
 
 def test_create_runs_to_complete_with_progress_and_conditions(
@@ -98,7 +92,7 @@ def test_identifier_taken_by_another_source_is_terminal(
     )
     start_direct(rds_client, ident, other, role="arn:aws:iam::123456789012:role/r", key="k")
     kubectl.apply(export_task("clash", snapshot_arn, exportTaskIdentifier=ident), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "clash", namespace, condition_is("Failed", status="True"), timeout=30, what="Failed")
+    obj = wait_condition(kubectl, KIND, "clash", namespace, "Failed", status="True")
     assert condition(obj, "Failed")["reason"] == "IdentifierInUse"
     assert aws.standin.task(ident).source_arn == other
     assert "different sourceArn" in condition(obj, "Failed")["message"]

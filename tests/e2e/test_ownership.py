@@ -4,23 +4,25 @@ attack of the issue's "Why"."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
 
-from e2e.conftest import KEY, ROLE, condition, export_task, start_direct, status_is
+from e2e.conftest import (
+    KEY,
+    ROLE,
+    OperatorFactory,
+    condition,
+    export_task,
+    start_direct,
+    start_export,
+    status_is,
+    wait_condition,
+)
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer
 
 KIND = "rdsexporttasks"
-
-
-@pytest.fixture
-def team_b(kubectl: Kubectl, namespace: str) -> str:
-    name = f"{namespace}-b"
-    kubectl.run("create", "namespace", name)
-    return name
 
 
 def grants(namespace: str, team_b: str) -> str:
@@ -33,14 +35,12 @@ def test_observing_another_teams_export_reveals_nothing_and_cancels_nothing(
     team_b: str,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
 ) -> None:
     # Bug: B observed A's export (source, bucket, prefix, cause), switched to Create (adoption skipped since the
     # status showed a task) and deleted it: CancelExportTask canceled A's running export.
     operator_factory(f"--namespace={team_b}", f"--tenancy={grants(namespace, team_b)}")
-    kubectl.apply(export_task("orders", snapshot_arn, s3Prefix="secret/prefix"), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "orders", namespace, status_is("STARTING"), timeout=30, what="A's export")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "orders", snapshot_arn, s3Prefix="secret/prefix")  # A's export
     spy = export_task(
         "spy",
         snapshot_arn,
@@ -49,14 +49,7 @@ def test_observing_another_teams_export_reveals_nothing_and_cancels_nothing(
         s3BucketName="team-b-bucket",
     )
     kubectl.apply(spy, "-n", team_b)
-    obj = kubectl.wait_for(
-        KIND,
-        "spy",
-        team_b,
-        lambda o: condition(o, "Failed").get("reason") == "NotPermitted",
-        timeout=30,
-        what="refused",
-    )
+    obj = wait_condition(kubectl, KIND, "spy", team_b, "Failed", reason="NotPermitted", what="refused")
     text = json.dumps(obj["status"]) + json.dumps(kubectl.events(team_b, "spy"))
     assert "secret/prefix" not in text and "exports-bucket" not in text and snapshot_arn not in text
     kubectl.run("patch", KIND, "spy", "-n", team_b, "--type=merge", "-p", '{"spec":{"managementPolicy":"Create"}}')
@@ -72,7 +65,7 @@ def test_deleting_a_queued_object_cancels_nothing(
     aws: StandInServer,
     snapshot_arn: str,
     rds_client: object,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
 ) -> None:
     # Bug: deleting a QUEUED object with an explicit identifier called CancelExportTask on whatever task held it.
     operator_factory("--max-concurrent-exports=1")
@@ -95,15 +88,13 @@ def test_grants_restrict_sources_and_buckets(
     team_b: str,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
 ) -> None:
     # Bug: any namespace could export any snapshot the operator could see, to any bucket its role could write.
     policy = json.dumps({namespace: {"sourceArns": ["*:snapshot:team-a-*"], "s3Buckets": ["exports-bucket"]}})
     operator_factory(f"--tenancy={policy}")
     kubectl.apply(export_task("foreign", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND, "foreign", namespace, lambda o: condition(o, "Failed").get("status") == "True", timeout=30, what="refused"
-    )
+    obj = wait_condition(kubectl, KIND, "foreign", namespace, "Failed", status="True", what="refused")
     assert condition(obj, "Failed")["reason"] == "NotPermitted"
     assert "may not use source" in condition(obj, "Failed")["message"]
     assert aws.standin.call_count("StartExportTask", obj["status"]["exportTaskIdentifier"]) == 0
@@ -134,9 +125,7 @@ def test_adoption_needs_every_reported_field_to_match(
     ident = f"{namespace}-reused"
     start_direct(rds_client, ident, snapshot_arn)
     kubectl.apply(export_task("reuse", snapshot_arn, exportTaskIdentifier=ident, **{field: value}), "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND, "reuse", namespace, lambda o: condition(o, "Failed").get("status") == "True", timeout=30, what="refused"
-    )
+    obj = wait_condition(kubectl, KIND, "reuse", namespace, "Failed", status="True", what="refused")
     assert condition(obj, "Failed")["reason"] == "IdentifierInUse"
     assert field in condition(obj, "Failed")["message"]
     assert obj["status"]["status"] == "REFUSED"

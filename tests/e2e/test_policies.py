@@ -9,12 +9,12 @@ from constants import PLURAL as KIND
 from e2e.conftest import (
     OperatorFactory,
     condition,
-    condition_is,
     export_task,
     progress_is,
     start_direct,
     start_export,
     status_is,
+    wait_condition,
 )
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
@@ -49,9 +49,7 @@ def test_observe_of_a_missing_task_says_so(kubectl: Kubectl, namespace: str, ope
         "spec": {"managementPolicy": "Observe", "exportTaskIdentifier": "no-such-task", "region": "us-east-1"},
     }
     kubectl.apply(body, "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND, "ghost", namespace, condition_is("Synced", status="False"), timeout=30, what="Synced=False"
-    )
+    obj = wait_condition(kubectl, KIND, "ghost", namespace, "Synced", status="False")
     assert condition(obj, "Synced")["reason"] == "ExportTaskNotFound"
     assert [e["reason"] for e in kubectl.events(namespace, "ghost")].count("ExportTaskNotFound") == 1
 
@@ -109,13 +107,8 @@ def test_throttling_storm_is_retried_without_losing_an_update(
     ident = start_export(kubectl, namespace, "storm", snapshot_arn)
     aws.standin.inject("DescribeExportTasks", times=12)
     aws.standin.set_task(ident, status="IN_PROGRESS", percent=60, gb=5)
-    obj = kubectl.wait_for(
-        KIND,
-        "storm",
-        namespace,
-        condition_is("Synced", reason="Throttling"),
-        timeout=30,
-        what="Synced=False because of throttling",
+    obj = wait_condition(
+        kubectl, KIND, "storm", namespace, "Synced", reason="Throttling", what="Synced=False because of throttling"
     )
     assert condition(obj, "Synced")["status"] == "False"
     assert "Rate exceeded" in condition(obj, "Synced")["message"]

@@ -4,7 +4,6 @@ an unknown time zone, and ttlSecondsAfterFinished."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -13,7 +12,18 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import KEY, RELEASE, RELEASE_NAMESPACE, ROLE, condition, export_task
+from e2e.conftest import (
+    KEY,
+    MAPPING,
+    RELEASE_NAMESPACE,
+    ROLE,
+    ROLE_A,
+    OperatorFactory,
+    condition,
+    export_task,
+    identity_mapping,
+    wait_condition,
+)
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
@@ -84,11 +94,7 @@ def ready_reason(reason: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def test_trigger_exports_each_new_snapshot_exactly_once_across_a_sigkill(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    rds_client: Any,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator_factory: OperatorFactory
 ) -> None:
     db = new_db(rds_client)  # moto takes a first automated snapshot now: before the schedule, so not "new"
     kubectl.apply(schedule("every", db, concurrencyPolicy="Allow", successfulExportsHistoryLimit=50), "-n", namespace)
@@ -249,14 +255,7 @@ def test_ttl_seconds_after_finished_deletes_a_finished_export(
     )["status"]["exportTaskIdentifier"]
     aws.standin.set_task(ident, status="COMPLETE")
     aws.standin.set_task(kept, status="COMPLETE")
-    kubectl.wait_for(
-        TASKS,
-        "short",
-        namespace,
-        lambda o: condition(o, "Complete").get("status") == "True",
-        timeout=30,
-        what="Complete",
-    )
+    wait_condition(kubectl, TASKS, "short", namespace, "Complete", status="True")
     kubectl.wait_gone(TASKS, "short", namespace, timeout=30)
     assert condition(kubectl.get(TASKS, "kept", namespace), "Complete")["status"] == "True"  # no TTL: kept
 
@@ -356,30 +355,15 @@ def test_an_export_the_api_server_refuses_is_reported_on_the_schedule(
     )
 
 
-MAPPING = f"{RELEASE}-identities"
-ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
-
-
 @pytest.fixture
 def team_a_mapping(kubectl: Kubectl, namespace: str) -> Iterator[None]:
     """The test's namespace acts as ROLE_A (account 111111111111) through the chart's identity mapping."""
-
-    def set_data(data: dict[str, str]) -> None:
-        patch = json.dumps({"data": data})
-        kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
-
-    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
-    set_data({"identities.json": json.dumps({"rules": [{"namespace": namespace, "roleArn": ROLE_A}]})})
-    yield
-    set_data(before)
+    with identity_mapping(kubectl, {namespace: ROLE_A}):
+        yield
 
 
 def test_snapshots_are_listed_as_the_namespace_identity(
-    kubectl: Kubectl,
-    namespace: str,
-    team_a_mapping: None,
-    aws: StandInServer,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, team_a_mapping: None, aws: StandInServer, operator_factory: OperatorFactory
 ) -> None:
     # The DB lives in team A's account only: the operator's own identity (123456789012) would list nothing.
     operator_factory(f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")

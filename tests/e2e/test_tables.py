@@ -4,7 +4,6 @@ outcomes, without ever changing Complete/Failed."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import RELEASE, RELEASE_NAMESPACE, condition, export_task, status_is
+from e2e.conftest import (
+    MAPPING,
+    RELEASE_NAMESPACE,
+    ROLE_A,
+    OperatorFactory,
+    condition,
+    export_task,
+    identity_mapping,
+    started,
+)
 from localdev.kube import Kubectl
 from localdev.scale import process_usage
 from localdev.stack import OperatorProcess
@@ -20,8 +28,6 @@ from localdev.standin.server import StandInServer, create_snapshot
 from localdev.waiting import wait_until
 
 KIND = "rdsexporttasks"
-ROLE_A = "arn:aws:iam::111111111111:role/team-a-exports"
-MAPPING = f"{RELEASE}-identities"  # the chart's ConfigMap, which the chart's RBAC lets the operator read
 
 
 def tables_condition(status: str, reason: str | None = None) -> Callable[[dict[str, Any]], bool]:
@@ -32,11 +38,6 @@ def tables_condition(status: str, reason: str | None = None) -> Callable[[dict[s
     return check
 
 
-def started(kubectl: Kubectl, namespace: str, name: str) -> str:
-    obj = kubectl.wait_for(KIND, name, namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    return str(obj["status"]["exportTaskIdentifier"])
-
-
 def held(kubectl: Kubectl, namespace: str, aws: StandInServer, name: str, source: str, **spec: Any) -> str:
     """An export whose info files the stand-in writes only when the test asks (``write_table_files``)."""
     aws.standin.hold_table_files(f"{namespace}-*")
@@ -45,11 +46,7 @@ def held(kubectl: Kubectl, namespace: str, aws: StandInServer, name: str, source
 
 
 def test_all_tables_complete_shows_counts_and_the_tables_column(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     operator_factory()
     kubectl.apply(export_task("full", snapshot_arn, s3Prefix="exports/full"), "-n", namespace)
@@ -153,7 +150,7 @@ def test_a_missing_middle_file_is_unknown_until_it_appears(
     namespace: str,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
 ) -> None:
     operator_factory("--table-report-wait=120")
     ident = held(kubectl, namespace, aws, "gappy", snapshot_arn)
@@ -181,7 +178,7 @@ def test_s3_access_denied_is_retried_until_an_iam_fix_takes_effect(
     namespace: str,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
 ) -> None:
     operator_factory("--table-report-wait=3")  # past it, AccessDenied is retried every --retry-max-delay (2 s)
     bucket = f"denied-{namespace}"
@@ -214,11 +211,7 @@ def test_s3_access_denied_is_retried_until_an_iam_fix_takes_effect(
 
 
 def test_files_appearing_late_are_retried_then_reported(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     operator_factory("--table-report-wait=120")
     ident = held(kubectl, namespace, aws, "slow", snapshot_arn, s3Prefix="late")
@@ -238,22 +231,12 @@ def test_files_appearing_late_are_retried_then_reported(
 @pytest.fixture
 def mapped(kubectl: Kubectl, namespace: str) -> Iterator[None]:
     """The test's namespace acts as ROLE_A (per-namespace identities, the chart's mapping ConfigMap)."""
-    before = kubectl.get("configmap", MAPPING, RELEASE_NAMESPACE)["data"]
-    rules = json.dumps({"rules": [{"namespace": namespace, "roleArn": ROLE_A}]})
-    patch = json.dumps({"data": {"identities.json": rules}})
-    kubectl.run("patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", patch)
-    yield
-    kubectl.run(
-        "patch", "configmap", MAPPING, "-n", RELEASE_NAMESPACE, "--type=merge", "-p", json.dumps({"data": before})
-    )
+    with identity_mapping(kubectl, {namespace: ROLE_A}):
+        yield
 
 
 def test_the_report_is_read_as_the_namespace_role(
-    kubectl: Kubectl,
-    namespace: str,
-    mapped: None,
-    aws: StandInServer,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, mapped: None, aws: StandInServer, operator_factory: OperatorFactory
 ) -> None:
     operator_factory(f"--identities-configmap={RELEASE_NAMESPACE}/{MAPPING}")
     rds_a: Any = aws.session(ROLE_A).client("rds", endpoint_url=aws.url, region_name="us-east-1")
@@ -296,7 +279,7 @@ def test_a_50000_table_export_is_reported_within_the_memory_bound(
     namespace: str,
     aws: StandInServer,
     snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    operator_factory: OperatorFactory,
 ) -> None:
     """50,000 tables of 30 columns (about 300 MB of info files, in 101 files): the operator streams them one at a
     time and its RSS rises by at most 50 MiB while it reads (the base code refused them as TooLarge: 64 MiB cap)."""

@@ -3,11 +3,9 @@ waits, finalizers exist only where deletion must cancel, and watches do not star
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from constants import FINALIZER
 from constants import PLURAL as KIND
-from e2e.conftest import condition, export_task, status_is
+from e2e.conftest import OperatorFactory, condition, export_task, start_export, status_is, wait_condition
 from localdev.kube import Kubectl
 from localdev.stack import OperatorProcess
 from localdev.standin.server import StandInServer
@@ -19,18 +17,9 @@ def test_access_denied_on_describe_fails_nothing(
 ) -> None:
     # Bug: one AccessDenied on the shared DescribeExportTasks (a policy being rotated) marked every running and
     # new object Failed=True for good, and dropped the finalizer of a running export.
-    kubectl.apply(export_task("running", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(KIND, "running", namespace, status_is("STARTING"), timeout=30, what="STARTING")
-    ident = obj["status"]["exportTaskIdentifier"]
+    ident = start_export(kubectl, namespace, "running", snapshot_arn)
     aws.standin.inject("DescribeExportTasks", times=6, code="AccessDenied", status=403, message="policy changing")
-    obj = kubectl.wait_for(
-        KIND,
-        "running",
-        namespace,
-        lambda o: condition(o, "Synced").get("reason") == "AccessDenied",
-        timeout=30,
-        what="Synced=False AccessDenied",
-    )
+    obj = wait_condition(kubectl, KIND, "running", namespace, "Synced", reason="AccessDenied")
     assert condition(obj, "Failed").get("status") != "True"
     assert FINALIZER in obj["metadata"]["finalizers"]
     aws.standin.set_task(ident, status="COMPLETE")
@@ -47,13 +36,8 @@ def test_source_not_ready_waits_instead_of_failing(
     aws.standin.inject("StartExportTask", times=2, code="InvalidExportSourceState", message="snapshot is creating")
     aws.standin.inject("StartExportTask", times=1, code="IamRoleMissingPermissions", message="role propagating")
     kubectl.apply(export_task("patient", snapshot_arn), "-n", namespace)
-    obj = kubectl.wait_for(
-        KIND,
-        "patient",
-        namespace,
-        lambda o: condition(o, "Synced").get("reason") == "InvalidExportSourceState",
-        timeout=30,
-        what="waiting for the source",
+    obj = wait_condition(
+        kubectl, KIND, "patient", namespace, "Synced", reason="InvalidExportSourceState", what="waiting for the source"
     )
     assert obj["status"].get("waitingSince")
     assert "retrying until" in condition(obj, "Synced")["message"]
@@ -65,11 +49,7 @@ def test_source_not_ready_waits_instead_of_failing(
 
 
 def test_observe_and_retain_objects_delete_while_the_operator_is_down(
-    kubectl: Kubectl,
-    namespace: str,
-    aws: StandInServer,
-    snapshot_arn: str,
-    operator_factory: Callable[..., OperatorProcess],
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     # Bug: kopf timers added the finalizer to every unfinished object, so Observe and Retain objects (and their
     # namespaces) could not be deleted while the operator was down.
@@ -93,7 +73,7 @@ def test_observe_and_retain_objects_delete_while_the_operator_is_down(
 
 
 def test_many_watched_namespaces_do_not_starve_writes(
-    kubectl: Kubectl, namespace: str, snapshot_arn: str, operator_factory: Callable[..., OperatorProcess]
+    kubectl: Kubectl, namespace: str, snapshot_arn: str, operator_factory: OperatorFactory
 ) -> None:
     # Bug: the API connection pool (32) was shared with the watch streams: with as many watched namespaces as
     # connections, status patches and Events waited for a watch to time out (minutes).

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from localdev.standin.sts import DEFAULT_ACCOUNT
 from localdev.standin.wire import ApiError, filters, members, s3_prefix, task_xml
 
+# Upper-case statuses and CANCELING (moto: lower-case, no CANCELING): API reference, ExportTask.Status
 ACTIVE = ("STARTING", "IN_PROGRESS", "CANCELING")
 TERMINAL = ("COMPLETE", "FAILED", "CANCELED")
 ACCOUNT = DEFAULT_ACCOUNT
@@ -130,6 +132,7 @@ class ExportService:
         for name in ("ExportTaskIdentifier", "SourceArn", "S3BucketName", "IamRoleArn", "KmsKeyId"):
             if not p.get(name):
                 raise ApiError("MissingParameter", f"The request must contain the parameter {name}")
+        # moto validates no identifier: API reference StartExportTask (60 characters: the Terraform provider's check)
         if len(identifier) > 60 or not _IDENTIFIER.match(identifier):
             raise ApiError(
                 "InvalidParameterValue",
@@ -142,19 +145,21 @@ class ExportService:
                 "ExportTaskAlreadyExists",
                 f"Cannot start export task because a task with the identifier {identifier} already exists.",
             )
-        if ":" in p.get("S3Prefix", ""):
+        if ":" in p.get("S3Prefix", ""):  # RDS User Guide, "Exporting DB snapshot data to Amazon S3": no colon
             raise ApiError("InvalidParameterValue", "The S3 prefix can't contain a colon (:).")
         source = SOURCE.match(p["SourceArn"])
         if not source:
             raise ApiError("InvalidParameterValue", f"Invalid source ARN: {p['SourceArn']}")
-        if source.group("region") != region:
+        if source.group("region") != region:  # RDS User Guide: an export runs in the source's Region
             raise ApiError("InvalidParameterValue", "The source ARN must be in the region of the request.")
         snapshot_time = self._source_time(source, account)
         self._check_role(p["IamRoleArn"])
         mine = [t for t in self.tasks.values() if t.account == account and t.region == region]
         busy = [t for t in mine if t.source_arn == p["SourceArn"] and t.status in ACTIVE]
+        # One export at a time per cluster or cluster snapshot (Aurora User Guide, exporting cluster data to S3)
         if busy and source.group("type") != "snapshot":
             raise ApiError("InvalidExportSourceState", "An export task is already running for this source.")
+        # moto has no limit: RDS User Guide ("up to five concurrent export tasks"), ExportTaskLimitReachedFault
         if sum(t.status in ACTIVE for t in mine) >= self.limit:
             raise ApiError("ExportTaskLimitReachedFault", "You have reached the limit of 5 concurrent export tasks.")
         now = self.now()
@@ -191,6 +196,7 @@ class ExportService:
         if self.modes.ignore_filters:  # moto's server: the one page of everything, no validation
             items = "".join(f"<ExportTask>{task_xml(t.wire(lowercase_status=lower))}</ExportTask>" for t in tasks)
             return f"<ExportTasks>{items}</ExportTasks>"
+        # moto ignores these, one page: botocore's RDS model (service-2.json), DescribeExportTasks, its paginator
         max_records = int(p.get("MaxRecords") or 100)
         if not 20 <= max_records <= 100:
             raise ApiError("InvalidParameterValue", "MaxRecords must be between 20 and 100.")
@@ -204,7 +210,7 @@ class ExportService:
                 "export-task-identifier": lambda t: t.identifier,
                 "s3-bucket": lambda t: t.s3_bucket,
                 "source-arn": lambda t: t.source_arn,
-                "status": lambda t: t.status.lower(),
+                "status": lambda t: t.status.lower(),  # lower-case values: API reference, DescribeExportTasks Filters
             }[name]
             tasks = [t for t in tasks if key(t) in values]
         offset = int(base64.b64decode(p["Marker"]).decode()) if p.get("Marker") else 0
@@ -224,6 +230,7 @@ class ExportService:
                 f"{p.get('ExportTaskIdentifier')} is not exist.",
                 404,
             )
+        # moto cancels anything, at once: API reference CancelExportTask (InvalidExportTaskStateFault, CANCELING)
         if task.status not in ("STARTING", "IN_PROGRESS"):
             raise ApiError(
                 "InvalidExportTaskStateFault", f"Cannot cancel export task because the task is in {task.status} status."
@@ -240,9 +247,9 @@ class ExportService:
 
         kind, ident = source.group("type"), source.group("id")
         backend = rds_backends[account][source.group("region")]
-        foreign = source.group("account") != account
+        foreign = source.group("account") != account  # no export of a snapshot shared from another account
         snap: Any
-        if kind == "snapshot":
+        if kind == "snapshot":  # automated `snapshot:rds:<id>` ARNs too (moto answers 500): API reference SourceArn
             snap = backend.database_snapshots.get(ident) or backend.database_snapshots.get(ident.split(":", 1)[-1])
             if snap is None or foreign:
                 raise ApiError("DBSnapshotNotFound", f"DBSnapshot {ident} not found.", 404)
@@ -250,7 +257,7 @@ class ExportService:
             snap = backend.cluster_snapshots.get(ident)
             if snap is None or foreign:
                 raise ApiError("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {ident} not found.", 404)
-        else:
+        else:  # a live Aurora cluster (moto answers 500): API reference StartExportTask SourceArn
             cluster = backend.clusters.get(ident)
             if cluster is None or foreign:
                 raise ApiError("DBClusterNotFoundFault", f"DBCluster {ident} not found.", 404)
@@ -263,6 +270,7 @@ class ExportService:
         return created if isinstance(created, datetime) else self.now()
 
     def _check_role(self, role_arn: str) -> None:
+        # IAM propagates for seconds to minutes after a role is made (IAM User Guide, "eventual consistency")
         denial = self.denials.get(role_arn)
         if denial is None:
             return
@@ -309,6 +317,7 @@ class ExportService:
 
 def _advance(task: Task, script: Script, now: datetime) -> Task:
     """Move an ``auto`` task along its timed script; called under the lock before every answer."""
+    # moto has no lifecycle (complete at once): RDS User Guide, "Monitoring snapshot exports" (statuses, progress)
     elapsed = (now - task.phase_since).total_seconds()
     if task.status == "STARTING" and elapsed >= script.starting:
         started = task.phase_since + timedelta(seconds=script.starting)
@@ -322,3 +331,146 @@ def _advance(task: Task, script: Script, now: datetime) -> Task:
     if task.status == "CANCELING" and elapsed >= script.canceling:
         task = replace(task, status="CANCELED", end_time=now, percent=0)
     return task
+
+
+class ExportControls:
+    """The stand-in's controls over export tasks (a part of :class:`localdev.standin.server.RdsExportStandIn`)."""
+
+    _lock: threading.RLock
+    _exports: ExportService
+
+    @property
+    def now(self) -> Callable[[], datetime]:  # the stand-in's clock
+        raise NotImplementedError
+
+    _started: Callable[[Task], None]
+    _finished: Callable[[Task], None]
+
+    def seed(
+        self,
+        identifier: str,
+        *,
+        source: str | None = None,
+        bucket: str = "exports-bucket",
+        prefix: str | None = None,
+        role: str | None = None,
+        key: str | None = None,
+        export_only: Sequence[str] = (),
+        status: str = "STARTING",
+        percent: int | None = None,
+        gb: int | None = 0,
+        failure_cause: str | None = None,
+        warning: str | None = None,
+        account: str = ACCOUNT,
+        region: str = "us-east-1",
+        auto: bool = False,
+    ) -> Task:
+        """Create a task directly in ``status`` (no call, no checks but uniqueness); manual unless ``auto``.
+
+        Defaults: source ``arn:aws:rds:<region>:<account>:snapshot:seeded``, role ``...:role/rds-s3-export``,
+        key ``alias/seeded``; percent 100 when COMPLETE, else 0; start time set unless STARTING, end time when
+        finished."""
+        source = source or f"arn:aws:rds:{region}:{account}:snapshot:seeded"
+        now = self.now()
+        parsed = SOURCE.match(source)
+        task = Task(
+            identifier=identifier,
+            source_arn=source,
+            source_type="CLUSTER" if parsed and parsed.group("type") != "snapshot" else "SNAPSHOT",
+            s3_bucket=bucket,
+            iam_role_arn=role or f"arn:aws:iam::{account}:role/rds-s3-export",
+            kms_key_id=key or "alias/seeded",
+            s3_prefix=prefix,
+            export_only=tuple(export_only),
+            account=account,
+            region=region,
+            created=now,
+            snapshot_time=now,
+            status=status,
+            percent=(100 if status == "COMPLETE" else 0) if percent is None else percent,
+            gb=gb,
+            failure_cause=failure_cause,
+            warning=warning,
+            start_time=None if status == "STARTING" else now,
+            end_time=now if status in TERMINAL else None,
+            auto=auto,
+            phase_since=now,
+        )
+        with self._lock:
+            self._exports.add(task)
+            if status in TERMINAL:
+                self._finished(task)
+        return task
+
+    def set_task(
+        self, identifier: str, *, account: str | None = None, region: str | None = None, **changes: Any
+    ) -> Task:
+        """Drive a task by hand (status, percent, gb, failure_cause, warning, ...); it leaves ``auto`` mode.
+
+        ``account``/``region`` pick the task when its identifier exists in more than one."""
+        unknown = set(changes) - _TASK_FIELDS
+        if unknown:
+            raise AttributeError(", ".join(sorted(unknown)))
+        with self._lock:
+            task_key = self._exports.find(identifier, account, region)
+            task = self._exports.tasks[task_key]
+            now = self.now()
+            status = changes.get("status")
+            if status == "IN_PROGRESS" and task.start_time is None:
+                changes.setdefault("start_time", now)
+            if status in TERMINAL:
+                changes.setdefault("end_time", now)
+                changes.setdefault("start_time", task.start_time or now)
+                if status == "COMPLETE":
+                    changes.setdefault("percent", 100)
+            if "export_only" in changes:
+                changes["export_only"] = tuple(changes["export_only"])
+            finishing = status in TERMINAL and task.status != status
+            starting = task.status == "STARTING" and status not in (None, "STARTING")
+            self._exports.tasks[task_key] = task = replace(task, **{**changes, "auto": False})
+            if starting:
+                self._started(task)
+            if finishing:
+                self._finished(task)
+            return task
+
+    def task(self, identifier: str, *, account: str | None = None, region: str | None = None) -> Task:
+        """The task (an immutable snapshot); ``KeyError`` if there is none, ``LookupError`` if ambiguous."""
+        with self._lock:
+            return self._exports.tasks[self._exports.find(identifier, account, region)]
+
+    def tasks(self, *, account: str | None = None, region: str | None = None) -> list[Task]:
+        """Every task (immutable snapshots) in creation order, optionally of one account and/or region."""
+        with self._lock:
+            return [
+                t
+                for t in self._exports.tasks.values()
+                if (account is None or t.account == account) and (region is None or t.region == region)
+            ]
+
+    def mode(self, *, ignore_filters: bool | None = None, lowercase_status: bool | None = None) -> Modes:
+        """Switch endpoint personalities (see :class:`Modes`); ``None`` keeps a setting. Returns the modes."""
+        with self._lock:
+            changes = {
+                k: v
+                for k, v in (("ignore_filters", ignore_filters), ("lowercase_status", lowercase_status))
+                if v is not None
+            }
+            self._exports.modes = replace(self._exports.modes, **changes)
+            return self._exports.modes
+
+    def deny_role(
+        self,
+        role_arn: str,
+        code: str = "IamRoleMissingPermissions",
+        *,
+        seconds: float | None = None,
+        calls: int | None = None,
+    ) -> None:
+        """StartExportTask with this role answers ``code`` (``IamRoleMissingPermissions`` 400 or ``IamRoleNotFound``
+        404), as right after the role was made, for ``seconds`` or ``calls`` calls (neither: until reset)."""
+        if code not in ("IamRoleMissingPermissions", "IamRoleNotFound"):
+            raise ValueError(code)
+        until = self.now() + timedelta(seconds=seconds) if seconds is not None else None
+        with self._lock:
+            self._exports.denials[role_arn] = RoleDenial(code, until, calls)

@@ -19,17 +19,19 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import json
+import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from localdev.standin.rds_exports import Task
+from localdev.standin.rds_exports import TERMINAL, ExportService, Task
 
 DEFAULT_TABLES = ("postgres.public.customers", "postgres.public.orders", "postgres.public.order_items")
-TABLES_PER_FILE = 100
+TABLES_PER_FILE = 100  # ranges as in real exports read by public code (shared/rds-export-api.md, info files)
 OUTCOMES = ("COMPLETE", "FAILED", "SKIPPED")
 # The reasons seen in WarningMessage (shared/rds-export-api.md); "SKIPPED:<REASON>" picks one.
 SKIP_REASON = "PERMISSIONS_DO_NOT_EXIST"
@@ -53,6 +55,7 @@ _COLUMNS = (
     ("ratio", "double precision", "double", 0, 53, 0),
     ("notes", "text", "string", 0, 0, 0),
 )
+logger = logging.getLogger(__name__)
 _SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[a-z0-9-]+/(?P<service>[a-z0-9-]+)/")
 
 
@@ -169,6 +172,7 @@ class TableFiles:
 
     def deny(self, bucket: str) -> bytes | None:
         """The S3 AccessDenied answer for a request to a denied bucket, or None to let it through."""
+        # moto has no bucket policies: S3 API reference, "Error responses" (AccessDenied, 403)
         if bucket in self.denied:
             return (
                 '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
@@ -268,3 +272,98 @@ def exported_tables(files: Mapping[str, bytes]) -> Sequence[str]:
         if name.startswith("export_tables_info_"):
             targets += [e["target"] for e in json.loads(content)["perTableStatus"] if "status" in e]
     return targets
+
+
+class S3Controls:
+    """The stand-in's controls over the export's info files, the WarningMessage of skipped tables and S3 access
+    (a part of :class:`localdev.standin.server.RdsExportStandIn`)."""
+
+    _lock: threading.RLock
+    _exports: ExportService
+    _tables: TableFiles
+    _s3_calls: list[S3Call]
+
+    def table_outcomes(self, pattern: str, outcomes: Mapping[str, str]) -> None:
+        """Tasks whose identifier matches ``pattern`` (``fnmatch``) report these tables with these outcomes
+        (COMPLETE, FAILED, SKIPPED or ``SKIPPED:<REASON>``), on top of the default tables (or the exportOnly
+        tables) that are COMPLETE; e.g. ``table_outcomes("*", {"postgres.public.orders": "FAILED"})``. Skipped
+        tables are left out of the files and listed in the task's WarningMessage. Later calls win."""
+        checked = validate_outcomes(outcomes)
+        with self._lock:
+            self._tables.outcomes.append((pattern, checked))
+
+    def table_shape(self, pattern: str, **shape: Any) -> None:
+        """Tasks whose identifier matches ``pattern`` write their files in this shape (:class:`Shape`: ``count``
+        generated tables, ``columns`` per table, ``per_file`` entries per file, ``databases`` with a
+        database-level entry, ``general`` WarningMessage reasons); e.g. ``table_shape(ident, count=50_000,
+        columns=30, per_file=500)``. Files are generated and written one at a time. Later calls win."""
+        checked = Shape(**shape)
+        with self._lock:
+            self._tables.shapes.append((pattern, checked))
+
+    def hold_table_files(self, pattern: str) -> None:
+        """Tasks whose identifier matches ``pattern`` complete without info files: they appear only when
+        :meth:`write_table_files` is called (late files; a FAILED task writes none by default)."""
+        with self._lock:
+            self._tables.held.append(pattern)
+
+    def write_table_files(
+        self,
+        identifier: str,
+        files: Mapping[str, bytes] | None = None,
+        *,
+        account: str | None = None,
+        region: str | None = None,
+    ) -> list[str]:
+        """Write the task's info files now (``files``: names relative to the export folder -> raw content,
+        instead of the generated ones); return the S3 keys written."""
+        with self._lock:
+            task = self._exports.tasks[self._exports.find(identifier, account, region)]
+            return put_files(task, self._tables.files_of(task) if files is None else files.items())
+
+    def table_files(
+        self, identifier: str, *, account: str | None = None, region: str | None = None
+    ) -> dict[str, bytes]:
+        """The info files the stand-in writes for this task (name relative to the export folder -> content)."""
+        with self._lock:
+            return dict(self._tables.files_of(self._exports.tasks[self._exports.find(identifier, account, region)]))
+
+    def deny_bucket(self, bucket: str) -> None:
+        """Every S3 request for ``bucket`` answers 403 AccessDenied (as without s3:ListBucket / s3:GetObject)."""
+        with self._lock:
+            self._tables.denied.add(bucket)
+
+    def allow_bucket(self, bucket: str) -> None:
+        """Lift :meth:`deny_bucket` (an IAM fix taking effect)."""
+        with self._lock:
+            self._tables.denied.discard(bucket)
+
+    def s3_calls(self, bucket: str | None = None) -> list[S3Call]:
+        """S3 requests (method, bucket, key, caller: the assumed role ARN or "default"), optionally of one bucket."""
+        with self._lock:
+            return [c for c in self._s3_calls if bucket is None or c.bucket == bucket]
+
+    def _started(self, task: Task) -> None:
+        """A task left STARTING (called under the lock): RDS writes export_info now, and again at the end."""
+        if self._tables.is_held(task) or task.status in TERMINAL:
+            return
+        try:
+            put_files(task, [self._tables.export_info_file(task)])
+        except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
+            logger.exception("stand-in: could not write the export_info of %s", task.identifier)
+
+    def _finished(self, task: Task) -> None:
+        """A task became COMPLETE or FAILED (called under the lock): RDS writes the info files of a complete one,
+        and lists its skipped tables in WarningMessage (unless a test set one)."""
+        if task.status != "COMPLETE":
+            return
+        warning = self._tables.warning_of(task)
+        if task.warning is None and warning is not None:
+            key = (task.account, task.region, task.identifier)
+            self._exports.tasks[key] = task = replace(task, warning=warning)
+        if self._tables.is_held(task):
+            return
+        try:
+            put_files(task, self._tables.files_of(task))
+        except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
+            logger.exception("stand-in: could not write the info files of %s", task.identifier)

@@ -1,7 +1,11 @@
 """The AWS stand-in: moto in server mode, plus real RDS export-task behaviour where moto lacks it.
 
-boto3 reaches it over HTTP (``AWS_ENDPOINT_URL``). Every request goes to moto, except the three export-task
-actions, which this module answers itself, following ``shared/rds-export-api.md``:
+boto3 reaches it over HTTP (``AWS_ENDPOINT_URL``). This module is the proxy and the dispatch: every request goes
+to moto, except the three export-task actions (answered by :mod:`localdev.standin.rds_exports`), STS AssumeRole
+(watched by :mod:`localdev.standin.sts`) and S3 requests for a denied bucket (:mod:`localdev.standin.s3`). One
+module per service the stand-in plays, each with its controls as a part of :class:`RdsExportStandIn`:
+``rds_exports`` (export tasks), ``rds_snapshots`` (DB snapshots over time), ``s3`` (the export's info files),
+``sts`` (who called); ``faults`` and ``wire`` serve them all. The export tasks follow ``shared/rds-export-api.md``:
 
 - lifecycle STARTING -> IN_PROGRESS -> COMPLETE | FAILED, cancel via CANCELING -> CANCELED, upper-case statuses,
   PercentProgress, TotalExtractedDataInGB, times, FailureCause, WarningMessage;
@@ -23,10 +27,9 @@ snapshots over time (for schedules): ``create_db_snapshot``, ``snapshot_every``,
 
 S3 is moto's, with the export's info files (:mod:`localdev.standin.s3`): a task that becomes COMPLETE (by its
 script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
-under ``<prefix>/<id>/`` in its bucket (created when missing), and skipped tables in its WarningMessage. Controls:
-``table_outcomes`` (which tables FAILED or were SKIPPED), ``table_shape`` (how many tables, how wide, per file),
-``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a FAILED task, or raw
-bytes such as malformed JSON), ``deny_bucket`` / ``allow_bucket`` (S3 answers 403 AccessDenied for the bucket);
+under ``<prefix>/<id>/`` in its bucket (created when missing). Controls: ``table_outcomes`` (which tables FAILED or
+were SKIPPED), ``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a
+FAILED task, or raw bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket);
 ``s3_calls`` lists the S3 requests with the role each ran as.
 """
 
@@ -37,9 +40,9 @@ import logging
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -48,18 +51,9 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from localdev.controlplane import free_port
 from localdev.standin.faults import ConnectionAbort, FaultBook, abort_connection, make_fault
-from localdev.standin.rds_exports import (
-    ACCOUNT,
-    ACTIVE,
-    SOURCE,
-    TERMINAL,
-    ExportService,
-    Modes,
-    RoleDenial,
-    Script,
-    Task,
-)
-from localdev.standin.s3 import S3Call, Shape, TableFiles, put_files, s3_request, validate_outcomes
+from localdev.standin.rds_exports import ACCOUNT, ACTIVE, TERMINAL, ExportControls, ExportService, Modes, Script, Task
+from localdev.standin.rds_snapshots import SnapshotControls, create_db_instance, create_snapshot
+from localdev.standin.s3 import S3Call, S3Controls, TableFiles, s3_request
 from localdev.standin.sts import Identity, IdentityBook, signature
 from localdev.standin.wire import ApiError, error_xml, result_xml
 
@@ -74,11 +68,11 @@ __all__ = [
     "Script",
     "StandInServer",
     "Task",
+    "create_db_instance",
+    "create_snapshot",
 ]
 
 ACTIONS = ("StartExportTask", "DescribeExportTasks", "CancelExportTask")
-_TASK_FIELDS = frozenset(f.name for f in fields(Task))
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MALFORMED = b"<html>502 Bad Gateway</html><<"
 logger = logging.getLogger(__name__)
 
@@ -100,7 +94,7 @@ class Call:
     at: datetime
 
 
-class RdsExportStandIn:
+class RdsExportStandIn(ExportControls, SnapshotControls, S3Controls):
     """WSGI middleware: the three export-task actions handled here, STS AssumeRole watched, the rest to moto."""
 
     def __init__(self, moto_app: WsgiApp, *, auto: bool = True, script: Script | None = None, limit: int = 5):
@@ -142,109 +136,7 @@ class RdsExportStandIn:
     def now(self) -> Callable[[], datetime]:
         return self._exports.now
 
-    # -- controls: tasks -------------------------------------------------------------------------------------
-
-    def seed(
-        self,
-        identifier: str,
-        *,
-        source: str | None = None,
-        bucket: str = "exports-bucket",
-        prefix: str | None = None,
-        role: str | None = None,
-        key: str | None = None,
-        export_only: Sequence[str] = (),
-        status: str = "STARTING",
-        percent: int | None = None,
-        gb: int | None = 0,
-        failure_cause: str | None = None,
-        warning: str | None = None,
-        account: str = ACCOUNT,
-        region: str = "us-east-1",
-        auto: bool = False,
-    ) -> Task:
-        """Create a task directly in ``status`` (no call, no checks but uniqueness); manual unless ``auto``.
-
-        Defaults: source ``arn:aws:rds:<region>:<account>:snapshot:seeded``, role ``...:role/rds-s3-export``,
-        key ``alias/seeded``; percent 100 when COMPLETE, else 0; start time set unless STARTING, end time when
-        finished."""
-        source = source or f"arn:aws:rds:{region}:{account}:snapshot:seeded"
-        now = self.now()
-        parsed = SOURCE.match(source)
-        task = Task(
-            identifier=identifier,
-            source_arn=source,
-            source_type="CLUSTER" if parsed and parsed.group("type") != "snapshot" else "SNAPSHOT",
-            s3_bucket=bucket,
-            iam_role_arn=role or f"arn:aws:iam::{account}:role/rds-s3-export",
-            kms_key_id=key or "alias/seeded",
-            s3_prefix=prefix,
-            export_only=tuple(export_only),
-            account=account,
-            region=region,
-            created=now,
-            snapshot_time=now,
-            status=status,
-            percent=(100 if status == "COMPLETE" else 0) if percent is None else percent,
-            gb=gb,
-            failure_cause=failure_cause,
-            warning=warning,
-            start_time=None if status == "STARTING" else now,
-            end_time=now if status in TERMINAL else None,
-            auto=auto,
-            phase_since=now,
-        )
-        with self._lock:
-            self._exports.add(task)
-            if status in TERMINAL:
-                self._finished(task)
-        return task
-
-    def set_task(
-        self, identifier: str, *, account: str | None = None, region: str | None = None, **changes: Any
-    ) -> Task:
-        """Drive a task by hand (status, percent, gb, failure_cause, warning, ...); it leaves ``auto`` mode.
-
-        ``account``/``region`` pick the task when its identifier exists in more than one."""
-        unknown = set(changes) - _TASK_FIELDS
-        if unknown:
-            raise AttributeError(", ".join(sorted(unknown)))
-        with self._lock:
-            task_key = self._exports.find(identifier, account, region)
-            task = self._exports.tasks[task_key]
-            now = self.now()
-            status = changes.get("status")
-            if status == "IN_PROGRESS" and task.start_time is None:
-                changes.setdefault("start_time", now)
-            if status in TERMINAL:
-                changes.setdefault("end_time", now)
-                changes.setdefault("start_time", task.start_time or now)
-                if status == "COMPLETE":
-                    changes.setdefault("percent", 100)
-            if "export_only" in changes:
-                changes["export_only"] = tuple(changes["export_only"])
-            finishing = status in TERMINAL and task.status != status
-            starting = task.status == "STARTING" and status not in (None, "STARTING")
-            self._exports.tasks[task_key] = task = replace(task, **{**changes, "auto": False})
-            if starting:
-                self._started(task)
-            if finishing:
-                self._finished(task)
-            return task
-
-    def task(self, identifier: str, *, account: str | None = None, region: str | None = None) -> Task:
-        """The task (an immutable snapshot); ``KeyError`` if there is none, ``LookupError`` if ambiguous."""
-        with self._lock:
-            return self._exports.tasks[self._exports.find(identifier, account, region)]
-
-    def tasks(self, *, account: str | None = None, region: str | None = None) -> list[Task]:
-        """Every task (immutable snapshots) in creation order, optionally of one account and/or region."""
-        with self._lock:
-            return [
-                t
-                for t in self._exports.tasks.values()
-                if (account is None or t.account == account) and (region is None or t.region == region)
-            ]
+    # -- controls (each service's own: ExportControls, SnapshotControls, S3Controls) -------------------------
 
     def reset(self) -> None:
         """Between tests: finish every active task as CANCELED, clear faults, hooks, modes and role denials.
@@ -266,17 +158,6 @@ class RdsExportStandIn:
             self._tables.clear()
 
     # -- controls: behaviour ---------------------------------------------------------------------------------
-
-    def mode(self, *, ignore_filters: bool | None = None, lowercase_status: bool | None = None) -> Modes:
-        """Switch endpoint personalities (see :class:`Modes`); ``None`` keeps a setting. Returns the modes."""
-        with self._lock:
-            changes = {
-                k: v
-                for k, v in (("ignore_filters", ignore_filters), ("lowercase_status", lowercase_status))
-                if v is not None
-            }
-            self._exports.modes = replace(self._exports.modes, **changes)
-            return self._exports.modes
 
     def inject(
         self,
@@ -322,194 +203,6 @@ class RdsExportStandIn:
                 self._hooks.pop(action, None)
             else:
                 self._hooks[action] = hook
-
-    def deny_role(
-        self,
-        role_arn: str,
-        code: str = "IamRoleMissingPermissions",
-        *,
-        seconds: float | None = None,
-        calls: int | None = None,
-    ) -> None:
-        """StartExportTask with this role answers ``code`` (``IamRoleMissingPermissions`` 400 or ``IamRoleNotFound``
-        404), as right after the role was made, for ``seconds`` or ``calls`` calls (neither: until reset)."""
-        if code not in ("IamRoleMissingPermissions", "IamRoleNotFound"):
-            raise ValueError(code)
-        until = self.now() + timedelta(seconds=seconds) if seconds is not None else None
-        with self._lock:
-            self._exports.denials[role_arn] = RoleDenial(code, until, calls)
-
-    def set_snapshot_status(self, source_arn: str, status: str) -> None:
-        """Set the status of a snapshot, cluster snapshot or cluster in moto (e.g. ``creating``: Start then answers
-        InvalidExportSourceState until it is ``available`` again)."""
-        from moto.rds.models import rds_backends
-
-        parsed = SOURCE.match(source_arn)
-        if not parsed:
-            raise ValueError(source_arn)
-        backend = rds_backends[parsed.group("account")][parsed.group("region")]
-        kind = parsed.group("type")
-        store: MutableMapping[str, Any] = (
-            backend.database_snapshots
-            if kind == "snapshot"
-            else backend.cluster_snapshots
-            if kind == "cluster-snapshot"
-            else backend.clusters
-        )
-        store[parsed.group("id")].status = status
-
-    # -- controls: snapshots over time ------------------------------------------------------------------------
-
-    def create_db_snapshot(
-        self,
-        db_identifier: str,
-        snapshot_type: str = "automated",
-        *,
-        status: str = "available",
-        account: str = ACCOUNT,
-        region: str = "us-east-1",
-    ) -> str:
-        """Take one snapshot of DB instance ``db_identifier`` (which must exist in moto) and return its ARN.
-
-        automated: ``rds:<db>-YYYY-MM-DD-HH-MM`` as RDS names them (a later minute if that name is taken, so that
-        several per minute are possible); manual: ``<db>-manual-N``; awsbackup: ``awsbackup:job-<db>-N``.
-        ``status`` other than available (e.g. creating) can be changed later with ``set_snapshot_status``."""
-        from moto.rds.models import rds_backends
-
-        backend = rds_backends[account][region]
-        with self._lock:
-            self._snapshot_serial += 1
-            serial = self._snapshot_serial
-            if snapshot_type == "automated":
-                stamp = max(
-                    self.now().replace(second=0, microsecond=0), self._automated_stamp.get(db_identifier, EPOCH)
-                )
-                while f"rds:{db_identifier}-{stamp:%Y-%m-%d-%H-%M}".lower() in backend.database_snapshots:
-                    stamp += timedelta(minutes=1)
-                self._automated_stamp[db_identifier] = stamp + timedelta(minutes=1)
-                snapshot = backend.create_auto_snapshot(db_identifier, f"rds:{db_identifier}-{stamp:%Y-%m-%d-%H-%M}")
-            elif snapshot_type in ("manual", "awsbackup"):
-                name = (
-                    f"{db_identifier}-manual-{serial}"
-                    if snapshot_type == "manual"
-                    else f"awsbackup:job-{db_identifier}-{serial}"
-                )
-                snapshot = backend.create_db_snapshot(db_identifier, name, snapshot_type=snapshot_type)
-            else:
-                raise ValueError(f"unknown snapshot type {snapshot_type!r}")
-            snapshot.status = status
-            return str(snapshot.arn)
-
-    def snapshot_every(
-        self, db_identifier: str, seconds: float, *, count: int | None = None, **kwargs: Any
-    ) -> threading.Event:
-        """Take a snapshot of ``db_identifier`` every ``seconds`` (the first after ``seconds``), ``count`` times or
-        until the returned event is set (or ``reset``). ``kwargs`` go to :meth:`create_db_snapshot`."""
-        stop = threading.Event()
-
-        def run() -> None:
-            taken = 0
-            while (count is None or taken < count) and not stop.wait(seconds) and not self.closing.is_set():
-                self.create_db_snapshot(db_identifier, **kwargs)
-                taken += 1
-
-        with self._lock:
-            self._snapshotters.append(stop)
-        threading.Thread(target=run, name=f"snapshots-{db_identifier}", daemon=True).start()
-        return stop
-
-    def stop_snapshots(self) -> None:
-        with self._lock:
-            for stop in self._snapshotters:
-                stop.set()
-            self._snapshotters.clear()
-
-    # -- controls: the export's info files in S3 -------------------------------------------------------------
-
-    def table_outcomes(self, pattern: str, outcomes: Mapping[str, str]) -> None:
-        """Tasks whose identifier matches ``pattern`` (``fnmatch``) report these tables with these outcomes
-        (COMPLETE, FAILED, SKIPPED or ``SKIPPED:<REASON>``), on top of the default tables (or the exportOnly
-        tables) that are COMPLETE; e.g. ``table_outcomes("*", {"postgres.public.orders": "FAILED"})``. Skipped
-        tables are left out of the files and listed in the task's WarningMessage. Later calls win."""
-        checked = validate_outcomes(outcomes)
-        with self._lock:
-            self._tables.outcomes.append((pattern, checked))
-
-    def table_shape(self, pattern: str, **shape: Any) -> None:
-        """Tasks whose identifier matches ``pattern`` write their files in this shape (:class:`Shape`: ``count``
-        generated tables, ``columns`` per table, ``per_file`` entries per file, ``databases`` with a
-        database-level entry, ``general`` WarningMessage reasons); e.g. ``table_shape(ident, count=50_000,
-        columns=30, per_file=500)``. Files are generated and written one at a time. Later calls win."""
-        checked = Shape(**shape)
-        with self._lock:
-            self._tables.shapes.append((pattern, checked))
-
-    def hold_table_files(self, pattern: str) -> None:
-        """Tasks whose identifier matches ``pattern`` complete without info files: they appear only when
-        :meth:`write_table_files` is called (late files; a FAILED task writes none by default)."""
-        with self._lock:
-            self._tables.held.append(pattern)
-
-    def write_table_files(
-        self,
-        identifier: str,
-        files: Mapping[str, bytes] | None = None,
-        *,
-        account: str | None = None,
-        region: str | None = None,
-    ) -> list[str]:
-        """Write the task's info files now (``files``: names relative to the export folder -> raw content,
-        instead of the generated ones); return the S3 keys written."""
-        with self._lock:
-            task = self._exports.tasks[self._exports.find(identifier, account, region)]
-            return put_files(task, self._tables.files_of(task) if files is None else files.items())
-
-    def table_files(
-        self, identifier: str, *, account: str | None = None, region: str | None = None
-    ) -> dict[str, bytes]:
-        """The info files the stand-in writes for this task (name relative to the export folder -> content)."""
-        with self._lock:
-            return dict(self._tables.files_of(self._exports.tasks[self._exports.find(identifier, account, region)]))
-
-    def deny_bucket(self, bucket: str) -> None:
-        """Every S3 request for ``bucket`` answers 403 AccessDenied (as without s3:ListBucket / s3:GetObject)."""
-        with self._lock:
-            self._tables.denied.add(bucket)
-
-    def allow_bucket(self, bucket: str) -> None:
-        """Lift :meth:`deny_bucket` (an IAM fix taking effect)."""
-        with self._lock:
-            self._tables.denied.discard(bucket)
-
-    def s3_calls(self, bucket: str | None = None) -> list[S3Call]:
-        """S3 requests (method, bucket, key, caller: the assumed role ARN or "default"), optionally of one bucket."""
-        with self._lock:
-            return [c for c in self._s3_calls if bucket is None or c.bucket == bucket]
-
-    def _started(self, task: Task) -> None:
-        """A task left STARTING (called under the lock): RDS writes export_info now, and again at the end."""
-        if self._tables.is_held(task) or task.status in TERMINAL:
-            return
-        try:
-            put_files(task, [self._tables.export_info_file(task)])
-        except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
-            logger.exception("stand-in: could not write the export_info of %s", task.identifier)
-
-    def _finished(self, task: Task) -> None:
-        """A task became COMPLETE or FAILED (called under the lock): RDS writes the info files of a complete one,
-        and lists its skipped tables in WarningMessage (unless a test set one)."""
-        if task.status != "COMPLETE":
-            return
-        warning = self._tables.warning_of(task)
-        if task.warning is None and warning is not None:
-            key = (task.account, task.region, task.identifier)
-            self._exports.tasks[key] = task = replace(task, warning=warning)
-        if self._tables.is_held(task):
-            return
-        try:
-            put_files(task, self._tables.files_of(task))
-        except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
-            logger.exception("stand-in: could not write the info files of %s", task.identifier)
 
     # -- observation -----------------------------------------------------------------------------------------
 
@@ -703,29 +396,3 @@ class StandInServer:
             aws_session_token=creds["SessionToken"],
             region_name="us-east-1",
         )
-
-
-def create_db_instance(rds: Any, identifier: str) -> None:
-    """Create a DB instance in the stand-in's moto (moto takes a first automated snapshot of it at once)."""
-    rds.create_db_instance(
-        DBInstanceIdentifier=identifier,
-        DBInstanceClass="db.t3.micro",
-        Engine="postgres",
-        MasterUsername="admin",
-        MasterUserPassword="password123",
-        AllocatedStorage=20,
-    )
-
-
-def create_snapshot(rds: Any, name: str) -> str:
-    """Create a DB instance and a manual snapshot of it in the stand-in's moto; return the snapshot ARN."""
-    rds.create_db_instance(
-        DBInstanceIdentifier=f"{name}-db",
-        DBInstanceClass="db.t3.micro",
-        Engine="postgres",
-        MasterUsername="admin",
-        MasterUserPassword="password123",
-        AllocatedStorage=20,
-    )
-    snap = rds.create_db_snapshot(DBSnapshotIdentifier=name, DBInstanceIdentifier=f"{name}-db")
-    return str(snap["DBSnapshot"]["DBSnapshotArn"])

@@ -1,7 +1,8 @@
 """Who made a call: the access keys moto's STS hands out in AssumeRole, mapped back to the role and session.
 
-boto3 signs with the assumed role's access key id (SigV4 ``Credential=<AKID>/<date>/<region>/<service>/...``), so
-remembering AssumeRole's answers is enough to name the role behind every later request.
+Calls act in the assumed role's account, as in AWS (STS API reference, AssumeRole), which moto's export actions
+do not follow. boto3 signs with the assumed role's access key id (SigV4 ``Credential=<AKID>/<date>/<region>/
+<service>/...``), so remembering AssumeRole's answers is enough to name the role behind every later request.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ def _member_index(key: str) -> int:
 
 
 def s3_prefix(prefix: str | None) -> str | None:
+    # RDS User Guide, "Exporting DB snapshot data to Amazon S3": these characters become underscores
     if prefix is None:
         return None
     return re.sub(r'[\\`" ]', "_", prefix)
@@ -61,7 +62,7 @@ def filters(p: dict[str, str]) -> dict[str, set[str]]:
             continue
         prefix = key[: -len("Name")]
         values = {v for k, v in p.items() if k.startswith(f"{prefix}Values.")}
-        if name not in FILTER_NAMES:
+        if name not in FILTER_NAMES:  # botocore's RDS model, DescribeExportTasks Filters (moto ignores Filters)
             raise ApiError("InvalidParameterValue", f"Unrecognized filter name: {name}")
         if len(values) > MAX_FILTER_VALUES:  # AWS documents no limit; the operator batches at most this many
             raise ApiError("InvalidParameterValue", f"Filter {name} has more than {MAX_FILTER_VALUES} values")

@@ -22,12 +22,6 @@ from rds_export_operator.tables import parsing as tables
 from rds_export_operator.tables.report import TableReporter, Target
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[StandInServer]:
-    with StandInServer(auto=False) as srv:
-        yield srv
-
-
 @pytest.fixture
 def aws(server: StandInServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInServer]:
     for name, value in server.env().items():

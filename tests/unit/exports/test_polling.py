@@ -15,6 +15,7 @@ from rds_export_operator.api.spec import parse_spec
 from rds_export_operator.aws.errors import AwsError, ErrorKind
 from rds_export_operator.exports.polling import ACTIVE_FILTER, Poller
 from rds_export_operator.exports.reconcile import Reconciler
+from unit.fakes import Clock
 
 REGION = "us-east-1"
 
@@ -49,22 +50,14 @@ class FakeRds:
         return dict(self.tasks[identifier])
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def rds() -> FakeRds:
     return FakeRds()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> Clock[float]:
+    return Clock(1000.0)
 
 
 @pytest.fixture

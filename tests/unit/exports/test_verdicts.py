@@ -25,22 +25,15 @@ from unit.exports.test_reconcile import (
     reasons,
     status_of,
 )
+from unit.fakes import Clock
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(poll_interval=30, base_delay=4, max_delay=120, source_wait=3600, iam_wait=600, warn_after=300)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> Clock[datetime]:
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -13,19 +13,12 @@ import pytest
 from localdev.controlplane import free_port
 from rds_export_operator.runtime import health
 from rds_export_operator.runtime.health import Probes, check_api, readiness_check_path, serving
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
+from unit.fakes import Clock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> Clock[float]:
+    return Clock(500.0)
 
 
 @pytest.fixture

@@ -22,12 +22,6 @@ TEAM_ROLE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/team-b-exporter"
 NO_RETRY = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[StandInServer]:
-    with StandInServer(auto=False) as srv:
-        yield srv
-
-
 @pytest.fixture
 def aws(server: StandInServer) -> Iterator[StandInServer]:
     yield server

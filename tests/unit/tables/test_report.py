@@ -30,6 +30,7 @@ from rds_export_operator.tables.report import (
     target_of,
     wants_report,
 )
+from unit.fakes import Clock
 
 ID = "team-nightly-0123456789"
 FOLDER = f"exports/{ID}/"
@@ -78,22 +79,14 @@ class FakeS3:
             self.objects[f"{FOLDER}export_info_{ID}.json"] = json.dumps(document).encode()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def s3() -> FakeS3:
     return FakeS3()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> Clock[datetime]:
+    return Clock(NOW)
 
 
 @pytest.fixture
