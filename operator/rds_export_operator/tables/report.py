@@ -281,7 +281,7 @@ def _report_fields(report: tables.Report) -> dict[str, Any]:
         "exportedDataInGB": report.exported_gb,
     }
     return {
-        "tables": {k: v for k, v in counts.items() if v is not None},
+        "tables": counts,  # None deletes a key an earlier report of this object wrote (a merge patch)
         "failedTables": problems or None,
         "tablesSummary": report.summary,
     }

@@ -109,7 +109,14 @@ def test_all_tables_complete(reporter: TableReporter, s3: FakeS3) -> None:
     result = reporter.report(target(), {})
     assert (cond(result).status, cond(result).reason) == ("True", "AllTablesComplete")
     assert cond(result).message == "all 2 tables exported, 0.0042 GB"
-    assert result.status["tables"] == {"total": 2, "complete": 2, "failed": 0, "skipped": 0, "exportedDataInGB": 0.0042}
+    assert result.status["tables"] == {
+        "total": 2,
+        "complete": 2,
+        "failed": 0,
+        "skipped": 0,
+        "exportedDataInGB": 0.0042,
+        "databases": None,
+    }
     assert result.status["tablesSummary"] == "2/2"
     assert result.status["failedTables"] is None and result.status["tablesPendingSince"] is None
     assert [(e.type, e.reason) for e in result.events] == [("Normal", "TablesComplete")]
@@ -122,7 +129,14 @@ def test_a_failed_table_is_named_in_status_and_event(reporter: TableReporter, s3
     c = cond(result)
     assert (c.status, c.reason) == ("False", "TablesFailed")
     assert "db.public.bad" in c.message
-    assert result.status["tables"] == {"total": 3, "complete": 1, "failed": 1, "skipped": 1, "exportedDataInGB": 0.0042}
+    assert result.status["tables"] == {
+        "total": 3,
+        "complete": 1,
+        "failed": 1,
+        "skipped": 1,
+        "exportedDataInGB": 0.0042,
+        "databases": None,
+    }
     assert result.status["failedTables"] == [
         {"target": "db.public.bad", "status": "FAILED", "reason": "why db.public.bad"},
         {"target": "db.public.skip", "status": "SKIPPED", "reason": "why db.public.skip"},
