@@ -124,6 +124,7 @@ class ExportService:
         self._keys: dict[str, list[tuple[str, str, str]]] = {}  # identifier -> keys, for ``find``
         self.modes = Modes()
         self.denials: dict[str, RoleDenial] = {}
+        self.on_start: Callable[[Task], None] = lambda task: None  # a task just left STARTING
         self.on_finish: Callable[[Task], None] = lambda task: None  # a task just became COMPLETE or FAILED
 
     def start(self, p: dict[str, str], region: str, account: str) -> str:
@@ -308,6 +309,8 @@ class ExportService:
         for task_key, task in self.tasks.items():
             if task.auto and task.status in ACTIVE:
                 self.tasks[task_key] = new = _advance(task, self.script, now)
+                if task.status == "STARTING" and new.status != "STARTING":
+                    self.on_start(new)
                 if new.status in ("COMPLETE", "FAILED"):
                     self.on_finish(new)
 
@@ -340,6 +343,7 @@ class ExportControls:
     def now(self) -> Callable[[], datetime]:  # the stand-in's clock
         raise NotImplementedError
 
+    _started: Callable[[Task], None]
     _finished: Callable[[Task], None]
 
     def seed(
@@ -422,7 +426,10 @@ class ExportControls:
             if "export_only" in changes:
                 changes["export_only"] = tuple(changes["export_only"])
             finishing = status in TERMINAL and task.status != status
+            starting = task.status == "STARTING" and status not in (None, "STARTING")
             self._exports.tasks[task_key] = task = replace(task, **{**changes, "auto": False})
+            if starting:
+                self._started(task)
             if finishing:
                 self._finished(task)
             return task

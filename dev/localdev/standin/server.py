@@ -116,6 +116,7 @@ class RdsExportStandIn(ExportControls, SnapshotControls, S3Controls):
         self._snapshotters: list[threading.Event] = []
         self._tables = TableFiles()
         self._s3_calls: list[S3Call] = []
+        self._exports.on_start = self._started
         self._exports.on_finish = self._finished
 
     @property

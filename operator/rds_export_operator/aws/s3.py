@@ -1,24 +1,26 @@
 """The only module that reads S3: the export's info files, listed and fetched with caps, errors as AwsError.
 
-Calls block: callers run them in kopf's thread pool (sync handlers). One client per region and identity (the
-operator's own, or a namespace's assumed role from ``identity.Identities``), created once under a lock (boto3
-clients are thread-safe; sessions are not). The listing is paginated and bounded; an object larger
+Calls block: callers run them in kopf's thread pool (sync handlers). Objects are read whole (``get``, small ones)
+or streamed in chunks (``stream``: the table files of an export can be hundreds of MB). One client per region and
+identity (the operator's own, or a namespace's assumed role from ``identity.Identities``), created once under a
+lock (boto3 clients are thread-safe; sessions are not). The listing is paginated and bounded; an object larger
 than the cap is refused from its Content-Length before its body is read, and never more than the cap plus one
 byte is read even if the length was wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rds_export_operator.aws.clients import AwsClients
+from rds_export_operator.aws.clients import AwsClients, classify
 from rds_export_operator.aws.errors import GET_OBJECT, LIST_OBJECTS, AwsError, ErrorKind
 from rds_export_operator.aws.identity import Identity
 
 T = TypeVar("T")
 MAX_PAGES = 20  # a listing that pages for ever is a broken endpoint, not a bigger export
+CHUNK = 256 * 1024  # bytes per read of a streamed object
 
 
 @dataclass(frozen=True)
@@ -68,25 +70,46 @@ class S3(AwsClients):
         self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
     ) -> bytes | None:
         """The object's content, None if it does not exist; ``ObjectTooLarge`` past ``max_bytes``."""
+        chunks = self.stream(region, bucket, key, max_bytes=max_bytes, identity=identity)
+        return None if chunks is None else b"".join(chunks)
 
-        def fetch() -> bytes:
-            client = self.client(region, identity)
-            response = client.get_object(Bucket=bucket, Key=key)
-            body = response["Body"]
-            try:
-                length = response.get("ContentLength")
-                if isinstance(length, int) and length > max_bytes:
-                    raise ObjectTooLarge(key, length, max_bytes)
-                data = bytes(body.read(max_bytes + 1))
-            finally:
-                body.close()
-            if len(data) > max_bytes:
-                raise ObjectTooLarge(key, None, max_bytes)
-            return data
+    def stream(
+        self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
+    ) -> Generator[bytes] | None:
+        """The object's content in chunks of at most CHUNK bytes, None if it does not exist. ``ObjectTooLarge``
+        past ``max_bytes`` (at once from its Content-Length, else while reading); a read that breaks off is an
+        AwsError like the call's own. Close the iterator (or read it to the end) to release the connection."""
+
+        def open_body() -> Any:
+            response = self.client(region, identity).get_object(Bucket=bucket, Key=key)
+            length = response.get("ContentLength")
+            if isinstance(length, int) and length > max_bytes:
+                response["Body"].close()
+                raise ObjectTooLarge(key, length, max_bytes)
+            return response["Body"]
 
         try:
-            return self.call(GET_OBJECT, fetch)
+            body = self.call(GET_OBJECT, open_body)
         except AwsError as error:
             if error.kind is ErrorKind.NOT_FOUND and error.code == "NoSuchKey":
                 return None
             raise
+        return _chunks(body, key, max_bytes)
+
+
+def _chunks(body: Any, key: str, max_bytes: int) -> Generator[bytes]:
+    read = 0
+    try:
+        while True:
+            try:
+                data = bytes(body.read(min(CHUNK, max_bytes + 1 - read)))
+            except Exception as exc:  # the connection broke off mid-body: as retryable as a failed call
+                raise classify(exc, GET_OBJECT) from exc
+            if not data:
+                return
+            read += len(data)
+            if read > max_bytes:
+                raise ObjectTooLarge(key, None, max_bytes)
+            yield data
+    finally:
+        body.close()

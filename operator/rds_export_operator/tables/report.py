@@ -5,15 +5,21 @@ reads, asks ``tables`` for a report and returns a ``Result`` (status fields, the
 Events, when to look again). It never touches Complete or Failed: the table report is about the data, the export
 verdict is AWS's.
 
-While the files are missing or S3 refuses (they can appear a little after COMPLETE; an IAM change may be under
-way) it retries with backoff until ``wait`` has passed since ``status.tablesPendingSince``, then gives up with
-``TablesComplete=Unknown`` and the reason. A report that can never be read (malformed, too large) is final at once.
+No verdict before the files are complete: their names' ranges must tile 1..M, each file must hold the entries its
+name says, and export_info must be its final version (RDS writes it at the start and again at the end; a missing
+last file shows only there). Skipped tables come from the task's WarningMessage, merged with the files; database-
+level entries are reported apart, never as tables. The files are streamed one at a time (``entries.py``).
+
+While the files are missing, incomplete or S3 refuses (they can appear a little after COMPLETE) it retries with
+backoff until ``wait`` has passed since ``status.tablesPendingSince``, then gives up with ``TablesComplete=Unknown``
+and the reason; AccessDenied is retried for ``access_wait`` (a day: an IAM change may be under way), every
+``max_delay`` after ``wait``. A report that can never be read (malformed, too large, archived) is final at once.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -38,9 +44,9 @@ class Reader(Protocol):
     def list(
         self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None
     ) -> tuple[list[S3Object], bool]: ...
-    def get(
+    def stream(
         self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
-    ) -> bytes | None: ...
+    ) -> Iterator[bytes] | None: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,11 @@ class ReportPolicy:
     wait: float = 900.0  # how long missing files or S3 errors are retried before TablesComplete=Unknown
     base_delay: float = 5.0
     max_delay: float = 300.0
+    # AccessDenied is retried this long (after ``wait``, every ``max_delay``): an IAM fix takes effect unasked
+    access_wait: float = 86400.0
+    # Streamed, so these bound time, not memory: 50,000 tables of 30 columns are about 300 MB.
+    max_file_bytes: int = 1024**3
+    max_total_bytes: int = 4 * 1024**3
 
 
 class _Unavailable(Exception):
@@ -130,7 +141,7 @@ class TableReporter:
     def report(self, target: Target, status: Mapping[str, Any], *, attempt: int = 0) -> Result:
         result = Result()
         try:
-            report = self._read(target)
+            report = self._read(target, status)
         except _Unavailable as problem:
             return self._unavailable(problem, target, status, result, attempt)
         if isinstance(report, tables.Refused):
@@ -144,57 +155,67 @@ class TableReporter:
         result.events.append(event)
         return result
 
-    def _read(self, target: Target) -> tables.Report | tables.Refused:
-        pattern = tables.tables_file_pattern(target.identifier)
-        listing_prefix = f"{target.folder}export_tables_info_{target.identifier}_from_"
+    def _read(self, target: Target, status: Mapping[str, Any]) -> tables.Report | tables.Refused:
+        """Every table file, streamed one at a time, once the names tile 1..M and export_info is final."""
+        policy = self.policy
         try:
             identity = self._identity(target.namespace)
             listed, more = self.s3.list(
-                target.region, target.bucket, listing_prefix, limit=tables.MAX_FILES, identity=identity
+                target.region,
+                target.bucket,
+                f"{target.folder}export_tables_info_{target.identifier}_from_",
+                limit=tables.MAX_FILES,
+                identity=identity,
             )
-            numbered = [
-                (int(m.group("n")), obj) for obj in listed if (m := pattern.fullmatch(obj.key[len(target.folder) :]))
-            ]
-            files = sorted(numbered, key=lambda pair: (pair[0], pair[1].key))
+            if more:
+                return tables.Refused("TooLarge", f"more than {tables.MAX_FILES} table files under {target.url}")
+            files = tables.table_files(target.identifier, target.folder, ((o.key, o.size) for o in listed))
             if not files:
                 raise _Unavailable("NotFound", f"no export_tables_info files under {target.url} (yet)", retryable=True)
             # Sizes from the listing: refuse before downloading anything (the reads check again as they go).
-            for _, obj in files:
-                if obj.size > tables.MAX_FILE_BYTES:
-                    name = obj.key[len(target.folder) :]
-                    return tables.Refused("TooLarge", f"{name} has {obj.size} bytes, more than {tables.MAX_FILE_BYTES}")
-            if sum(obj.size for _, obj in files) > tables.MAX_TOTAL_BYTES:
-                return tables.Refused("TooLarge", f"the table files have more than {tables.MAX_TOTAL_BYTES} bytes")
-            info_name = f"export_info_{target.identifier}.json"
-            info = self.s3.get(
-                target.region,
-                target.bucket,
-                target.folder + info_name,
-                max_bytes=tables.MAX_FILE_BYTES,
-                identity=identity,
-            )
-            if info is not None:  # tolerated when missing: the table files carry the report
-                parsed = tables.parse_export_info(info_name, info)
-                if isinstance(parsed, tables.Refused):
-                    return parsed
-            contents: list[tuple[str, bytes]] = []
-            for _, obj in files:
-                name = obj.key[len(target.folder) :]
-                data = self.s3.get(
-                    target.region, target.bucket, obj.key, max_bytes=tables.MAX_FILE_BYTES, identity=identity
-                )
-                if data is None:  # listed a moment ago: being replaced; look again
-                    raise _Unavailable("NotFound", f"{name} disappeared while it was read", retryable=True)
-                contents.append((name, data))
-                if sum(len(c) for _, c in contents) > tables.MAX_TOTAL_BYTES:  # grown since it was listed
-                    return tables.Refused("TooLarge", f"the table files have more than {tables.MAX_TOTAL_BYTES} bytes")
+            for f in files:
+                if f.size > policy.max_file_bytes:
+                    return tables.Refused("TooLarge", f"{f.name} has {f.size} bytes, more than {policy.max_file_bytes}")
+            if sum(f.size for f in files) > policy.max_total_bytes:
+                return tables.Refused("TooLarge", f"the table files have more than {policy.max_total_bytes} bytes")
+            if (gap := tables.gap(files)) is not None:
+                raise _Unavailable("Incomplete", f"{target.url}: {gap}", retryable=True)
+            info = self._export_info(target, identity)
+            if isinstance(info, tables.Refused):
+                return info
+            opened = ((f, self._stream(target, f, identity)) for f in files)
+            report = tables.build_report(opened, tables.parse_warning(status.get("warningMessage")), info.exported_gb)
         except ObjectTooLarge as exc:
             return tables.Refused("TooLarge", str(exc))
         except AwsError as error:
-            raise _Unavailable(
-                _reason(error), f"{error.operation} {target.url}: {error.code}: {error.message}", retryable=True
-            ) from error
-        return tables.build_report(contents, more_files=more)
+            reason = _reason(error)
+            message = f"{error.operation} {target.url}: {error.code}: {error.message}"
+            if reason == "Archived":
+                message += " (restore the export's info files, then edit the object's spec to read them again)"
+            raise _Unavailable(reason, message, retryable=reason != "Archived") from error
+        if isinstance(report, tables.Incomplete):
+            raise _Unavailable("Incomplete", f"{target.url}: {report.message}", retryable=True)
+        return report
+
+    def _export_info(self, target: Target, identity: Identity | None) -> tables.ExportInfo | tables.Refused:
+        name = f"export_info_{target.identifier}.json"
+        chunks = self.s3.stream(
+            target.region, target.bucket, target.folder + name, max_bytes=tables.MAX_INFO_BYTES, identity=identity
+        )
+        if chunks is None:
+            raise _Unavailable("NotFound", f"no {name} under {target.url} (yet)", retryable=True)
+        info = tables.parse_export_info(name, b"".join(chunks))
+        if isinstance(info, tables.ExportInfo) and (why := tables.not_final(info, target.export_status)):
+            raise _Unavailable("Incomplete", f"{target.url}: {why}", retryable=True)
+        return info
+
+    def _stream(self, target: Target, file: tables.TableFile, identity: Identity | None) -> Iterator[bytes]:
+        chunks = self.s3.stream(
+            target.region, target.bucket, file.key, max_bytes=self.policy.max_file_bytes, identity=identity
+        )
+        if chunks is None:  # listed a moment ago: being replaced; look again
+            raise _Unavailable("NotFound", f"{file.name} disappeared while it was read", retryable=True)
+        return chunks
 
     def _identity(self, namespace: str) -> Identity | None:
         """The namespace's AWS identity, as the export's own calls use it (reconcile.Reconciler._with_identity)."""
@@ -218,12 +239,15 @@ class TableReporter:
             wait = 0.0  # a failed export often writes no report at all: say so at once
         elif problem.reason == "NotFound" and target.ended and now - target.ended > timedelta(seconds=wait):
             wait = 0.0  # long finished (an object from before the report existed): the files will not come now
+        slow = problem.reason == "AccessDenied" and now >= since + timedelta(seconds=wait)
+        if problem.reason == "AccessDenied":
+            wait = max(wait, self.policy.access_wait)  # an IAM fix takes effect without a spec edit
         deadline = since + timedelta(seconds=wait)
         if problem.retryable and now < deadline:
             result.status["tablesPendingSince"] = st.rfc3339(since)
             message = f"{problem.message}; retrying until {st.rfc3339(deadline)}"
             result.status["conditions"] = [st.Condition(TABLES_COMPLETE, "Unknown", problem.reason, message)]
-            result.retry_after = backoff(self._backoff, attempt, self.rng)
+            result.retry_after = self.policy.max_delay if slow else backoff(self._backoff, attempt, self.rng)
             return result
         if problem.retryable and wait > 0:
             message = f"{problem.message}; gave up after {wait:g}s (edit the object's spec to read again)"
@@ -237,6 +261,8 @@ class TableReporter:
 
 
 def _reason(error: AwsError) -> str:
+    if error.code == "InvalidObjectState":  # archived (Glacier, Deep Archive): readable only after a restore
+        return "Archived"
     if error.kind is ErrorKind.UNAUTHORIZED:
         return "AccessDenied"
     if error.kind is ErrorKind.NOT_FOUND:
@@ -245,42 +271,68 @@ def _reason(error: AwsError) -> str:
 
 
 def _report_fields(report: tables.Report) -> dict[str, Any]:
-    problems = [
-        {"target": p.target, "status": p.status, **({"reason": p.reason} if p.reason else {})} for p in report.problems
-    ]
+    problems = [_named(p) for p in report.problems]
+    counts: dict[str, Any] = {
+        "total": report.total,
+        "complete": report.complete,
+        "failed": report.failed,
+        "skipped": report.skipped,
+        "databases": [_named(d) for d in report.databases] or None,
+        "exportedDataInGB": report.exported_gb,
+    }
     return {
-        "tables": {
-            "total": report.total,
-            "complete": report.complete,
-            "failed": report.failed,
-            "skipped": report.skipped,
-        },
+        "tables": counts,  # None deletes a key an earlier report of this object wrote (a merge patch)
         "failedTables": problems or None,
         "tablesSummary": report.summary,
     }
 
 
+def _named(p: tables.Problem) -> dict[str, str]:
+    return {"target": p.target, "status": p.status, **({"reason": p.reason} if p.reason else {})}
+
+
+def _notes(report: tables.Report) -> str:
+    """What AWS said beside the tables: general reasons, database-level entries (not tables)."""
+    notes = []
+    if report.general:
+        notes.append("AWS warns: " + "; ".join(report.general))
+    if report.database_count:
+        named = _names(report.databases, report.database_count, status=False)
+        notes.append(f"{report.database_count} database-level entries, not tables ({named})")
+    return "".join(f"; {n}" for n in notes)
+
+
+def _names(items: Sequence[tables.Problem], count: int, *, status: bool = True) -> str:
+    """The first EVENT_TABLES of ``count`` items, with their status and reason, and how many more."""
+    shown = items[:EVENT_TABLES]
+    named = ", ".join(
+        f"{p.target} ({p.status}{': ' + p.reason if p.reason else ''})"
+        if status
+        else f"{p.target}{': ' + p.reason if p.reason else ''}"
+        for p in shown
+    )
+    return named + (f" and {count - len(shown)} more" if count > len(shown) else "")
+
+
 def _verdict(report: tables.Report, target: Target) -> tuple[st.Condition, Event]:
+    notes = _notes(report)
     if report.all_complete:
-        message = f"all {report.total} tables exported"
+        size = f", {report.exported_gb:g} GB" if report.exported_gb is not None else ""
+        message = f"all {report.total} tables exported{size}{notes}"
         return st.Condition(TABLES_COMPLETE, "True", "AllTablesComplete", message), Event(
             "Normal", "TablesComplete", message
         )
     not_exported = report.total - report.complete
     if not_exported:
-        named = ", ".join(
-            f"{p.target} ({p.status}{': ' + p.reason if p.reason else ''})" for p in report.problems[:EVENT_TABLES]
-        )
-        more = not_exported - min(EVENT_TABLES, len(report.problems))
-        named += f" and {more} more" if more > 0 else ""
+        named = _names(report.problems, not_exported)
         counts = f"{report.failed} failed, {report.skipped} skipped"
-        message = f"{not_exported} of {report.total} tables not exported ({counts}): {named}"
+        message = f"{not_exported} of {report.total} tables not exported ({counts}): {named}{notes}"
         reason = "TablesFailed" if report.failed else "TablesSkipped" if report.skipped else "TablesIncomplete"
         return st.Condition(TABLES_COMPLETE, "False", reason, message), Event("Warning", reason, message)
     if report.truncated:
-        message = f"the report lists more than {report.total} tables; only those were counted, all complete"
+        message = f"the report lists more than {report.total} tables; only those were counted, all complete{notes}"
         return st.Condition(TABLES_COMPLETE, "Unknown", "TooManyTables", message), Event(
             "Warning", "TooManyTables", message
         )
-    message = f"the export's table report under {target.url} lists no tables"
+    message = f"the export's table report under {target.url} lists no tables{notes}"
     return st.Condition(TABLES_COMPLETE, "False", "NoTables", message), Event("Warning", "NoTables", message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import boto3
@@ -17,7 +17,7 @@ from localdev.standin.s3 import DEFAULT_TABLES, exported_tables
 from localdev.standin.server import StandInServer
 from rds_export_operator.aws.errors import AwsError, ErrorKind
 from rds_export_operator.aws.identity import Identity
-from rds_export_operator.aws.s3 import S3, ObjectTooLarge
+from rds_export_operator.aws.s3 import CHUNK, S3, ObjectTooLarge
 from rds_export_operator.tables import parsing as tables
 from rds_export_operator.tables.report import TableReporter, Target
 
@@ -97,6 +97,44 @@ def test_a_body_longer_than_announced_is_cut_at_the_cap() -> None:
     assert body.asked == [11]
 
 
+def test_a_large_object_is_streamed_in_bounded_chunks(aws: StandInServer) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    bucket = bucket_with(aws, {"big": data})
+    chunks = S3().stream("us-east-1", bucket, "big", max_bytes=len(data))
+    assert chunks is not None
+    parts = list(chunks)
+    assert b"".join(parts) == data and len(parts) >= 4 and max(map(len, parts)) <= CHUNK
+
+
+def test_a_stream_that_breaks_off_is_a_retryable_error() -> None:
+    class Body:
+        closed = False
+
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def read(self, amount: int) -> bytes:
+            self.reads += 1
+            if self.reads > 1:
+                raise botocore.exceptions.ReadTimeoutError(endpoint_url="http://s3")
+            return b"x" * amount
+
+        def close(self) -> None:
+            Body.closed = True
+
+    s3 = S3(session_factory=lambda: boto3.session.Session(aws_access_key_id="t", aws_secret_access_key="t"))
+    client = s3.client("us-east-1")
+    with Stubber(client) as stub:
+        stub.add_response("get_object", {"Body": Body(), "ContentLength": 10**7}, {"Bucket": "b", "Key": "k"})  # type: ignore[dict-item]
+        chunks = s3.stream("us-east-1", "b", "k", max_bytes=10**8)
+        assert chunks is not None
+        assert len(next(chunks)) == CHUNK
+        with pytest.raises(AwsError) as caught:
+            next(chunks)
+    assert caught.value.kind is ErrorKind.RETRYABLE and caught.value.code == "ReadTimeoutError"
+    assert Body.closed
+
+
 def test_missing_bucket_is_not_found(aws: StandInServer) -> None:
     with pytest.raises(AwsError) as caught:
         S3().list("us-east-1", name("missing"), "p/", limit=10)
@@ -153,16 +191,56 @@ def test_completion_writes_the_info_files_the_reporter_reads(aws: StandInServer)
     keys = sorted(o["Key"] for o in raw_s3(aws).list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == [
         f"exports/{identifier}/export_info_{identifier}.json",
-        f"exports/{identifier}/export_tables_info_{identifier}_from_1_to_4.json",
+        f"exports/{identifier}/export_tables_info_{identifier}_from_1_to_4.json",  # a database entry, 3 tables
     ]
     info = json.loads(raw_s3(aws).get_object(Bucket=bucket, Key=keys[0])["Body"].read())
     assert (info["exportTaskIdentifier"], info["status"], info["s3Bucket"]) == (identifier, "COMPLETE", bucket)
+    assert isinstance(info["totalExportedDataInGB"], float)
+    entries = json.loads(raw_s3(aws).get_object(Bucket=bucket, Key=keys[1])["Body"].read())["perTableStatus"]
+    assert entries[0] == {"target": "postgres", "warningMessage": entries[0]["warningMessage"]}  # database-level
+    table = entries[1]
+    assert set(table) == {"tableStatistics", "schemaMetadata", "status", "sizeGB", "target"}
+    assert table["tableStatistics"]["partitioningInfo"] == {"numberOfPartitions": 1, "numberOfCompletedPartitions": 1}
+    assert table["schemaMetadata"]["originalTypeMappings"][0] == {
+        "columnName": "id",
+        "originalType": "bigint",
+        "expectedExportedType": "int64",
+        "originalCharMaxLength": 0,
+        "originalNumPrecision": 64,
+        "originalDateTimePrecision": 0,
+    }
+    # Skipped tables are not in the files but in the task's WarningMessage.
+    warning = aws.standin.task(identifier).warning
+    assert warning is not None and json.loads(warning) == {
+        "skippedTables": [{"target": "postgres.public.extra", "reason": "PERMISSIONS_DO_NOT_EXIST"}],
+        "skippedObjectives": [],
+        "general": [],
+    }
 
     result = TableReporter(S3()).report(
-        Target("us-east-1", bucket, f"exports/{identifier}/", identifier, "COMPLETE"), {}
+        Target("us-east-1", bucket, f"exports/{identifier}/", identifier, "COMPLETE"), {"warningMessage": warning}
     )
-    assert result.status["tables"] == {"total": 4, "complete": 2, "failed": 1, "skipped": 1}
+    assert {k: result.status["tables"][k] for k in ("total", "complete", "failed", "skipped")} == {
+        "total": 4,
+        "complete": 2,
+        "failed": 1,
+        "skipped": 1,
+    }
     assert [t["target"] for t in result.status["failedTables"]] == ["postgres.public.orders", "postgres.public.extra"]
+    assert [d["target"] for d in result.status["tables"]["databases"]] == ["postgres"]
+
+
+def test_export_info_is_written_at_the_start_and_again_at_the_end(aws: StandInServer) -> None:
+    identifier, bucket = name("exp"), name()
+    aws.standin.seed(identifier, bucket=bucket, prefix=None)
+    aws.standin.set_task(identifier, status="IN_PROGRESS", percent=40)
+    keys = [o["Key"] for o in raw_s3(aws).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == [f"{identifier}/export_info_{identifier}.json"]
+    info = json.loads(raw_s3(aws).get_object(Bucket=bucket, Key=keys[0])["Body"].read())
+    assert (info["status"], info["percentProgress"]) == ("IN_PROGRESS", 40)
+    aws.standin.set_task(identifier, status="COMPLETE")
+    info = json.loads(raw_s3(aws).get_object(Bucket=bucket, Key=keys[0])["Body"].read())
+    assert info["status"] == "COMPLETE"
 
 
 def test_many_tables_span_several_files(aws: StandInServer) -> None:
@@ -173,11 +251,30 @@ def test_many_tables_span_several_files(aws: StandInServer) -> None:
     assert sorted(n for n in files if n.startswith("export_tables")) == [
         f"export_tables_info_{identifier}_from_101_to_200.json",
         f"export_tables_info_{identifier}_from_1_to_100.json",
-        f"export_tables_info_{identifier}_from_201_to_253.json",
+        f"export_tables_info_{identifier}_from_201_to_254.json",
     ]
     assert len(exported_tables(files)) == 253
     result = TableReporter(S3()).report(Target("us-east-1", bucket, f"{identifier}/", identifier, "COMPLETE"), {})
     assert result.status["tablesSummary"] == "253/253"
+
+
+def test_a_generated_export_has_the_shape_asked_for(aws: StandInServer) -> None:
+    identifier = name("exp")
+    aws.standin.table_shape(identifier, count=1200, columns=30, per_file=500, databases=(), general=("X",))
+    aws.standin.seed(identifier, bucket=name())
+    files = aws.standin.table_files(identifier)
+    assert sorted(len(json.loads(c)["perTableStatus"]) for n, c in files.items() if "tables_info" in n) == [
+        200,
+        500,
+        500,
+    ]
+    first = json.loads(files[f"export_tables_info_{identifier}_from_1_to_500.json"])["perTableStatus"][0]
+    columns = first["schemaMetadata"]["originalTypeMappings"]
+    assert len(columns) == 30 and len({c["columnName"] for c in columns}) == 30
+    assert 4000 < len(json.dumps(first)) < 8000  # about 6 KB for a 30-column table (shared/rds-export-api.md)
+    aws.standin.set_task(identifier, status="COMPLETE")
+    warning = aws.standin.task(identifier).warning
+    assert warning is not None and json.loads(warning)["general"] == [{"reason": "X"}]
 
 
 def test_held_files_appear_only_when_written(aws: StandInServer) -> None:
@@ -195,7 +292,13 @@ def test_raw_files_and_failed_tasks_write_nothing_by_default(aws: StandInServer)
     aws.standin.seed(identifier, bucket=bucket, prefix="p")
     aws.standin.set_task(identifier, status="FAILED", failure_cause="x")
     assert not _exists(aws, bucket)
-    aws.standin.write_table_files(identifier, {f"export_tables_info_{identifier}_from_1_to_1.json": b"{oops"})
+    aws.standin.write_table_files(
+        identifier,
+        {
+            f"export_tables_info_{identifier}_from_1_to_1.json": b"{oops",
+            f"export_info_{identifier}.json": b'{"status": "FAILED"}',
+        },
+    )
     result = TableReporter(S3()).report(Target("us-east-1", bucket, f"p/{identifier}/", identifier, "FAILED"), {})
     assert result.status["conditions"][0].reason == "Malformed"
 
@@ -208,20 +311,21 @@ def test_table_outcomes_are_checked() -> None:
         standin.table_outcomes("*", {"a.b.c": "BROKEN"})
 
 
-def test_max_file_cap_is_what_the_gateway_is_asked_for(aws: StandInServer) -> None:
+def test_the_caps_are_what_the_gateway_is_asked_for(aws: StandInServer) -> None:
     identifier, bucket = name("exp"), name()
     completed(aws, identifier, bucket)
     asked: list[int] = []
 
     class Spy(S3):
-        def get(
+        def stream(
             self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
-        ) -> bytes | None:
+        ) -> Generator[bytes] | None:
             asked.append(max_bytes)
-            return super().get(region, bucket, key, max_bytes=max_bytes, identity=identity)
+            return super().stream(region, bucket, key, max_bytes=max_bytes, identity=identity)
 
-    TableReporter(Spy()).report(Target("us-east-1", bucket, f"exports/{identifier}/", identifier, "COMPLETE"), {})
-    assert asked and set(asked) == {tables.MAX_FILE_BYTES}
+    reporter = TableReporter(Spy())
+    reporter.report(Target("us-east-1", bucket, f"exports/{identifier}/", identifier, "COMPLETE"), {})
+    assert asked == [tables.MAX_INFO_BYTES, reporter.policy.max_file_bytes]
 
 
 def _exists(aws: StandInServer, bucket: str) -> bool:

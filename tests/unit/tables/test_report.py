@@ -6,6 +6,7 @@ import contextvars
 import copy
 import json
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,22 +56,27 @@ class FakeS3:
         keys = sorted(k for k in self.objects if k.startswith(prefix))
         return [S3Object(k, self.sizes.get(k, len(self.objects[k]))) for k in keys[:limit]], len(keys) > limit
 
-    def get(
+    def stream(
         self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
-    ) -> bytes | None:
+    ) -> Iterator[bytes] | None:
         self.calls.append(("get", key))
         self.identities.append(identity)
         if key in self.too_large:
             raise ObjectTooLarge(key, max_bytes + 1, max_bytes)
-        return self.objects.get(key)
+        data = self.objects.get(key)
+        return None if data is None else iter([data[:10], data[10:]])
 
-    def put_report(self, outcomes: dict[str, str], *, info: bool = True) -> None:
-        entries = [{"target": t, "status": s, "warningMessage": f"why {t}"} for t, s in outcomes.items()]
+    def put_report(
+        self, outcomes: dict[str, str], *, info: str | None = "COMPLETE", databases: tuple[str, ...] = ()
+    ) -> None:
+        entries = [{"target": d, "warningMessage": f"why {d}"} for d in databases]
+        entries += [{"target": t, "status": s, "warningMessage": f"why {t}"} for t, s in outcomes.items()]
         self.objects[f"{FOLDER}export_tables_info_{ID}_from_1_to_{len(entries)}.json"] = json.dumps(
             {"perTableStatus": entries}
         ).encode()
         if info:
-            self.objects[f"{FOLDER}export_info_{ID}.json"] = json.dumps({"exportTaskIdentifier": ID}).encode()
+            document = {"exportTaskIdentifier": ID, "status": info, "totalExportedDataInGB": 0.0042}
+            self.objects[f"{FOLDER}export_info_{ID}.json"] = json.dumps(document).encode()
 
 
 @pytest.fixture
@@ -102,7 +108,15 @@ def test_all_tables_complete(reporter: TableReporter, s3: FakeS3) -> None:
     s3.put_report({"db.public.a": "COMPLETE", "db.public.b": "COMPLETE"})
     result = reporter.report(target(), {})
     assert (cond(result).status, cond(result).reason) == ("True", "AllTablesComplete")
-    assert result.status["tables"] == {"total": 2, "complete": 2, "failed": 0, "skipped": 0}
+    assert cond(result).message == "all 2 tables exported, 0.0042 GB"
+    assert result.status["tables"] == {
+        "total": 2,
+        "complete": 2,
+        "failed": 0,
+        "skipped": 0,
+        "exportedDataInGB": 0.0042,
+        "databases": None,
+    }
     assert result.status["tablesSummary"] == "2/2"
     assert result.status["failedTables"] is None and result.status["tablesPendingSince"] is None
     assert [(e.type, e.reason) for e in result.events] == [("Normal", "TablesComplete")]
@@ -115,7 +129,14 @@ def test_a_failed_table_is_named_in_status_and_event(reporter: TableReporter, s3
     c = cond(result)
     assert (c.status, c.reason) == ("False", "TablesFailed")
     assert "db.public.bad" in c.message
-    assert result.status["tables"] == {"total": 3, "complete": 1, "failed": 1, "skipped": 1}
+    assert result.status["tables"] == {
+        "total": 3,
+        "complete": 1,
+        "failed": 1,
+        "skipped": 1,
+        "exportedDataInGB": 0.0042,
+        "databases": None,
+    }
     assert result.status["failedTables"] == [
         {"target": "db.public.bad", "status": "FAILED", "reason": "why db.public.bad"},
         {"target": "db.public.skip", "status": "SKIPPED", "reason": "why db.public.skip"},
@@ -142,9 +163,84 @@ def test_only_skipped_tables(reporter: TableReporter, s3: FakeS3) -> None:
     )
 
 
-def test_missing_export_info_is_tolerated(reporter: TableReporter, s3: FakeS3) -> None:
-    s3.put_report({"db.public.a": "COMPLETE"}, info=False)
-    assert cond(reporter.report(target(), {})).status == "True"
+def test_a_database_level_entry_is_not_a_table(reporter: TableReporter, s3: FakeS3) -> None:
+    # Fails on the base code: "1/2", TablesComplete=False TablesIncomplete, for every healthy Postgres export.
+    s3.put_report({"postgres.public.a": "COMPLETE"}, databases=("postgres",))
+    result = reporter.report(target(), {})
+    c = cond(result)
+    assert (c.status, c.reason) == ("True", "AllTablesComplete")
+    assert c.message.startswith("all 1 tables exported") and "1 database-level entries, not tables" in c.message
+    assert result.status["tables"]["total"] == 1 and result.status["tablesSummary"] == "1/1"
+    assert result.status["tables"]["databases"] == [
+        {"target": "postgres", "status": "SKIPPED", "reason": "why postgres"}
+    ]
+
+
+def test_skipped_tables_in_the_warning_message_are_named(reporter: TableReporter, s3: FakeS3) -> None:
+    # Fails on the base code: WarningMessage was never read ("all 2 tables exported").
+    s3.put_report({"db.public.a": "COMPLETE", "db.public.b": "COMPLETE"})
+    warning = json.dumps(
+        {
+            "skippedTables": [{"target": "db.public.secret", "reason": "PERMISSIONS_DO_NOT_EXIST"}],
+            "skippedObjectives": [],
+            "general": [{"reason": "FAILED_TO_EXTRACT_TABLES_LIST_FOR_DATABASE"}],
+        }
+    )
+    result = reporter.report(target(), {"warningMessage": warning})
+    c = cond(result)
+    assert (c.status, c.reason) == ("False", "TablesSkipped")
+    assert "db.public.secret (SKIPPED: PERMISSIONS_DO_NOT_EXIST)" in c.message
+    assert "AWS warns: FAILED_TO_EXTRACT_TABLES_LIST_FOR_DATABASE" in c.message
+    assert result.status["tables"]["skipped"] == 1 and result.status["tablesSummary"] == "2/3"
+    assert result.status["failedTables"] == [
+        {"target": "db.public.secret", "status": "SKIPPED", "reason": "PERMISSIONS_DO_NOT_EXIST"}
+    ]
+
+
+def test_general_warnings_alone_are_shown_beside_a_complete_report(reporter: TableReporter, s3: FakeS3) -> None:
+    s3.put_report({"db.public.a": "COMPLETE"})
+    result = reporter.report(target(), {"warningMessage": '{"skippedTables": [], "general": [{"reason": "X_Y"}]}'})
+    assert cond(result).status == "True" and cond(result).message.endswith("; AWS warns: X_Y")
+
+
+def test_missing_export_info_is_waited_for(reporter: TableReporter, s3: FakeS3) -> None:
+    # Fails on the base code: tolerated, the report was final without knowing the export had written everything.
+    s3.put_report({"db.public.a": "COMPLETE"}, info=None)
+    result = reporter.report(target(), {})
+    assert (cond(result).status, cond(result).reason) == ("Unknown", "NotFound")
+    assert result.retry_after is not None and "export_info" in cond(result).message
+
+
+@pytest.mark.parametrize("info", ["IN_PROGRESS", "STARTING", "CANCELED"])
+def test_export_info_written_at_the_start_is_not_a_verdict(reporter: TableReporter, s3: FakeS3, info: str) -> None:
+    s3.put_report({"db.public.a": "COMPLETE"}, info=info)
+    result = reporter.report(target(), {})
+    assert (cond(result).status, cond(result).reason) == ("Unknown", "Incomplete")
+    assert result.retry_after is not None and f"export_info says {info}" in cond(result).message
+
+
+def test_a_missing_middle_file_is_unknown_never_complete(reporter: TableReporter, s3: FakeS3, clock: Clock) -> None:
+    # Fails on the base code: "all 2 tables exported" from the first and last file.
+    s3.put_report({"db.public.a": "COMPLETE"})
+    s3.objects[f"{FOLDER}export_tables_info_{ID}_from_3_to_3.json"] = json.dumps(
+        {"perTableStatus": [{"target": "db.public.c", "status": "COMPLETE"}]}
+    ).encode()
+    first = reporter.report(target(), {})
+    assert (cond(first).status, cond(first).reason) == ("Unknown", "Incomplete")
+    assert "entries 2..2 are missing" in cond(first).message and first.retry_after is not None
+    assert "tables" not in first.status
+    clock.now = NOW + timedelta(seconds=61)
+    last = reporter.report(target(), first.status)
+    assert (cond(last).status, cond(last).reason) == ("Unknown", "Incomplete") and "gave up" in cond(last).message
+    assert last.retry_after is None
+
+
+def test_a_file_that_holds_fewer_entries_than_its_name_is_incomplete(reporter: TableReporter, s3: FakeS3) -> None:
+    s3.put_report({"db.public.a": "COMPLETE"})
+    s3.objects[f"{FOLDER}export_tables_info_{ID}_from_2_to_5.json"] = b'{"perTableStatus": []}'
+    result = reporter.report(target(), {})
+    assert (cond(result).status, cond(result).reason) == ("Unknown", "Incomplete")
+    assert "names 4 entries but holds 0" in cond(result).message
 
 
 def test_files_of_other_exports_are_ignored(reporter: TableReporter, s3: FakeS3) -> None:
@@ -183,17 +279,37 @@ def test_files_appearing_late_end_the_wait(reporter: TableReporter, s3: FakeS3, 
     assert cond(done).status == "True" and done.status["tablesPendingSince"] is None
 
 
-def test_access_denied_is_retried_then_unknown_with_the_reason(
-    reporter: TableReporter, s3: FakeS3, clock: Clock
-) -> None:
+def test_access_denied_is_retried_slowly_for_a_day(reporter: TableReporter, s3: FakeS3, clock: Clock) -> None:
+    # Fails on the base code: final after ``wait`` (60 s), read again only on a spec edit.
     s3.error = AwsError.of(LIST_OBJECTS, "AccessDenied", "Access Denied")
     first = reporter.report(target(), {})
     assert (cond(first).status, cond(first).reason) == ("Unknown", "AccessDenied")
-    assert first.retry_after is not None
-    clock.now = NOW + timedelta(seconds=120)
-    last = reporter.report(target(), first.status, attempt=5)
+    assert first.retry_after is not None and first.retry_after <= 1
+    assert "retrying until 2026-01-02T12:00:00Z" in cond(first).message
+    clock.now = NOW + timedelta(hours=5)
+    later = reporter.report(target(), first.status, attempt=1)
+    assert (cond(later).status, later.retry_after) == ("Unknown", 4)  # past ``wait``: every max_delay
+    assert later.status["tablesPendingSince"] == first.status["tablesPendingSince"] and later.events == []
+    s3.error = None  # the IAM fix took effect
+    s3.put_report({"db.public.a": "COMPLETE"})
+    assert cond(reporter.report(target(), later.status, attempt=2)).status == "True"
+
+    s3.error = AwsError.of(LIST_OBJECTS, "AccessDenied", "Access Denied")
+    clock.now = NOW + timedelta(days=1, seconds=1)
+    last = reporter.report(target(), later.status, attempt=3)
     assert (cond(last).status, cond(last).reason) == ("Unknown", "AccessDenied")
     assert last.retry_after is None and last.events[0].reason == "TableReportAccessDenied"
+
+
+def test_archived_files_have_their_own_final_reason(reporter: TableReporter, s3: FakeS3) -> None:
+    # Fails on the base code: "S3Unavailable", retried for nothing until the wait ran out.
+    s3.error = AwsError.of(
+        GET_OBJECT, "InvalidObjectState", "The operation is not valid for the object's storage class"
+    )
+    result = reporter.report(target(), {})
+    assert (cond(result).status, cond(result).reason) == ("Unknown", "Archived")
+    assert result.retry_after is None and "restore" in cond(result).message
+    assert result.events[0].reason == "TableReportArchived"
 
 
 @pytest.mark.parametrize(
@@ -229,7 +345,8 @@ def test_a_failed_export_with_files_is_reported(reporter: TableReporter, s3: Fak
 
 
 def test_malformed_files_are_final_at_once(reporter: TableReporter, s3: FakeS3) -> None:
-    s3.objects[f"{FOLDER}export_tables_info_{ID}_from_1_to_3.json"] = b'{"perTableStatus": [{"tar'
+    s3.put_report({"db.public.a": "COMPLETE"})
+    s3.objects[f"{FOLDER}export_tables_info_{ID}_from_1_to_1.json"] = b'{"perTableStatus": [{"tar'
     result = reporter.report(target(), {})
     assert (cond(result).status, cond(result).reason) == ("Unknown", "Malformed")
     assert result.retry_after is None and result.status["tablesPendingSince"] is None
@@ -245,16 +362,14 @@ def test_malformed_export_info_is_refused(reporter: TableReporter, s3: FakeS3) -
 def test_a_huge_listed_file_is_never_fetched(reporter: TableReporter, s3: FakeS3) -> None:
     s3.put_report({"db.public.a": "COMPLETE"})
     key = f"{FOLDER}export_tables_info_{ID}_from_1_to_1.json"
-    s3.sizes[key] = tables.MAX_FILE_BYTES + 1
+    s3.sizes[key] = reporter.policy.max_file_bytes + 1
     result = reporter.report(target(), {})
     assert (cond(result).status, cond(result).reason) == ("Unknown", "TooLarge")
     assert ("get", key) not in s3.calls
 
 
-def test_too_many_bytes_together_are_never_fetched(
-    reporter: TableReporter, s3: FakeS3, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tables, "MAX_TOTAL_BYTES", 150)
+def test_too_many_bytes_together_are_never_fetched(s3: FakeS3, clock: Clock) -> None:
+    reporter = TableReporter(s3, ReportPolicy(max_total_bytes=150), clock=clock)
     for n in (1, 2, 3):  # each file is under the per-file cap, together they are over the total
         s3.objects[f"{FOLDER}export_tables_info_{ID}_from_{n}_to_{n}.json"] = json.dumps(
             {"perTableStatus": [{"target": f"db.s.t{n}", "status": "COMPLETE", "pad": "x" * 40}]}
@@ -264,12 +379,26 @@ def test_too_many_bytes_together_are_never_fetched(
     assert not [c for c in s3.calls if c[0] == "get"]
 
 
-def test_two_files_with_the_same_range_start_are_both_read(reporter: TableReporter, s3: FakeS3) -> None:
+def test_overlapping_ranges_are_incomplete_not_summed(reporter: TableReporter, s3: FakeS3) -> None:
     for m in (1, 2):
         s3.objects[f"{FOLDER}export_tables_info_{ID}_from_1_to_{m}.json"] = json.dumps(
-            {"perTableStatus": [{"target": f"db.s.t{m}", "status": "COMPLETE"}]}
+            {"perTableStatus": [{"target": f"db.s.t{i}", "status": "COMPLETE"} for i in range(m)]}
         ).encode()
-    assert reporter.report(target(), {}).status["tables"]["total"] == 2
+    result = reporter.report(target(), {})
+    assert (cond(result).status, cond(result).reason) == ("Unknown", "Incomplete") and "overlaps" in cond(
+        result
+    ).message
+    assert not [c for c in s3.calls if c[0] == "get"]  # refused from the listing
+
+
+def test_more_table_files_than_the_cap_are_refused(
+    reporter: TableReporter, s3: FakeS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tables, "MAX_FILES", 5)
+    s3.put_report({"db.public.a": "COMPLETE"})
+    s3.objects.update({f"{FOLDER}export_tables_info_{ID}_from_{n}_to_{n}.json": b"{}" for n in range(2, 12)})
+    result = reporter.report(target(), {})
+    assert (cond(result).status, cond(result).reason) == ("Unknown", "TooLarge")
 
 
 def test_a_file_larger_than_announced_is_refused(reporter: TableReporter, s3: FakeS3) -> None:
@@ -374,7 +503,7 @@ def test_a_tick_after_a_final_report_reads_nothing_more(s3: FakeS3) -> None:
 
 
 def _ticks_after_a_final_report(s3: FakeS3) -> None:
-    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)
     s3.put_report({"db.t1": "COMPLETE"})
     raw = _nightly()
     patch = kopf.Patch()
@@ -425,7 +554,7 @@ def _an_edit_during_the_reads() -> None:
     raw = _nightly()
     s3 = _EditingS3(raw)
     s3.put_report({"db.t1": "COMPLETE"})
-    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)
     patch = kopf.Patch()
     body = kopf.Body(raw)
     handlers.report(body=body, status=body.status, patch=patch)
@@ -504,7 +633,7 @@ def _final_or_retried(files: Any, spec: dict[str, Any]) -> None:
     s3 = FakeS3()
     files(s3)
     raw = _nightly(**spec)
-    handlers = TableReportHandlers(settings.parse([], environ={}), s3)  # type: ignore[arg-type]
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)
     patch = kopf.Patch()
     try:
         handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=patch)
@@ -521,6 +650,6 @@ def test_the_timer_ticks_after_a_final_report_only_every_ten_poll_intervals() ->
     # them costs kopf an invocation: ticking every poll interval made the timers 31x dearer at 10,000 than at 1,000.
     config = settings.parse(["--poll-interval", "7"], environ={})
     registry = kopf.OperatorRegistry()
-    TableReportHandlers(config, FakeS3()).register(registry)  # type: ignore[arg-type]
+    TableReportHandlers(config, FakeS3()).register(registry)
     (timer,) = [h for h in registry._spawning.get_all_handlers() if h.id == "tables"]
     assert isinstance(timer, TimerHandler) and timer.interval == 70
