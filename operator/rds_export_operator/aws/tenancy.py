@@ -3,9 +3,9 @@ cluster operator (Helm value), not by the namespace's users. Checked before any 
 first describe of an observed task (what AWS reports); a refusal is terminal for that spec.
 
 The policy is JSON: ``{"<namespace>" | "*": {"accounts": [...], "regions": [...], "iamRoleArns": [...],
-"sourceArns": [...], "s3Buckets": [...], "kmsKeys": [...]}}``; each list holds shell-style patterns (``fnmatch``)
-and defaults to ``["*"]``. No policy at all allows everything (single-tenant clusters); with a policy, a namespace
-without an entry (and no ``"*"``) may do nothing.
+"sourceArns": [...], "s3Buckets": [...], "kmsKeys": [...], "glueDatabases": [...]}}``; each list holds shell-style
+patterns (``fnmatch``) and defaults to ``["*"]``. No policy at all allows everything (single-tenant clusters); with
+a policy, a namespace without an entry (and no ``"*"``) may do nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rds_export_operator.api.spec import ExportSpec, SpecError, parse_arn
 
 _KEYS = {"accounts": "accounts", "regions": "regions", "iamRoleArns": "iam_role_arns"}
 _KEYS |= {"sourceArns": "source_arns", "s3Buckets": "s3_buckets", "kmsKeys": "kms_keys"}
+_KEYS |= {"glueDatabases": "glue_databases"}  # spec.catalog.database (catalog/)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Grant:
     source_arns: tuple[str, ...] = ("*",)
     s3_buckets: tuple[str, ...] = ("*",)
     kms_keys: tuple[str, ...] = ("*",)
+    glue_databases: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,17 @@ class Tenancy:
             role=spec.iam_role_arn,
             key=spec.kms_key_id,
         )
+
+    def catalog_refusal(self, namespace: str, database: str) -> str | None:
+        """Why ``namespace`` may not register tables in the Glue database ``database``, or None if it may."""
+        if self.grants is None:
+            return None
+        grant = self._grant(namespace)
+        if grant is None:
+            return f"namespace {namespace} is not granted any AWS account by the operator's tenancy policy"
+        if not any(fnmatchcase(database, p) for p in grant.glue_databases):
+            return f"namespace {namespace} may not use Glue database {database}"
+        return None
 
     def task_refusal(self, namespace: str, task: Mapping[str, Any]) -> str | None:
         """Why ``namespace`` may not see this task as AWS reports it (for Observe), or None if it may."""

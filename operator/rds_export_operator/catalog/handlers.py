@@ -19,6 +19,7 @@ from rds_export_operator.api.names import GROUP, PLURAL, VERSION
 from rds_export_operator.api.spec import SpecError, parse_spec
 from rds_export_operator.aws.errors import AwsError
 from rds_export_operator.aws.identity import Identities, Identity, IdentityUnavailable, Refusal
+from rds_export_operator.aws.tenancy import Tenancy
 from rds_export_operator.catalog.register import (
     CATALOGED,
     DELETE,
@@ -78,6 +79,7 @@ class CatalogHandlers:
     ) -> None:
         self.config, self.metrics, self.identities = config, metrics, identities
         self.registrar = Registrar(glue, s3, on_pass=self._count)
+        self.tenancy = Tenancy.parse(config.tenancy)
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         registry._spawning.append(
@@ -96,6 +98,10 @@ class CatalogHandlers:
             self._apply(where, body, patch)
             return
         spec = CatalogSpec.parse(body.spec.get("catalog") or {})
+        refusal = self.tenancy.catalog_refusal(body.metadata.namespace or "", spec.database)
+        if refusal:  # final for this generation: the spec (or the grant) must change
+            self._apply(_final("NotGranted", refusal), body, patch)
+            return
         result = self.registrar.register(spec, where, body.status, attempt=retry)
         self._apply(result, body, patch)
         if result.retry_after is not None:
