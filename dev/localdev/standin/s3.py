@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from localdev.standin import parquet
 from localdev.standin.rds_exports import Task
 
 DEFAULT_TABLES = ("postgres.public.customers", "postgres.public.orders", "postgres.public.order_items")
@@ -45,11 +46,23 @@ class TableFiles:
     outcomes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     denied: set[str] = field(default_factory=set)
+    data: list[str] = field(default_factory=list)  # identifier patterns whose COMPLETE tables get Parquet data
 
     def clear(self) -> None:
         self.outcomes.clear()
         self.held.clear()
         self.denied.clear()
+        self.data.clear()
+
+    def data_of(self, task: Task) -> dict[str, bytes]:
+        """The Parquet files of the task's COMPLETE tables (``parquet.py``), if its identifier asks for data."""
+        if not any(fnmatch.fnmatchcase(task.identifier, p) for p in self.data):
+            return {}
+        files: dict[str, bytes] = {}
+        for target, status in self.tables_of(task).items():
+            if status == "COMPLETE":
+                files.update(parquet.data_files(target))
+        return files
 
     def tables_of(self, task: Task) -> dict[str, str]:
         """target -> status: the default tables (or the exportOnly tables) with the matching overrides applied."""
@@ -129,7 +142,7 @@ def _entry(target: str, status: str, task: Task) -> dict[str, Any]:
             "extractionEndTime": _time(task.end_time),
             "partitioningInfo": {"numberOfPartitions": 1, "numberOfCompletedPartitions": int(status == "COMPLETE")},
         },
-        "schemaMetadata": {"originalTypeMappings": []},
+        "schemaMetadata": {"originalTypeMappings": parquet.type_mappings(target)},
         "status": status,
         "sizeGB": 0.0,
         "target": target,

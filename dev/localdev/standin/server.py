@@ -24,9 +24,10 @@ snapshots over time (for schedules): ``create_db_snapshot``, ``snapshot_every``,
 S3 is moto's, with the export's info files (:mod:`localdev.standin.s3`): a task that becomes COMPLETE (by its
 script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
 under ``<prefix>/<id>/`` in its bucket (created when missing). Controls: ``table_outcomes`` (which tables FAILED or
-were SKIPPED), ``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a
-FAILED task, or raw bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket);
-``s3_calls`` lists the S3 requests with the role each ran as.
+were SKIPPED), ``write_parquet`` (real Parquet data for the complete tables, :mod:`localdev.standin.parquet`),
+``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a FAILED task, or raw
+bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket); ``s3_calls`` lists
+the S3 requests with the role each ran as. Glue (the catalog) is moto's, unchanged.
 """
 
 from __future__ import annotations
@@ -456,6 +457,12 @@ class RdsExportStandIn:
         with self._lock:
             return self._tables.files_of(self._exports.tasks[self._exports.find(identifier, account, region)])
 
+    def write_parquet(self, pattern: str) -> None:
+        """Tasks whose identifier matches ``pattern`` also write real Parquet data for their COMPLETE tables
+        (:mod:`localdev.standin.parquet`) when they complete. Off by default: benchmarks export thousands."""
+        with self._lock:
+            self._tables.data.append(pattern)
+
     def deny_bucket(self, bucket: str) -> None:
         """Every S3 request for ``bucket`` answers 403 AccessDenied (as without s3:ListBucket / s3:GetObject)."""
         with self._lock:
@@ -471,7 +478,7 @@ class RdsExportStandIn:
         if task.status != "COMPLETE" or self._tables.is_held(task):
             return
         try:
-            put_files(task, self._tables.files_of(task))
+            put_files(task, {**self._tables.data_of(task), **self._tables.files_of(task)})
         except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
             logger.exception("stand-in: could not write the info files of %s", task.identifier)
 

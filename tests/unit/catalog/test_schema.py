@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from rds_export_operator.catalog import schema
@@ -171,6 +171,7 @@ def test_targets_differing_in_case_get_distinct_names() -> None:
 _PART = hs.text(hs.characters(blacklist_categories=("Cs",), blacklist_characters="."), min_size=1, max_size=80)
 
 
+@settings(deadline=None)  # a shared, loaded machine: time is not what is tested
 @given(hs.lists(hs.tuples(_PART, _PART, _PART), min_size=1, max_size=8, unique=True), hs.booleans())
 def test_any_targets_get_distinct_valid_glue_names(parts: list[tuple[str, str, str]], per_export: bool) -> None:
     naming = Naming("analytics", per_export=per_export)
@@ -188,6 +189,7 @@ _JSON = hs.recursive(
 )
 
 
+@settings(deadline=None)
 @given(_JSON, hs.text(max_size=40))
 def test_any_entry_is_registered_left_out_or_ignored_never_an_exception(item: Any, exported: str) -> None:
     outcomes = [
