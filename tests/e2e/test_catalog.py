@@ -1,0 +1,171 @@
+"""Exports land queryable (issue 26): after an export with ``spec.catalog`` completes, the operator registers one
+Glue table per complete table from the export's own schema, and a real engine (DuckDB over the Parquet files the
+stand-in wrote) reading the table's location with only the catalog's columns and types returns the stand-in's rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import duckdb
+import pytest
+
+from constants import BUCKET
+from e2e.conftest import OperatorFactory, condition, condition_is, export_task, status_is
+from localdev.kube import Kubectl
+from localdev.standin import parquet
+from localdev.standin.server import StandInServer
+
+KIND = "rdsexporttasks"
+# The Hive types the catalog writes, as DuckDB names the Parquet columns it reads.
+DUCKDB_TYPES = {"bigint": "BIGINT", "int": "INTEGER", "string": "VARCHAR", "double": "DOUBLE", "boolean": "BOOLEAN"}
+
+
+def client(aws: StandInServer, service: str) -> Any:
+    return boto3.client(
+        service, endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+
+
+def started(kubectl: Kubectl, namespace: str, name: str) -> str:
+    obj = kubectl.wait_for(KIND, name, namespace, status_is("STARTING"), timeout=30, what="STARTING")
+    return str(obj["status"]["exportTaskIdentifier"])
+
+
+def glue_tables(aws: StandInServer, database: str) -> dict[str, dict[str, Any]]:
+    pages = client(aws, "glue").get_paginator("get_tables").paginate(DatabaseName=database)
+    return {t["Name"]: t for page in pages for t in page["TableList"]}
+
+
+def query(aws: StandInServer, table: dict[str, Any], sql: str, tmp: Path) -> tuple[Any, ...]:
+    """Run ``sql`` over a view ``t`` of the Glue table: the Parquet files under its Location (every batch
+    folder), read with only the catalog's columns, each checked to be of the catalog's type."""
+    location = table["StorageDescriptor"]["Location"]
+    bucket, prefix = location.removeprefix("s3://").split("/", 1)
+    s3 = client(aws, "s3")
+    paths = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            name = item["Key"].rsplit("/", 1)[-1]
+            if name.startswith(("_", ".")):  # _SUCCESS markers: Hive and Athena skip them too
+                continue
+            path = tmp / item["Key"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            paths.append(str(path))
+    assert paths, f"no data under {location}"
+    columns = table["StorageDescriptor"]["Columns"]
+    with duckdb.connect() as con:
+        listed = ", ".join(f"'{p}'" for p in paths)
+        con.execute(f"CREATE VIEW files AS SELECT * FROM read_parquet([{listed}])")
+        written = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE files)").fetchall())
+        for column in columns:
+            assert written[column["Name"]] == DUCKDB_TYPES[column["Type"]], (column, written)
+        selected = ", ".join(f'"{c["Name"]}"' for c in columns)
+        con.execute(f"CREATE VIEW t AS SELECT {selected} FROM files")
+        row = con.execute(sql).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_an_export_registers_each_complete_table_and_its_location_answers_queries(
+    kubectl: Kubectl,
+    namespace: str,
+    aws: StandInServer,
+    snapshot_arn: str,
+    operator_factory: OperatorFactory,
+    tmp_path: Path,
+) -> None:
+    operator_factory()
+    database = f"e2e_{uuid.uuid4().hex[:8]}"
+    catalog = {"database": database}
+    kubectl.apply(export_task("sales", snapshot_arn, s3Prefix="exports/sales", catalog=catalog), "-n", namespace)
+    ident = started(kubectl, namespace, "sales")
+    aws.standin.write_parquet(ident)
+    aws.standin.table_outcomes(ident, {"postgres.public.blobs": "FAILED"})
+    aws.standin.set_task(ident, status="COMPLETE")
+
+    obj = kubectl.wait_for(
+        KIND, "sales", namespace, condition_is("Cataloged", status="True"), timeout=60, what="Cataloged"
+    )
+    assert condition(obj, "Cataloged")["reason"] == "TablesLeftOut"
+    assert obj["status"]["catalog"] == {
+        "database": database,
+        "mode": "PerExport",
+        "tablesRegistered": 3,
+        "tablesLeftOut": 1,
+        "leftOut": [
+            {
+                "target": "postgres.public.blobs",
+                "reason": "NotComplete",
+                "message": "postgres.public.blobs: FAILED, not COMPLETE",
+            }
+        ],
+    }
+    assert "Cataloged" in {e["reason"] for e in kubectl.events(namespace, "sales")}
+
+    suffix = ident.lower().replace("-", "_")
+    tables = glue_tables(aws, database)
+    assert sorted(tables) == sorted(f"postgres_public_{t}_{suffix}" for t in ("customers", "orders", "order_items"))
+    orders = tables[f"postgres_public_orders_{suffix}"]
+    assert orders["StorageDescriptor"]["Location"] == f"s3://{BUCKET}/exports/sales/{ident}/postgres/public.orders/"
+    assert [(c["Name"], c["Type"], c.get("Comment")) for c in orders["StorageDescriptor"]["Columns"]] == [
+        ("id", "bigint", "bigint"),
+        ("customer_id", "int", "integer"),
+        ("total", "string", "numeric(12)"),
+        ("placed_on", "string", "date"),
+        ("weight", "double", "double precision"),
+    ]
+    assert orders["PartitionKeys"] == [] and orders["TableType"] == "EXTERNAL_TABLE"
+
+    # The engine reads every batch folder with the catalog's columns and types: the stand-in's rows come back.
+    spec = parquet.TABLES["orders"]
+    count, customers, total = query(
+        aws, orders, "SELECT count(*), sum(customer_id), sum(CAST(total AS DECIMAL(12,2))) FROM t", tmp_path
+    )
+    assert count == spec.rows and spec.batches == 2
+    assert customers == spec.total("customer_id")
+    assert total == sum(Decimal(spec.columns[2].value(i)) for i in range(spec.rows))
+    items = parquet.TABLES["order_items"]
+    assert query(
+        aws, tables[f"postgres_public_order_items_{suffix}"], "SELECT count(*), sum(quantity) FROM t", tmp_path
+    ) == (
+        items.rows,
+        items.total("quantity"),
+    )
+
+
+def test_delete_policy_removes_only_this_exports_tables(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
+) -> None:
+    operator_factory()
+    database = f"e2e_{uuid.uuid4().hex[:8]}"
+    kubectl.apply(export_task("kept", snapshot_arn, catalog={"database": database}), "-n", namespace)
+    deleting = {"database": database, "catalogDeletionPolicy": "Delete"}
+    kubectl.apply(export_task("dropped", snapshot_arn, catalog=deleting), "-n", namespace)
+    kept, dropped = started(kubectl, namespace, "kept"), started(kubectl, namespace, "dropped")
+    for ident in (kept, dropped):
+        aws.standin.set_task(ident, status="COMPLETE")
+    for name in ("kept", "dropped"):
+        kubectl.wait_for(KIND, name, namespace, condition_is("Cataloged", status="True"), timeout=60, what="Cataloged")
+    assert len(glue_tables(aws, database)) == 6
+
+    kubectl.run("delete", KIND, "dropped", "-n", namespace, "--wait=false")
+    kubectl.wait_gone(KIND, "dropped", namespace, timeout=60)
+    remaining = glue_tables(aws, database)
+    assert len(remaining) == 3
+    assert {t["Parameters"]["rdsexport.dev/export"] for t in remaining.values()} == {kept}
+
+
+@pytest.mark.parametrize("database", ["Bad-Name", "x" * 256])
+def test_admission_refuses_a_database_glue_cannot_hold(
+    kubectl: Kubectl, namespace: str, snapshot_arn: str, crd: None, database: str
+) -> None:
+    body = export_task("bad", snapshot_arn, catalog={"database": database})
+    body["metadata"]["namespace"] = namespace
+    accepted, output = kubectl.try_create(body)
+    assert not accepted and "spec.catalog.database" in output
