@@ -16,9 +16,11 @@ import pytest
 
 from constants import BUCKET
 from e2e.conftest import OperatorFactory, condition, condition_is, export_task, status_is
+from e2e.test_schedules import children, new_db, schedule, uid_of
 from localdev.kube import Kubectl
 from localdev.standin import parquet
 from localdev.standin.server import StandInServer
+from localdev.waiting import wait_until
 
 KIND = "rdsexporttasks"
 # The Hive types the catalog writes, as DuckDB names the Parquet columns it reads.
@@ -169,3 +171,41 @@ def test_admission_refuses_a_database_glue_cannot_hold(
     body["metadata"]["namespace"] = namespace
     accepted, output = kubectl.try_create(body)
     assert not accepted and "spec.catalog.database" in output
+
+
+def test_a_latest_schedule_repoints_the_same_names_to_its_newest_export(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, rds_client: Any, operator_factory: OperatorFactory
+) -> None:
+    db = new_db(rds_client)
+    database = f"e2e_{uuid.uuid4().hex[:8]}"
+    body = schedule("nightly", db)
+    body["spec"]["exportTemplate"]["catalog"] = {"database": database, "mode": "Latest"}
+    kubectl.apply(body, "-n", namespace)
+    uid = uid_of(kubectl, namespace, "nightly")
+    operator_factory()
+    aws.standin.write_parquet("nightly-*")
+
+    exports: list[str] = []
+    seen: set[str] = set()
+    for n in (1, 2):
+        aws.standin.create_db_snapshot(db)
+        wait_until(lambda n=n: len(children(kubectl, namespace, uid)) == n, timeout=60, what=f"export {n}")
+        (name,) = {k["metadata"]["name"] for k in children(kubectl, namespace, uid)} - seen
+        seen.add(name)
+        aws.standin.set_task(started(kubectl, namespace, name), status="COMPLETE")
+        obj = kubectl.wait_for(
+            KIND, name, namespace, condition_is("Cataloged", status="True"), timeout=60, what="Cataloged"
+        )
+        exports.append(obj["status"]["exportTaskIdentifier"])
+        tables = glue_tables(aws, database)
+        assert sorted(tables) == ["postgres_public_customers", "postgres_public_order_items", "postgres_public_orders"]
+        location = tables["postgres_public_orders"]["StorageDescriptor"]["Location"]
+        assert f"/{exports[-1]}/postgres/public.orders/" in location
+        assert (
+            tables["postgres_public_orders"]["Parameters"]["rdsexport.dev/owner"]
+            == f"RdsExportSchedule/{namespace}/nightly"
+        )
+
+    versions = client(aws, "glue").get_table_versions(DatabaseName=database, TableName="postgres_public_orders")
+    locations = {v["Table"]["StorageDescriptor"]["Location"] for v in versions["TableVersions"]}
+    assert any(f"/{exports[0]}/" in loc for loc in locations)  # the previous export stays as a table version
