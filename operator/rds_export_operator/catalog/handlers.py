@@ -43,12 +43,14 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
 
-def needs_catalog(spec: Mapping[str, Any], status: Mapping[str, Any], body: kopf.Body, **_: Any) -> bool:
-    """spec.catalog set, the export COMPLETE, its table report settled (or off), and no final registration
-    for this generation of the spec."""
+def needs_catalog(
+    spec: Mapping[str, Any], status: Mapping[str, Any], body: kopf.Body, *, reports: bool = True, **_: Any
+) -> bool:
+    """spec.catalog set, the export COMPLETE, its table report settled (or off: for the object, or for the
+    operator, ``reports``), and no final registration for this generation of the spec."""
     if not spec.get("catalog") or status.get("status") != "COMPLETE":
         return False
-    report_on = spec.get("tableReport", "Enabled") != "Disabled"
+    report_on = reports and spec.get("tableReport", "Enabled") != "Disabled"
     if report_on and (not _condition(status, "TablesComplete") or status.get("tablesPendingSince")):
         return False
     cond = _condition(status, CATALOGED)
@@ -83,9 +85,12 @@ class CatalogHandlers:
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         registry._spawning.append(
-            spawning.timer(self.catalog, "catalog", when=needs_catalog, initial_delay=1.0, interval=60.0)
+            spawning.timer(self.catalog, "catalog", when=self.needs_catalog, initial_delay=1.0, interval=60.0)
         )
         kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="uncatalog", when=needs_removal)(self.remove)
+
+    def needs_catalog(self, **kwargs: Any) -> bool:
+        return needs_catalog(**kwargs, reports=self.config.table_report)
 
     def catalog(self, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         # Decide on one version of the body (kopf replaces a timer's body in place as events arrive).

@@ -67,6 +67,12 @@ def test_the_timer_runs_only_for_complete_exports_with_a_settled_report(
     assert needs_catalog(spec, status, body(spec, status)) is wanted
 
 
+def test_without_the_operators_table_report_the_timer_does_not_wait_for_one() -> None:
+    status = {"status": "COMPLETE"}
+    assert not needs_catalog(SPEC, status, body(SPEC, status))
+    assert needs_catalog(SPEC, status, body(SPEC, status), reports=False)
+
+
 def test_only_delete_objects_that_registered_hold_a_finalizer() -> None:
     delete = {**SPEC, "catalog": {"database": "analytics", "catalogDeletionPolicy": "Delete"}}
     assert needs_removal(delete, {"catalog": {"database": "analytics"}})
