@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import duckdb
 import pytest
 
 from constants import BUCKET
@@ -23,8 +22,6 @@ from localdev.standin.server import StandInServer
 from localdev.waiting import wait_until
 
 KIND = "rdsexporttasks"
-# The Hive types the catalog writes, as DuckDB names the Parquet columns it reads.
-DUCKDB_TYPES = {"bigint": "BIGINT", "int": "INTEGER", "string": "VARCHAR", "double": "DOUBLE", "boolean": "BOOLEAN"}
 
 
 def client(aws: StandInServer, service: str) -> Any:
@@ -41,37 +38,6 @@ def started(kubectl: Kubectl, namespace: str, name: str) -> str:
 def glue_tables(aws: StandInServer, database: str) -> dict[str, dict[str, Any]]:
     pages = client(aws, "glue").get_paginator("get_tables").paginate(DatabaseName=database)
     return {t["Name"]: t for page in pages for t in page["TableList"]}
-
-
-def query(aws: StandInServer, table: dict[str, Any], sql: str, tmp: Path) -> tuple[Any, ...]:
-    """Run ``sql`` over a view ``t`` of the Glue table: the Parquet files under its Location (every batch
-    folder), read with only the catalog's columns, each checked to be of the catalog's type."""
-    location = table["StorageDescriptor"]["Location"]
-    bucket, prefix = location.removeprefix("s3://").split("/", 1)
-    s3 = client(aws, "s3")
-    paths = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            name = item["Key"].rsplit("/", 1)[-1]
-            if name.startswith(("_", ".")):  # _SUCCESS markers: Hive and Athena skip them too
-                continue
-            path = tmp / item["Key"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-            paths.append(str(path))
-    assert paths, f"no data under {location}"
-    columns = table["StorageDescriptor"]["Columns"]
-    with duckdb.connect() as con:
-        listed = ", ".join(f"'{p}'" for p in paths)
-        con.execute(f"CREATE VIEW files AS SELECT * FROM read_parquet([{listed}])")
-        written = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE files)").fetchall())
-        for column in columns:
-            assert written[column["Name"]] == DUCKDB_TYPES[column["Type"]], (column, written)
-        selected = ", ".join(f'"{c["Name"]}"' for c in columns)
-        con.execute(f"CREATE VIEW t AS SELECT {selected} FROM files")
-        row = con.execute(sql).fetchone()
-    assert row is not None
-    return tuple(row)
 
 
 def test_an_export_registers_each_complete_table_and_its_location_answers_queries(
@@ -126,15 +92,21 @@ def test_an_export_registers_each_complete_table_and_its_location_answers_querie
 
     # The engine reads every batch folder with the catalog's columns and types: the stand-in's rows come back.
     spec = parquet.TABLES["orders"]
-    count, customers, total = query(
-        aws, orders, "SELECT count(*), sum(customer_id), sum(CAST(total AS DECIMAL(12,2))) FROM t", tmp_path
+    count, customers, total = parquet.query(
+        client(aws, "s3"),
+        orders,
+        "SELECT count(*), sum(customer_id), sum(CAST(total AS DECIMAL(12,2))) FROM t",
+        tmp_path,
     )
     assert count == spec.rows and spec.batches == 2
     assert customers == spec.total("customer_id")
     assert total == sum(Decimal(spec.columns[2].value(i)) for i in range(spec.rows))
     items = parquet.TABLES["order_items"]
-    assert query(
-        aws, tables[f"postgres_public_order_items_{suffix}"], "SELECT count(*), sum(quantity) FROM t", tmp_path
+    assert parquet.query(
+        client(aws, "s3"),
+        tables[f"postgres_public_order_items_{suffix}"],
+        "SELECT count(*), sum(quantity) FROM t",
+        tmp_path,
     ) == (
         items.rows,
         items.total("quantity"),

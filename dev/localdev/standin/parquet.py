@@ -136,3 +136,44 @@ def data_files(target: str) -> dict[str, bytes]:
             files[f"{base}part-00000-{uuid.uuid4()}.gz.parquet"] = path.read_bytes()
             files[f"{base}_SUCCESS"] = b""
     return files
+
+
+# The Hive types the catalog writes, as DuckDB names the Parquet columns it reads.
+DUCKDB_TYPES = {"bigint": "BIGINT", "int": "INTEGER", "string": "VARCHAR", "double": "DOUBLE", "boolean": "BOOLEAN"}
+
+
+class CatalogMismatch(AssertionError):
+    """A Glue column that the Parquet files do not hold with that type."""
+
+
+def query(s3: Any, table: dict[str, Any], sql: str, workdir: Path) -> tuple[Any, ...]:
+    """Run ``sql`` over a view ``t`` of a Glue table, as an engine reading the catalog would: the Parquet files
+    under its Location (every batch folder; ``_``/``.`` files skipped, as Hive and Athena do), read with only the
+    catalog's columns, each checked to be of the catalog's type. ``s3``: a boto3 S3 client."""
+    import duckdb
+
+    location = table["StorageDescriptor"]["Location"]
+    bucket, prefix = location.removeprefix("s3://").split("/", 1)
+    paths = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].rsplit("/", 1)[-1].startswith(("_", ".")):
+                continue
+            path = workdir / item["Key"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            paths.append(str(path))
+    if not paths:
+        raise CatalogMismatch(f"no data under {location}")
+    columns = table["StorageDescriptor"]["Columns"]
+    with duckdb.connect() as con:
+        listed = ", ".join(f"'{p}'" for p in paths)
+        con.execute(f"CREATE VIEW files AS SELECT * FROM read_parquet([{listed}])")
+        written = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE files)").fetchall())
+        for column in columns:
+            if written.get(column["Name"]) != DUCKDB_TYPES.get(column["Type"]):
+                raise CatalogMismatch(f"catalog column {column} but the files hold {written.get(column['Name'])}")
+        selected = ", ".join(f'"{c["Name"]}"' for c in columns)
+        con.execute(f"CREATE VIEW t AS SELECT {selected} FROM files")
+        row = con.execute(sql).fetchone()
+    return tuple(row or ())
