@@ -10,7 +10,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from constants import BUCKET
@@ -25,9 +24,7 @@ KIND = "rdsexporttasks"
 
 
 def client(aws: StandInServer, service: str) -> Any:
-    return boto3.client(
-        service, endpoint_url=aws.url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
-    )
+    return aws.session().client(service, endpoint_url=aws.url)  # type: ignore[call-overload]
 
 
 def started(kubectl: Kubectl, namespace: str, name: str) -> str:
