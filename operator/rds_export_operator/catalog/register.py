@@ -113,7 +113,6 @@ class Pass:
     created: int = 0
     adopted: int = 0
     repointed: int = 0
-    calls: int = 0
     left_out: list[schema.LeftOut] = field(default_factory=list)
 
 
@@ -169,7 +168,6 @@ class Registrar:
             export = schema.Export(where.identifier, where.bucket, where.folder, where.owner)
             plan = schema.plan(entries, spec.naming, export)
             self.glue.ensure_database(where.region, spec.database, identity=where.identity)
-            done.calls += 1
             todo = plan.registrations[cursor : cursor + self.batch]
             for registration in todo:
                 self._one(spec, where, registration, done)
@@ -179,6 +177,8 @@ class Registrar:
             result.status["catalog"] = _catalog(spec, previous, cursor, done)
             if isinstance(error, ValueError):  # the table files are not JSON: final, as the table report says
                 return _final(result, "False", "Malformed", f"the export's table files cannot be read: {error}")
+            if error.kind is ErrorKind.TERMINAL:  # Glue refuses the database itself (InvalidInput): not retried
+                return _final(result, "False", "GlueRefused", f"{error.operation}: {error.code}: {error.message}")
             if error.kind is ErrorKind.LIMIT_REACHED:
                 reason = "CatalogFull"
             else:
@@ -216,22 +216,18 @@ class Registrar:
         existing = None
         if spec.mode == LATEST:
             existing = self.glue.get_table(region, database, registration.name, identity=identity)
-            done.calls += 1
         if existing is None:
             try:
                 self.glue.create_table(region, database, table_input, identity=identity)
-                done.calls += 1
                 done.created += 1
                 return
             except AwsError as error:
-                done.calls += 1
                 if error.kind is ErrorKind.TERMINAL:
                     done.left_out.append(schema.LeftOut(registration.target, "Refused", error.message[:256]))
                     return
                 if error.kind is not ErrorKind.ALREADY_EXISTS:
                     raise
             existing = self.glue.get_table(region, database, registration.name, identity=identity)
-            done.calls += 1
             if existing is None:  # deleted in between: the next pass creates it
                 raise AwsError(ErrorKind.RETRYABLE, "TableVanished", registration.name, "GetTable")
         parameters = existing.get("Parameters") or {}
@@ -244,7 +240,6 @@ class Registrar:
             self.glue.update_table(
                 region, database, table_input, version_id=existing.get("VersionId"), identity=identity
             )
-            done.calls += 1
             done.repointed += 1
         else:
             message = f"{registration.name} is registered for export {parameters.get(schema.EXPORT)}"

@@ -185,3 +185,24 @@ def test_the_pacer_spaces_calls_without_holding_its_lock_while_waiting() -> None
         pacer.wait()
     assert slept == [0.25, 0.5, 0.75, 1.0]
     assert not pacer._lock.locked()
+
+
+def test_malformed_table_files_are_final_not_retried(aws: Counter[str]) -> None:
+    name = "rds/exp-1/export_tables_info_exp-1_from_1_to_3.json"
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=name, Body=b"{not json")
+    result = registrar(aws).register(CatalogSpec("analytics"), where("exp-1"), {})
+    cond = result.status["conditions"][0]
+    assert (cond.status, cond.reason, result.retry_after) == ("False", "Malformed", None)
+    assert aws["CreateTable"] == 0
+
+
+class RefusingDatabase(Throttled):
+    def ensure_database(self, region: str, name: str, **_: Any) -> bool:
+        raise AwsError(ErrorKind.TERMINAL, "InvalidInputException", "bad name", "CreateDatabase")
+
+
+def test_a_database_glue_refuses_is_final(aws: Counter[str]) -> None:
+    seed("exp-1", 1)
+    result = Registrar(RefusingDatabase(), S3()).register(CatalogSpec("analytics"), where("exp-1"), {})  # type: ignore[arg-type]
+    cond = result.status["conditions"][0]
+    assert (cond.status, cond.reason, result.retry_after) == ("False", "GlueRefused", None)
