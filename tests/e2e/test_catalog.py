@@ -132,14 +132,24 @@ def test_delete_policy_removes_only_this_exports_tables(
     assert {t["Parameters"]["rdsexport.dev/export"] for t in remaining.values()} == {kept}
 
 
-@pytest.mark.parametrize("database", ["Bad-Name", "x" * 256])
-def test_admission_refuses_a_database_glue_cannot_hold(
-    kubectl: Kubectl, namespace: str, snapshot_arn: str, crd: None, database: str
+@pytest.mark.parametrize(
+    ("catalog", "refused"),
+    [
+        ({"database": "Bad-Name"}, "spec.catalog.database"),
+        ({"database": "x" * 256}, "spec.catalog.database"),
+        ({"database": "ok", "tablePattern": "<db>_<schema>"}, "tablePattern must contain <table>"),
+        ({"database": "ok", "tablePattern": "<table>-<db>"}, "spec.catalog.tablePattern"),
+        ({"database": "ok", "mode": "Latest", "tablePattern": "<table>_<export>"}, "tablePattern cannot hold <export>"),
+        ({"database": "ok", "mode": "Newest"}, "spec.catalog.mode"),
+    ],
+)
+def test_admission_refuses_a_catalog_glue_cannot_hold(
+    kubectl: Kubectl, namespace: str, snapshot_arn: str, crd: None, catalog: dict[str, Any], refused: str
 ) -> None:
-    body = export_task("bad", snapshot_arn, catalog={"database": database})
+    body = export_task("bad", snapshot_arn, catalog=catalog)
     body["metadata"]["namespace"] = namespace
     accepted, output = kubectl.try_create(body)
-    assert not accepted and "spec.catalog.database" in output
+    assert not accepted and refused in output, output
 
 
 def test_a_latest_schedule_repoints_the_same_names_to_its_newest_export(
