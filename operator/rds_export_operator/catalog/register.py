@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from rds_export_operator.api import status as st
 from rds_export_operator.aws.errors import AwsError, ErrorKind
 from rds_export_operator.aws.identity import Identity
-from rds_export_operator.aws.s3 import S3Object
+from rds_export_operator.aws.s3 import ObjectTooLarge, S3Object
 from rds_export_operator.catalog import schema
 from rds_export_operator.exports.reconcile import Event, Result, RetryPolicy, backoff
 
@@ -34,7 +34,8 @@ PER_EXPORT, LATEST = "PerExport", "Latest"
 RETAIN, DELETE = "Retain", "Delete"
 MAX_LISTED = 20  # tables named in status.catalog.leftOut
 MAX_FILES = 500
-MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_FILE_BYTES = 8 * 1024 * 1024  # as the table report (tables/parsing.py) reads them
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
 
 
 class Catalog(Protocol):
@@ -118,15 +119,20 @@ class Pass:
 
 # --- the seam: the tables engineer's streaming parser replaces this when the branches merge ----------------------
 def read_entries(s3: Reader, where: Where) -> list[object] | None:
-    """Every ``perTableStatus`` entry of the export's table files in file order; None if there are none (yet)."""
+    """Every ``perTableStatus`` entry of the export's table files in file order; None if there are none (yet).
+    ValueError if the files are not JSON or larger than the table report reads (8 MiB each, 64 MiB together)."""
     pattern = re.compile(rf"export_tables_info_{re.escape(where.identifier)}_from_(\d{{1,12}})_to_\d{{1,12}}\.json")
     prefix = f"{where.folder}export_tables_info_{where.identifier}_from_"
     listed, _ = s3.list(where.region, where.bucket, prefix, limit=MAX_FILES, identity=where.identity)
-    numbered = sorted((int(m.group(1)), o.key) for o in listed if (m := pattern.fullmatch(o.key[len(where.folder) :])))
+    numbered = sorted(
+        (int(m.group(1)), o.key, o.size) for o in listed if (m := pattern.fullmatch(o.key[len(where.folder) :]))
+    )
     if not numbered:
         return None
+    if sum(size for _, _, size in numbered) > MAX_TOTAL_BYTES:
+        raise ValueError(f"the table files are larger than {MAX_TOTAL_BYTES} bytes together")
     entries: list[object] = []
-    for _, key in numbered:
+    for _, key, _ in numbered:
         data = s3.get(where.region, where.bucket, key, max_bytes=MAX_FILE_BYTES, identity=where.identity)
         loaded = json.loads(data) if data else {}
         listed_entries = loaded.get("perTableStatus") if isinstance(loaded, dict) else None
@@ -172,10 +178,10 @@ class Registrar:
             for registration in todo:
                 self._one(spec, where, registration, done)
                 cursor += 1
-        except (AwsError, ValueError) as error:
+        except (AwsError, ValueError, ObjectTooLarge) as error:
             self.on_pass(done)
             result.status["catalog"] = _catalog(spec, previous, cursor, done)
-            if isinstance(error, ValueError):  # the table files are not JSON: final, as the table report says
+            if not isinstance(error, AwsError):  # not JSON, or too large: final, as the table report says
                 return _final(result, "False", "Malformed", f"the export's table files cannot be read: {error}")
             if error.kind is ErrorKind.TERMINAL:  # Glue refuses the database itself (InvalidInput): not retried
                 return _final(result, "False", "GlueRefused", f"{error.operation}: {error.code}: {error.message}")
