@@ -23,6 +23,7 @@ from rds_export_operator.aws.tenancy import Tenancy
 from rds_export_operator.catalog.register import (
     CATALOGED,
     DELETE,
+    REGISTERING,
     Catalog,
     CatalogSpec,
     Pass,
@@ -82,6 +83,9 @@ class CatalogHandlers:
         self.config, self.metrics, self.identities = config, metrics, identities
         self.registrar = Registrar(glue, s3, on_pass=self._count)
         self.tenancy = Tenancy.parse(config.tenancy)
+        # uid -> Glue/S3 failures in a row: kopf's ``retry`` also counts the passes that made progress, which
+        # would start a throttled export's backoff at its maximum. Only registrations that are failing are held.
+        self._failures: dict[str, int] = {}
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         registry._spawning.append(
@@ -107,10 +111,15 @@ class CatalogHandlers:
         if refusal:  # final for this generation: the spec (or the grant) must change
             self._apply(_final("NotGranted", refusal), body, patch)
             return
-        result = self.registrar.register(spec, where, body.status, attempt=retry)
+        uid = body.metadata.uid or ""
+        result = self.registrar.register(spec, where, body.status, attempt=self._failures.get(uid, 0))
         self._apply(result, body, patch)
+        cond = result.status["conditions"][0]
+        if result.retry_after is not None and cond.reason != REGISTERING:
+            self._failures[uid] = self._failures.get(uid, 0) + 1
+        else:
+            self._failures.pop(uid, None)
         if result.retry_after is not None:
-            cond = result.status["conditions"][0]
             raise kopf.TemporaryError(f"catalog: {cond.reason}: {cond.message}", delay=result.retry_after)
 
     def remove(self, body: kopf.Body, retry: int = 0, **_: Any) -> None:

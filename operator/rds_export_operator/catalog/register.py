@@ -30,6 +30,7 @@ from rds_export_operator.catalog import schema
 from rds_export_operator.exports.reconcile import Event, Result, RetryPolicy, backoff
 
 CATALOGED = "Cataloged"
+REGISTERING = "Registering"  # the Cataloged reason while passes make progress
 PER_EXPORT, LATEST = "PerExport", "Latest"
 RETAIN, DELETE = "Retain", "Delete"
 MAX_LISTED = 20  # tables named in status.catalog.leftOut
@@ -195,7 +196,7 @@ class Registrar:
         result.status["catalog"] = catalog
         if cursor < len(plan.registrations):
             message = f"{catalog['tablesRegistered']} of {len(plan.registrations)} tables registered so far"
-            result.status["conditions"] = [st.Condition(CATALOGED, "Unknown", "Registering", message)]
+            result.status["conditions"] = [st.Condition(CATALOGED, "Unknown", REGISTERING, message)]
             result.retry_after = 0.1
             return result
         refused = [schema.LeftOut(**x) for x in catalog["leftOut"] or []]

@@ -7,8 +7,10 @@ from typing import Any
 import kopf
 import pytest
 
+from rds_export_operator.api.status import Condition
 from rds_export_operator.catalog import handlers
 from rds_export_operator.catalog.handlers import CatalogHandlers, needs_catalog, needs_removal, owner_of
+from rds_export_operator.exports.reconcile import Result
 from rds_export_operator.runtime.metrics import Metrics
 from rds_export_operator.runtime.settings import parse
 
@@ -101,3 +103,36 @@ def test_a_database_outside_the_namespaces_grant_is_final_without_any_call(monke
     conditions = patch["status"]["conditions"]
     assert [(c["type"], c["status"], c["reason"]) for c in conditions] == [("Cataloged", "False", "NotGranted")]
     assert events == [("Warning", "CatalogNotGranted")]
+
+
+class ScriptedRegistrar:
+    """Answers passes from a script of condition reasons; records the attempt each pass was given."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        self.attempts: list[int] = []
+
+    def register(self, spec: Any, where: Any, status: Any, *, attempt: int = 0) -> Result:
+        self.attempts.append(attempt)
+        reason = self.reasons.pop(0)
+        result = Result(retry_after=None if reason == "Registered" else 1.0)
+        result.status["conditions"] = [
+            Condition("Cataloged", "True" if reason == "Registered" else "Unknown", reason, "")
+        ]
+        return result
+
+
+def test_backoff_counts_failures_in_a_row_not_passes_that_made_progress() -> None:
+    config = parse(["--default-region", "eu-west-1"])
+    wiring = CatalogHandlers(config, NoGlue(), NoGlue(), Metrics())  # type: ignore[arg-type]
+    script = ScriptedRegistrar(
+        ["Registering", "Registering", "GlueUnavailable", "GlueUnavailable", "Registering", "Registered"]
+    )
+    wiring.registrar = script  # type: ignore[assignment]
+    status = {"status": "COMPLETE"}
+    for _ in range(5):
+        with pytest.raises(kopf.TemporaryError):
+            wiring.catalog(body(SPEC, status), kopf.Patch(), retry=7)
+    wiring.catalog(body(SPEC, status), kopf.Patch(), retry=7)
+    assert script.attempts == [0, 0, 0, 1, 2, 0]
+    assert wiring._failures == {}
