@@ -50,15 +50,15 @@ def wire(config: settings.Settings, metrics: Metrics) -> tuple[kopf.OperatorRegi
     )
     wiring.register(registry)
     schedule_handlers.register(registry, config, metrics.observe_call, wiring.identities)
-    if config.table_report:  # reads S3 as the namespace's identity, the one its exports run as
-        s3 = S3(
-            observe=metrics.observe_call,
-            timeout=config.aws_timeout,
-            identities=wiring.identities,
-            connections=config.max_workers,
-        )
+    # The table report and the catalog read the export's info files as the namespace's identity (its exports').
+    s3 = S3(
+        observe=metrics.observe_call,
+        timeout=config.aws_timeout,
+        identities=wiring.identities,
+        connections=config.max_workers,
+    )
+    if config.table_report:
         TableReportHandlers(config, s3, wiring.identities).register(registry)
-    # Glue tables from each export's schema (spec.catalog), as the namespace's identity; reads the info files too.
     glue = Glue(
         calls_per_second=config.glue_calls_per_second,
         observe=metrics.observe_call,
@@ -66,8 +66,7 @@ def wire(config: settings.Settings, metrics: Metrics) -> tuple[kopf.OperatorRegi
         identities=wiring.identities,
         connections=config.max_workers,
     )
-    catalog_s3 = S3(observe=metrics.observe_call, timeout=config.aws_timeout, identities=wiring.identities)
-    CatalogHandlers(config, glue, catalog_s3, metrics, wiring.identities).register(registry)
+    CatalogHandlers(config, glue, s3, metrics, wiring.identities).register(registry)
 
     memories = ResourceMemories()  # kopf's per-object memory, swept of finished objects' bodies
     idle_bodies.register(registry, memories)
