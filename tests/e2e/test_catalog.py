@@ -188,3 +188,38 @@ def test_a_latest_schedule_repoints_the_same_names_to_its_newest_export(
     versions = client(aws, "glue").get_table_versions(DatabaseName=database, TableName="postgres_public_orders")
     locations = {v["Table"]["StorageDescriptor"]["Location"] for v in versions["TableVersions"]}
     assert any(f"/{exports[0]}/" in loc for loc in locations)  # the previous export stays as a table version
+
+
+def test_a_crash_between_glue_calls_leaves_no_gap_and_no_second_registration(
+    kubectl: Kubectl, namespace: str, aws: StandInServer, snapshot_arn: str, operator_factory: OperatorFactory
+) -> None:
+    tables = 1100  # three passes of at most 500
+    first = operator_factory("--glue-calls-per-second=40")
+    database = f"e2e_{uuid.uuid4().hex[:8]}"
+    kubectl.apply(export_task("big", snapshot_arn, catalog={"database": database}), "-n", namespace)
+    ident = started(kubectl, namespace, "big")
+    aws.standin.table_outcomes(ident, {f"postgres.public.t{i:04}": "COMPLETE" for i in range(tables - 3)})
+    aws.standin.set_task(ident, status="COMPLETE")
+
+    # SIGKILL in the middle of the second pass: its progress was never written.
+    kubectl.wait_for(
+        KIND,
+        "big",
+        namespace,
+        lambda o: o.get("status", {}).get("catalog", {}).get("next") == 500,
+        timeout=120,
+        what="a pass",
+    )
+    wait_until(lambda: len(glue_tables(aws, database)) > 650, timeout=60, what="the second pass under way")
+    first.kill()
+    registered_before = len(glue_tables(aws, database))
+    assert 500 < registered_before < tables
+
+    operator_factory("--glue-calls-per-second=40")
+    obj = kubectl.wait_for(
+        KIND, "big", namespace, condition_is("Cataloged", status="True"), timeout=180, what="Cataloged"
+    )
+    assert obj["status"]["catalog"]["tablesRegistered"] == tables and obj["status"]["catalog"]["tablesLeftOut"] == 0
+    registered = glue_tables(aws, database)
+    assert len(registered) == tables  # no gap; a name is registered once, and each for this export
+    assert {t["Parameters"]["rdsexport.dev/export"] for t in registered.values()} == {ident}
