@@ -10,8 +10,10 @@ from collections.abc import Sequence
 import kopf
 from kopf._core.reactor.inventory import ResourceMemories
 
+from rds_export_operator.aws.glue import Glue
 from rds_export_operator.aws.rds import Rds
 from rds_export_operator.aws.s3 import S3
+from rds_export_operator.catalog.handlers import CatalogHandlers
 from rds_export_operator.exports import handlers
 from rds_export_operator.runtime import health, idle_bodies, settings
 from rds_export_operator.runtime.kubeapi import KubeApi
@@ -35,6 +37,7 @@ def configure_logging(config: settings.Settings) -> None:
         f"Daemon 'sync' failed temporarily: {handlers.UP_TO_DATE}",
         "Handler 'track' succeeded",
         "Timer 'tables' succeeded",
+        "Timer 'catalog' succeeded",
     )
     logging.getLogger("kopf.objects").addFilter(lambda r: not r.getMessage().startswith(quiet))
 
@@ -47,14 +50,23 @@ def wire(config: settings.Settings, metrics: Metrics) -> tuple[kopf.OperatorRegi
     )
     wiring.register(registry)
     schedule_handlers.register(registry, config, metrics.observe_call, wiring.identities)
-    if config.table_report:  # reads S3 as the namespace's identity, the one its exports run as
-        s3 = S3(
-            observe=metrics.observe_call,
-            timeout=config.aws_timeout,
-            identities=wiring.identities,
-            connections=config.max_workers,
-        )
+    # The table report and the catalog read the export's info files as the namespace's identity (its exports').
+    s3 = S3(
+        observe=metrics.observe_call,
+        timeout=config.aws_timeout,
+        identities=wiring.identities,
+        connections=config.max_workers,
+    )
+    if config.table_report:
         TableReportHandlers(config, s3, wiring.identities).register(registry)
+    glue = Glue(
+        calls_per_second=config.glue_calls_per_second,
+        observe=metrics.observe_call,
+        timeout=config.aws_timeout,
+        identities=wiring.identities,
+        connections=config.max_workers,
+    )
+    CatalogHandlers(config, glue, s3, metrics, wiring.identities).register(registry)
 
     memories = ResourceMemories()  # kopf's per-object memory, swept of finished objects' bodies
     idle_bodies.register(registry, memories)

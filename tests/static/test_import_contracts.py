@@ -60,6 +60,12 @@ def test_the_house_keeps_every_contract() -> None:
             "rds_export_operator.api.status -> rds_export_operator.aws.errors",
         ),
         (
+            "catalog/schema.py",
+            "from rds_export_operator.catalog import register",
+            "catalog/: handlers -> registration",
+            "rds_export_operator.catalog.schema -> rds_export_operator.catalog.register",
+        ),
+        (
             "aws/errors.py",
             "from rds_export_operator.exports import slots",
             "Capabilities sit above the runtime",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from localdev.standin import parquet
 from localdev.standin.rds_exports import TERMINAL, ExportService, Task
 
 DEFAULT_TABLES = ("postgres.public.customers", "postgres.public.orders", "postgres.public.order_items")
@@ -44,16 +45,16 @@ _DATABASE_WARNING = "The database has no tables that can be exported"
 _COLUMNS = (
     ("id", "bigint", "int64", 0, 64, 0),
     ("customer_id", "integer", "int32", 0, 32, 0),
-    ("name", "character varying", "string", 255, 0, 0),
-    ("created_at", "timestamp without time zone", "string", 0, 0, 6),
-    ("amount", "numeric", "string", 0, 12, 0),
+    ("name", "character varying", "binary (UTF8)", 255, 0, 0),
+    ("created_at", "timestamp without time zone", "binary (UTF8)", 0, 0, 6),
+    ("amount", "numeric", "binary (UTF8)", 0, 12, 0),
     ("active", "boolean", "boolean", 0, 0, 0),
-    ("payload", "jsonb", "string", 0, 0, 0),
-    ("external_ref", "uuid", "string", 0, 0, 0),
+    ("payload", "jsonb", "binary (UTF8)", 0, 0, 0),
+    ("external_ref", "uuid", "binary (UTF8)", 0, 0, 0),
     ("quantity", "smallint", "int32", 0, 16, 0),
-    ("born_on", "date", "string", 0, 0, 0),
+    ("born_on", "date", "binary (UTF8)", 0, 0, 0),
     ("ratio", "double precision", "double", 0, 53, 0),
-    ("notes", "text", "string", 0, 0, 0),
+    ("notes", "text", "binary (UTF8)", 0, 0, 0),
 )
 logger = logging.getLogger(__name__)
 _SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[a-z0-9-]+/(?P<service>[a-z0-9-]+)/")
@@ -88,12 +89,24 @@ class TableFiles:
     shapes: list[tuple[str, Shape]] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     denied: set[str] = field(default_factory=set)
+    data: list[str] = field(default_factory=list)  # identifier patterns whose COMPLETE tables get Parquet data
 
     def clear(self) -> None:
         self.outcomes.clear()
         self.shapes.clear()
         self.held.clear()
         self.denied.clear()
+        self.data.clear()
+
+    def data_of(self, task: Task) -> dict[str, bytes]:
+        """The Parquet files of the task's COMPLETE tables (``parquet.py``), if its identifier asks for data."""
+        if not any(fnmatch.fnmatchcase(task.identifier, p) for p in self.data):
+            return {}
+        files: dict[str, bytes] = {}
+        for target, status in self.tables_of(task):
+            if status == "COMPLETE":
+                files.update(parquet.data_files(target))
+        return files
 
     def shape_of(self, task: Task) -> Shape:
         return next((s for p, s in reversed(self.shapes) if fnmatch.fnmatchcase(task.identifier, p)), Shape())
@@ -217,7 +230,7 @@ def _entry(target: str, outcome: str, index: int, columns: int) -> dict[str, Any
         "tableStatistics": {
             "partitioningInfo": {"numberOfPartitions": 1, "numberOfCompletedPartitions": int(outcome == "COMPLETE")}
         },
-        "schemaMetadata": {"originalTypeMappings": [_column(k) for k in range(columns)]},
+        "schemaMetadata": {"originalTypeMappings": _mappings(target, columns)},
         "status": outcome,
         "sizeGB": round(0.0001 * (1 + index % 97), 6),
         "target": target,
@@ -225,6 +238,14 @@ def _entry(target: str, outcome: str, index: int, columns: int) -> dict[str, Any
     if outcome == "FAILED":
         entry["warningMessage"] = _FAILED_REASON
     return entry
+
+
+def _mappings(target: str, columns: int) -> list[dict[str, Any]]:
+    """A table's columns: those of its Parquet data (``parquet.py``, so the catalog reads what the data holds) for
+    the stand-in's named tables, else ``columns`` generated ones."""
+    if target.rsplit(".", 1)[-1] in parquet.TABLES:
+        return parquet.type_mappings(target)
+    return [_column(k) for k in range(columns)]
 
 
 def _column(k: int) -> dict[str, Any]:
@@ -364,6 +385,12 @@ class S3Controls:
         if self._tables.is_held(task):
             return
         try:
-            put_files(task, self._tables.files_of(task))
+            put_files(task, itertools.chain(self._tables.data_of(task).items(), self._tables.files_of(task)))
         except Exception:  # a test's odd bucket must not turn DescribeExportTasks into a 500
             logger.exception("stand-in: could not write the info files of %s", task.identifier)
+
+    def write_parquet(self, pattern: str) -> None:
+        """Tasks whose identifier matches ``pattern`` also write real Parquet data for their COMPLETE tables
+        (:mod:`localdev.standin.parquet`) when they complete. Off by default: benchmarks export thousands."""
+        with self._lock:
+            self._tables.data.append(pattern)

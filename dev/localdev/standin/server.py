@@ -32,9 +32,10 @@ in-process): ``seed``, ``set_task``, ``task``, ``tasks``, ``reset``, ``mode``, `
 S3 is moto's, with the export's info files (:mod:`localdev.standin.s3`): a task that becomes COMPLETE (by its
 script, ``set_task`` or ``seed``) gets ``export_info_<id>.json`` and ``export_tables_info_<id>_from_1_to_N.json``
 under ``<prefix>/<id>/`` in its bucket (created when missing). Controls: ``table_outcomes`` (which tables FAILED or
-were SKIPPED), ``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a
-FAILED task, or raw bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket);
-``s3_calls`` lists the S3 requests with the role each ran as.
+were SKIPPED), ``write_parquet`` (real Parquet data for the complete tables, :mod:`localdev.standin.parquet`),
+``hold_table_files`` (files appear only when ``write_table_files`` is called: late, or for a FAILED task, or raw
+bytes such as malformed JSON), ``deny_bucket`` (S3 answers 403 AccessDenied for the bucket); ``s3_calls`` lists
+the S3 requests with the role each ran as. Glue (the catalog) is moto's, unchanged.
 """
 
 from __future__ import annotations

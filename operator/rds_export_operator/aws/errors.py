@@ -13,6 +13,9 @@ ExportTask = dict[str, Any]  # one ExportTask as the API returns it (PascalCase 
 
 START, DESCRIBE, CANCEL = "StartExportTask", "DescribeExportTasks", "CancelExportTask"
 LIST_OBJECTS, GET_OBJECT = "ListObjectsV2", "GetObject"  # the table report (s3.py)
+# The catalog (glue.py)
+CREATE_DATABASE, CREATE_TABLE, GET_TABLE, UPDATE_TABLE = "CreateDatabase", "CreateTable", "GetTable", "UpdateTable"
+GET_TABLES, DELETE_TABLES = "GetTables", "BatchDeleteTable"
 
 
 class ErrorKind(Enum):
@@ -80,6 +83,14 @@ _S3_COMMON = {
     "403": ErrorKind.UNAUTHORIZED,
     "NoSuchKey": ErrorKind.NOT_FOUND,
 }
+# Glue: an existing table or database is adoption (the caller checks whose it is), a bad name or type is the
+# table's own problem, a full catalog (ResourceNumberLimitExceeded) waits for room; the rest is retried.
+_GLUE = {
+    "AlreadyExistsException": ErrorKind.ALREADY_EXISTS,
+    "EntityNotFoundException": ErrorKind.NOT_FOUND,
+    "InvalidInputException": ErrorKind.TERMINAL,
+    "ResourceNumberLimitExceededException": ErrorKind.LIMIT_REACHED,
+}
 _BY_OPERATION: dict[str, dict[str, ErrorKind]] = {
     START: {
         **{code: ErrorKind.TERMINAL for code in SPEC_CODES},
@@ -93,6 +104,7 @@ _BY_OPERATION: dict[str, dict[str, ErrorKind]] = {
     # S3 (the export's info files): a missing object or bucket is "not there (yet)"; a disabled account is denied.
     LIST_OBJECTS: dict(_S3_COMMON),
     GET_OBJECT: dict(_S3_COMMON),
+    **{op: dict(_GLUE) for op in (CREATE_DATABASE, CREATE_TABLE, GET_TABLE, UPDATE_TABLE, GET_TABLES, DELETE_TABLES)},
 }
 
 

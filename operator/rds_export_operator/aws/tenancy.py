@@ -3,7 +3,8 @@ cluster operator (Helm value), not by the namespace's users. Checked before any 
 first describe of an observed task (what AWS reports); a refusal is terminal for that spec.
 
 The policy is JSON: ``{"<namespace>" | "*": {"accounts": [...], "regions": [...], "iamRoleArns": [...],
-"sourceArns": [...], "s3Buckets": [...], "kmsKeys": [...], "identifiers": [...]}}``; each list holds shell-style
+"sourceArns": [...], "s3Buckets": [...], "kmsKeys": [...], "identifiers": [...],
+"glueDatabases": [...]}}``; each list holds shell-style
 patterns (``fnmatch``) and defaults to ``["*"]``. ``identifiers`` names the export tasks not started by the
 namespace's own objects that it may observe or adopt (a task another namespace's object owns is never its own,
 whatever the grant says: ``exports.ownership``). No policy at all allows everything (single-tenant clusters);
@@ -22,6 +23,7 @@ from rds_export_operator.api.spec import ExportSpec, SpecError, parse_arn
 
 _KEYS = {"accounts": "accounts", "regions": "regions", "iamRoleArns": "iam_role_arns"}
 _KEYS |= {"sourceArns": "source_arns", "s3Buckets": "s3_buckets", "kmsKeys": "kms_keys", "identifiers": "identifiers"}
+_KEYS |= {"glueDatabases": "glue_databases"}  # spec.catalog.database (catalog/)
 GRANT_KEYS = tuple(_KEYS)  # every key a grant accepts (the chart's schema must accept each: a static test checks)
 
 
@@ -34,6 +36,7 @@ class Grant:
     s3_buckets: tuple[str, ...] = ("*",)
     kms_keys: tuple[str, ...] = ("*",)
     identifiers: tuple[str, ...] = ("*",)
+    glue_databases: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,17 @@ class Tenancy:
         return _check(
             self._grant(namespace), namespace, region=region, source=source_arn, bucket=None, role=None, key=None
         )
+
+    def catalog_refusal(self, namespace: str, database: str) -> str | None:
+        """Why ``namespace`` may not register tables in the Glue database ``database``, or None if it may."""
+        if self.grants is None:
+            return None
+        grant = self._grant(namespace)
+        if grant is None:
+            return f"namespace {namespace} is not granted any AWS account by the operator's tenancy policy"
+        if not any(fnmatchcase(database, p) for p in grant.glue_databases):
+            return f"namespace {namespace} may not use Glue database {database}"
+        return None
 
     def task_refusal(self, namespace: str, task: Mapping[str, Any]) -> str | None:
         """Why ``namespace`` may not see this task as AWS reports it (for Observe), or None if it may."""

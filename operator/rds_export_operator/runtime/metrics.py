@@ -112,6 +112,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.catalog_tables = Counter(
+            "rds_export_catalog_tables",
+            "Glue tables handled by catalog registration, by outcome (created, adopted, repointed, left_out)",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def observe_call(self, operation: str, outcome: str, seconds: float) -> None:
         self.aws_calls.labels(operation, outcome).inc()
         self.aws_latency.labels(operation).observe(seconds)

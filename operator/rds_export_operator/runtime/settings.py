@@ -182,6 +182,9 @@ class Settings:
     table_report_wait: float = setting(
         900.0, "seconds missing info files or S3 errors are retried before the report is Unknown", check=NOT_NEGATIVE
     )
+    glue_calls_per_second: float = setting(
+        10.0, "AWS Glue calls per second at most, all catalog registrations together (0: unpaced)", check=NOT_NEGATIVE
+    )
     # Fixed, not settings: kopf's watch request timeouts.
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330

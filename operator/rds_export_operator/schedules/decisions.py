@@ -40,7 +40,7 @@ TABLES_COMPLETE = "TablesComplete"  # the child's table report condition (tables
 READY = "Ready"
 SNAPSHOT_TYPES = ("automated", "manual", "awsbackup", "any")
 TEMPLATE_FIELDS = ("s3BucketName", "iamRoleArn", "kmsKeyId", "s3Prefix", "exportOnly", "deletionPolicy")
-TEMPLATE_EXTRA = ("ttlSecondsAfterFinished",)
+TEMPLATE_EXTRA = ("ttlSecondsAfterFinished", "catalog")
 REQUIRED_TEMPLATE_FIELDS = ("s3BucketName", "iamRoleArn", "kmsKeyId")
 PLACEHOLDERS = (
     "scheduleName",

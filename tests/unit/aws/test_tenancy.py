@@ -85,3 +85,11 @@ def test_an_observed_task_is_checked_against_what_aws_reports(grant: str, allowe
     policy = Tenancy.parse(f'{{"team-a": {grant}}}')
     assert (policy.task_refusal("team-a", TASK) is None) is allowed
     assert Tenancy.parse("").task_refusal("team-a", TASK) is None
+
+
+def test_glue_databases_are_granted_by_pattern() -> None:
+    policy = Tenancy.parse('{"team-a": {"glueDatabases": ["team_a_*"]}}')
+    assert policy.catalog_refusal("team-a", "team_a_analytics") is None
+    assert "may not use Glue database analytics" in (policy.catalog_refusal("team-a", "analytics") or "")
+    assert "not granted" in (policy.catalog_refusal("team-b", "team_a_analytics") or "")
+    assert Tenancy.parse("").catalog_refusal("anyone", "anything") is None
