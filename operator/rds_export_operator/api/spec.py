@@ -106,6 +106,17 @@ class ExportSpec:
         return self.creates and self.deletion_policy is DeletionPolicy.CANCEL
 
 
+def parse_object_spec(spec: Mapping[str, Any], meta: Mapping[str, Any], default_region: str) -> ExportSpec:
+    """``parse_spec`` of an object: its namespace, name and UID from its metadata."""
+    return parse_spec(
+        spec,
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        uid=str(meta.get("uid") or ""),
+        default_region=default_region,
+    )
+
+
 def parse_spec(spec: Mapping[str, Any], *, namespace: str, name: str, uid: str, default_region: str) -> ExportSpec:
     """Validate what admission may not have (objects stored before a CRD upgrade) and resolve defaults."""
     try:

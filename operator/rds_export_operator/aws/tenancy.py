@@ -80,14 +80,7 @@ class Tenancy:
 
     def identifier_refusal(self, namespace: str, identifier: str) -> str | None:
         """Why ``namespace`` may not observe or adopt this task, started outside its own objects, or None."""
-        if self.grants is None:
-            return None
-        grant = self._grant(namespace)
-        if grant is None:
-            return f"namespace {namespace} is not granted any AWS account by the operator's tenancy policy"
-        if not any(fnmatchcase(identifier, p) for p in grant.identifiers):
-            return f"namespace {namespace} may not observe or adopt export task {identifier}"
-        return None
+        return self._pattern_refusal(namespace, "identifiers", identifier, "observe or adopt export task")
 
     def source_refusal(self, namespace: str, source_arn: str) -> str | None:
         """Why ``namespace`` may not read this source (a schedule's DB instance or cluster ARN), or None."""
@@ -100,13 +93,17 @@ class Tenancy:
 
     def catalog_refusal(self, namespace: str, database: str) -> str | None:
         """Why ``namespace`` may not register tables in the Glue database ``database``, or None if it may."""
+        return self._pattern_refusal(namespace, "glue_databases", database, "use Glue database")
+
+    def _pattern_refusal(self, namespace: str, key: str, value: str, what: str) -> str | None:
+        """Why ``namespace``'s grant does not list ``value`` under ``key`` (a ``Grant`` field), or None."""
         if self.grants is None:
             return None
         grant = self._grant(namespace)
         if grant is None:
             return f"namespace {namespace} is not granted any AWS account by the operator's tenancy policy"
-        if not any(fnmatchcase(database, p) for p in grant.glue_databases):
-            return f"namespace {namespace} may not use Glue database {database}"
+        if not any(fnmatchcase(value, p) for p in getattr(grant, key)):
+            return f"namespace {namespace} may not {what} {value}"
         return None
 
     def task_refusal(self, namespace: str, task: Mapping[str, Any]) -> str | None:

@@ -16,7 +16,7 @@ import kopf
 
 from rds_export_operator.api import status as st
 from rds_export_operator.api.names import GROUP, PLURAL, VERSION
-from rds_export_operator.api.spec import SpecError, parse_spec
+from rds_export_operator.api.spec import SpecError, parse_object_spec
 from rds_export_operator.aws.errors import AwsError
 from rds_export_operator.aws.identity import Identities, Identity, IdentityUnavailable, Refusal
 from rds_export_operator.aws.tenancy import Tenancy
@@ -141,13 +141,7 @@ class CatalogHandlers:
     def _where(self, body: kopf.Body) -> Where | Result:
         meta, status = body.metadata, body.status
         try:
-            spec = parse_spec(
-                body.spec,
-                namespace=meta.namespace or "",
-                name=meta.name or "",
-                uid=meta.uid or "",
-                default_region=self.config.default_region,
-            )
+            spec = parse_object_spec(body.spec, meta, self.config.default_region)
         except SpecError as exc:
             return _final("InvalidSpec", str(exc))
         bucket = status.get("s3Bucket") or spec.s3_bucket_name

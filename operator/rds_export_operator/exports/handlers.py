@@ -20,7 +20,7 @@ import kopf
 
 from rds_export_operator.api import status as st
 from rds_export_operator.api.names import ANNOTATION_PREFIX, COMPONENT, FINALIZER, GROUP, PLURAL, VERSION, WATCHED
-from rds_export_operator.api.spec import ExportSpec, SpecError, parse_spec
+from rds_export_operator.api.spec import ExportSpec, SpecError, parse_object_spec
 from rds_export_operator.aws import regions
 from rds_export_operator.aws.identity import Identities
 from rds_export_operator.aws.rds import Rds
@@ -231,13 +231,7 @@ class Handlers:
 
     def _region(self, spec: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         try:
-            parsed = parse_spec(
-                spec,
-                namespace=str(meta.get("namespace") or ""),
-                name=str(meta.get("name") or ""),
-                uid=str(meta.get("uid") or ""),
-                default_region=self.config.default_region,
-            )
+            parsed = parse_object_spec(spec, meta, self.config.default_region)
         except SpecError:
             return ""  # an invalid spec starts nothing: it owns no task
         return parsed.region
@@ -402,13 +396,7 @@ class Handlers:
         """The typed spec, or None after reporting why it cannot be acted on (a terminal condition and an Event)."""
         meta = body.metadata
         try:
-            return parse_spec(
-                body.spec,
-                namespace=meta.namespace or "",
-                name=meta.name or "",
-                uid=meta.uid or "",
-                default_region=self.config.default_region,
-            )
+            return parse_object_spec(body.spec, meta, self.config.default_region)
         except SpecError as exc:
             self._apply(refused("InvalidSpec", str(exc)), None, body, patch)
             return None

@@ -19,7 +19,7 @@ from typing import Any, cast
 import kopf
 
 from rds_export_operator.api import status as st
-from rds_export_operator.api.spec import SpecError, parse_spec
+from rds_export_operator.api.spec import SpecError, parse_object_spec
 from rds_export_operator.aws.identity import Identities
 from rds_export_operator.exports.ownership import OWNED
 from rds_export_operator.exports.reconcile import Result
@@ -91,13 +91,7 @@ class TableReportHandlers:
         body = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
         status, meta = body.status, body.metadata
         try:
-            spec = parse_spec(
-                body.spec,
-                namespace=meta.namespace or "",
-                name=meta.name or "",
-                uid=meta.uid or "",
-                default_region=self.config.default_region,
-            )
+            spec = parse_object_spec(body.spec, meta, self.config.default_region)
         except SpecError as exc:  # the sync handler has said why; make the report final so the timer stops
             self._apply(_final_unknown("InvalidSpec", str(exc)), body, patch)
             return
