@@ -166,6 +166,12 @@ class Rule:
         return self.selector is not None and self.selector.matches(labels)
 
 
+EMPTY_MAPPING = (
+    'the mapping is empty: say which identity a namespace gets ({"default": "operator"} for the operator\'s own, '
+    '{"default": "none"} for none, or rules)'
+)
+
+
 @dataclass(frozen=True)
 class IdentityMapping:
     """The parsed mapping (immutable; a reload replaces it whole). ``IdentityMapping()``: single tenant."""
@@ -205,12 +211,18 @@ class IdentityMapping:
 
     @classmethod
     def from_configmap_data(cls, data: Mapping[str, str] | None) -> IdentityMapping:
-        """The mapping held by a ConfigMap's ``data`` (key ``identities.json``); no data at all: no mapping."""
+        """The mapping held by a ConfigMap's ``data`` (key ``identities.json``). An empty one (no data, blank, or
+        neither rules nor a default) is refused like an invalid one, so the last good mapping stays in force: the
+        operator's own identity for every namespace is said explicitly (``{"default": "operator"}``), never a
+        consequence of an edit that emptied the ConfigMap (issue 23)."""
         if not data:
-            return cls()
+            raise MappingError([EMPTY_MAPPING])
         if DATA_KEY not in data:
             raise MappingError([f"the ConfigMap has no key {DATA_KEY} (it has: {', '.join(sorted(data))})"])
-        return cls.parse(data[DATA_KEY])
+        mapping = cls.parse(data[DATA_KEY])
+        if mapping.default is None and not mapping.rules:
+            raise MappingError([EMPTY_MAPPING])
+        return mapping
 
     @classmethod
     def from_object(cls, raw: Any) -> IdentityMapping:

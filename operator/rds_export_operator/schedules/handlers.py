@@ -181,7 +181,9 @@ class ScheduleHandlers:
         """The namespace's AWS identity (as its exports run), or None: the operator's own (no mapping)."""
         if self.identities is None:
             return None
-        resolved = self.identities.resolve(namespace)
+        # usable, not resolve: a namespace whose own AssumeRole is refused gets no listing another namespace of
+        # the same role fetched (the cache is shared by role).
+        resolved = self.identities.usable(namespace)
         if isinstance(resolved, Refusal):
             raise _Refused(f"{resolved.reason}: {resolved.message}")
         return resolved

@@ -25,7 +25,7 @@ DESCRIBE_SNAPSHOTS, DESCRIBE_CLUSTER_SNAPSHOTS = "DescribeDBSnapshots", "Describ
 DESCRIBE_CLUSTERS = "DescribeDBClusters"
 # region, "instance" | "cluster" | "live", source identifier, snapshot type, and the identity (role ARN, "" for the
 # operator's own): an answer is only shared between schedules that list as the same identity.
-Key = tuple[str, str, str, str, str]
+Key = tuple[str, str, str, str, str, str]  # region, kind, source, type, role, external id
 
 
 @dataclass
@@ -121,7 +121,8 @@ class SnapshotCache:
     def get(
         self, region: str, kind: str, source: str, snapshot_type: str, identity: Identity | None = None
     ) -> list[Snapshot]:
-        key: Key = (region, kind, source, snapshot_type, (identity.role_arn or "") if identity else "")
+        role, external_id = (identity.role_arn or "", identity.external_id or "") if identity else ("", "")
+        key: Key = (region, kind, source, snapshot_type, role, external_id)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and self.clock() - entry.at < self.ttl:

@@ -213,9 +213,20 @@ def test_every_problem_is_reported_at_once() -> None:
     # rules[2] repeats rules[0]'s namespace, but rules[0] is invalid: that shows once rules[0] is fixed.
 
 
+@pytest.mark.parametrize(
+    "data", [None, {}, {"identities.json": ""}, {"identities.json": "{}"}, {"identities.json": '{"rules": []}'}]
+)
+def test_an_empty_configmap_is_refused_not_read_as_the_operators_identity(data: dict[str, str] | None) -> None:
+    # Bug (issue 23, review): an edit that emptied the ConfigMap gave every namespace, also those refused by
+    # "default": "none", the operator's own identity. Refused like an invalid mapping: the last good one stays.
+    with pytest.raises(MappingError, match="the mapping is empty"):
+        IdentityMapping.from_configmap_data(data)
+
+
 def test_configmap_data() -> None:
-    assert IdentityMapping.from_configmap_data(None) == IdentityMapping()
-    assert IdentityMapping.from_configmap_data({}) == IdentityMapping()
+    assert IdentityMapping.from_configmap_data({"identities.json": '{"default": "operator"}'}).effective_default == (
+        "operator"
+    )
     good = json.dumps({"rules": [{"namespace": "a", "roleArn": ROLE_A}]})
     assert len(IdentityMapping.from_configmap_data({"identities.json": good}).rules) == 1
     with pytest.raises(MappingError, match=r"the ConfigMap has no key identities.json \(it has: identities.yaml\)"):
