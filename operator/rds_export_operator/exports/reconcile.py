@@ -356,7 +356,7 @@ class Reconciler:
         fields = st.task_fields(task)
         new, old = fields["status"], status.get("status")
         result.status.update(fields)
-        for stale in ("queuedSince", "waitingSince"):
+        for stale in ("queuedSince", "waitingSince", "notFoundSince"):
             if status.get(stale):
                 result.status[stale] = None
         result.status["conditions"] = [
@@ -379,11 +379,12 @@ class Reconciler:
         else:
             message = f"no export task {spec.identifier} in {spec.region} to observe"
             now = self.clock()
-            since = st.parse_time(status.get("waitingSince")) or now
+            # its own field: waitingSince may hold an earlier "not yet" wait of this object as a Create
+            since = st.parse_time(status.get("notFoundSince")) or now
             if now - since >= timedelta(seconds=self.policy.observe_wait):  # never known: stop watching for it
                 waited = f"{message}: AWS has not known it since {st.rfc3339(since)}"
                 return _terminal(result, "ExportTaskNotFound", waited)
-            result.status["waitingSince"] = st.rfc3339(since)
+            result.status["notFoundSince"] = st.rfc3339(since)
             message = f"{message}; watched until {st.rfc3339(since + timedelta(seconds=self.policy.observe_wait))}"
             if status.get("status") == st.QUEUED:  # switched from Create while queued: no longer waits
                 result.status.update({"status": None, "queuedSince": None})

@@ -481,7 +481,7 @@ def test_an_observe_of_a_task_aws_never_knew_fails_after_the_deadline(rds: FakeR
     policy = RetryPolicy(poll_interval=30.0, observe_wait=600.0)
     reconciler = Reconciler(_check_protocol(rds), policy, random.Random(1), clock=lambda: now[0])
     first = reconciler.sync(OBSERVE, {})
-    assert first.status["waitingSince"] == "2026-12-04T12:00:00Z" and not st.is_finished(status_of(first))
+    assert first.status["notFoundSince"] == "2026-12-04T12:00:00Z" and not st.is_finished(status_of(first))
     now[0] += timedelta(seconds=599)
     assert not st.is_finished(status_of(reconciler.sync(OBSERVE, status_of(first))))
     now[0] += timedelta(seconds=1)
@@ -805,3 +805,15 @@ def test_congestion_of_our_own_threads_writes_nothing_and_looks_again_soon(
     result = reconciler.sync(SPEC, {**OWNED, "status": "IN_PROGRESS"}, attempt=12)
     assert result.status == {} and result.events == []
     assert result.retry_after is not None and result.retry_after <= 2
+
+
+def test_an_earlier_not_yet_wait_does_not_shorten_an_observes_deadline(rds: FakeRds) -> None:
+    # Bug (review of the merge): the Observe deadline read waitingSince, which a Create's "not yet" wait (busy
+    # source) had set long before: switched to Observe, the object failed ExportTaskNotFound at once.
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    policy = RetryPolicy(poll_interval=30.0, observe_wait=600.0)
+    reconciler = Reconciler(_check_protocol(rds), policy, random.Random(1), clock=lambda: now)
+    earlier = st.rfc3339(now - timedelta(hours=2))
+    result = reconciler.sync(OBSERVE, {"waitingSince": earlier})
+    assert not st.is_finished(status_of(result))
+    assert result.status["notFoundSince"] == st.rfc3339(now)
