@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -31,6 +32,7 @@ from rds_export_operator.catalog.register import (
     Registrar,
     Where,
 )
+from rds_export_operator.exports.ownership import OWNED
 from rds_export_operator.exports.reconcile import Event, Result
 from rds_export_operator.runtime import spawning
 from rds_export_operator.runtime.metrics import Metrics
@@ -47,9 +49,10 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
 def needs_catalog(
     spec: Mapping[str, Any], status: Mapping[str, Any], body: kopf.Body, *, reports: bool = True, **_: Any
 ) -> bool:
-    """spec.catalog set, the export COMPLETE, its table report settled (or off: for the object, or for the
-    operator, ``reports``), and no final registration for this generation of the spec."""
-    if not spec.get("catalog") or status.get("status") != "COMPLETE":
+    """spec.catalog set, the export COMPLETE and this namespace's (started or adopted: an Observe of another
+    tenant's task registers nothing), its table report settled (or off: for the object, or for the operator,
+    ``reports``), and no final registration for this generation of the spec."""
+    if not spec.get("catalog") or status.get("status") != "COMPLETE" or status.get("ownership") not in OWNED:
         return False
     report_on = reports and spec.get("tableReport", "Enabled") != "Disabled"
     if report_on and (not _condition(status, "TablesComplete") or status.get("tablesPendingSince")):
@@ -129,7 +132,13 @@ class CatalogHandlers:
             raise kopf.TemporaryError(f"catalog: {exc.message}", delay=min(300, 5 * 2**retry)) from exc
         if isinstance(where, Result):
             return  # nothing can be acted on: never block the deletion for it
-        spec = CatalogSpec.parse(body.spec.get("catalog") or {})
+        # The database the tables were registered in (status), not the spec's, which an edit may have changed.
+        registered = str((body.status.get("catalog") or {}).get("database") or "")
+        spec = replace(CatalogSpec.parse(body.spec.get("catalog") or {}), database=registered)
+        refusal = self.tenancy.catalog_refusal(body.metadata.namespace or "", registered)
+        if refusal:  # the grant no longer covers it: delete nothing there, never block the deletion for it
+            kopf.event(body, type="Warning", reason="CatalogNotDeleted", message=refusal)
+            return
         try:
             failed = self.registrar.remove(spec, where)
         except AwsError as error:

@@ -66,11 +66,21 @@ def cond(kind: str, status: str, generation: int = 2) -> dict[str, Any]:
 def test_the_timer_runs_only_for_complete_exports_with_a_settled_report(
     spec: dict[str, Any], status: dict[str, Any], wanted: bool
 ) -> None:
+    status = {"ownership": "Started", **status}
     assert needs_catalog(spec, status, body(spec, status)) is wanted
 
 
+@pytest.mark.parametrize("ownership", ["Observed", None])
+def test_an_export_the_namespace_did_not_start_or_adopt_is_never_cataloged(ownership: str | None) -> None:
+    # Bug (review of the merge): an Observe object of another tenant's task (tableReport Disabled) registered
+    # that export's tables in this namespace's database; the table report already read only owned exports.
+    status = {"status": "COMPLETE", "ownership": ownership, "conditions": [cond("TablesComplete", "True")]}
+    assert not needs_catalog(SPEC, status, body(SPEC, status))
+    assert not needs_catalog(SPEC, status, body(SPEC, status), reports=False)
+
+
 def test_without_the_operators_table_report_the_timer_does_not_wait_for_one() -> None:
-    status = {"status": "COMPLETE"}
+    status = {"status": "COMPLETE", "ownership": "Adopted"}
     assert not needs_catalog(SPEC, status, body(SPEC, status))
     assert needs_catalog(SPEC, status, body(SPEC, status), reports=False)
 
@@ -136,3 +146,33 @@ def test_backoff_counts_failures_in_a_row_not_passes_that_made_progress() -> Non
     wiring.catalog(body(SPEC, status), kopf.Patch(), retry=7)
     assert script.attempts == [0, 0, 0, 1, 2, 0]
     assert wiring._failures == {}
+
+
+class RecordingRegistrar:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove(self, spec: Any, where: Any) -> list[str]:
+        self.removed.append(spec.database)
+        return []
+
+
+@pytest.mark.parametrize(
+    ("grants", "removed", "event"),
+    [("", ["analytics"], "CatalogDeleted"), ('{"team-a": {"glueDatabases": ["other"]}}', [], "CatalogNotDeleted")],
+)
+def test_deletion_removes_from_the_database_registered_in_and_only_within_the_grant(
+    monkeypatch: pytest.MonkeyPatch, grants: str, removed: list[str], event: str
+) -> None:
+    # Bug (review of the merge): removal used spec.catalog.database, which an edit may change after registering
+    # (tables left behind in the old one, GetTables paged over a database of another team), without the grant.
+    events: list[str] = []
+    monkeypatch.setattr(handlers.kopf, "event", lambda obj, type, reason, message: events.append(reason))
+    config = parse([*(["--tenancy", grants] if grants else []), "--default-region", "eu-west-1"])
+    wiring = CatalogHandlers(config, NoGlue(), NoGlue(), Metrics())  # type: ignore[arg-type]
+    registrar = RecordingRegistrar()
+    wiring.registrar = registrar  # type: ignore[assignment]
+    edited = {**SPEC, "catalog": {"database": "team_b", "catalogDeletionPolicy": "Delete"}}
+    wiring.remove(body(edited, {"status": "COMPLETE", "catalog": {"database": "analytics"}}))
+    assert registrar.removed == removed
+    assert events == [event]
