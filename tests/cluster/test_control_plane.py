@@ -286,7 +286,8 @@ def test_the_charts_user_roles_reach_the_builtin_roles(
 ) -> None:
     release = f"agg-{uuid.uuid4().hex[:6]}"
     rendered = subprocess.run(
-        [control_plane.helm, "template", release, str(CHART), "--namespace", namespace],
+        # tenancyMode: the user roles are aggregated into admin and edit only once a tenancy mode is chosen
+        [control_plane.helm, "template", release, str(CHART), "--namespace", namespace, "--set", "tenancyMode=single"],
         env=control_plane.env(),
         capture_output=True,
         text=True,

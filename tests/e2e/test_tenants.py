@@ -99,7 +99,10 @@ def test_free_slots_go_round_robin_between_namespaces(
     names = [f"hog-{i}" for i in range(8)]
     kubectl.apply(as_list([export_task(name, snapshot_arn) for name in names]), "-n", hog)
     first = wait_for_statuses(
-        kubectl, hog, lambda s: len(s.get("QUEUED", [])) == 3, "5 of the hog's exports started, 3 queued"
+        kubectl,
+        hog,
+        lambda s: len(s.get("QUEUED", [])) == 3 and len(s.get("STARTING", [])) == 5,  # the queued ones may show first
+        "5 of the hog's exports started, 3 queued",
     )
     running, waiting = first["STARTING"], first["QUEUED"]
     kubectl.apply(export_task("small", snapshot_arn), "-n", small)
