@@ -148,7 +148,9 @@ class Registrar:
         except Unavailable as problem:  # missing, incomplete, too large, archived or refused: as the report says
             if problem.retryable:
                 return self._retry(result, problem.reason, problem.message, attempt)
-            return _final(result, "False", problem.reason, f"the export's table files cannot be read: {problem.message}")
+            return _final(
+                result, "False", problem.reason, f"the export's table files cannot be read: {problem.message}"
+            )
         try:
             self.glue.ensure_database(where.region, spec.database, identity=where.identity)
             for registration in plan.registrations:

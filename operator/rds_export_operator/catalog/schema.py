@@ -3,9 +3,10 @@
 
 The entry is the table report's streamed ``tables.entries.TableEntry`` (``shared/rds-export-api.md``): ``target``
 (``db.schema.table``, or ``db.table`` for MySQL, whose schema is the database), ``status`` and the columns of
-``schemaMetadata.originalTypeMappings``. Columns are typed from ``exported_type`` (``expectedExportedType`` (what RDS wrote into Parquet: Postgres dates, timestamps and
-numerics arrive as strings; ``int64`` is ``bigint``)), never from the original type, which is kept as the column's
-comment. Entries without a dot in their target are database-level entries, not tables: they are ignored.
+``schemaMetadata.originalTypeMappings``. Columns are typed from ``exported_type`` (``expectedExportedType``:
+what RDS wrote into Parquet; Postgres dates, timestamps and numerics arrive as strings, ``int64`` is ``bigint``),
+never from the original type, which is kept as the column's comment. Entries without a dot in their target are
+database-level entries, not tables: they are ignored.
 
 The type text has been seen as ``int32``, ``int64``, ``double``, ``boolean`` and ``binary (UTF8)`` (code that
 reads real exports); the other forms follow Parquet's own notation (a primitive, an optional length, an optional
