@@ -15,6 +15,7 @@ logical annotation in parentheses) and are unverified. An unknown type leaves th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -56,6 +57,7 @@ _INT_ANNOTATIONS |= {"uint_8": "smallint", "uint_16": "int", "uint_32": "bigint"
 _NAME_CHARS = re.compile(r"[^a-z0-9_]+")
 
 
+@functools.lru_cache(maxsize=1024)  # a pass maps every column of the export: a few dozen distinct type texts
 def glue_type(exported: object) -> str | None:
     """The Hive type Glue and Athena read a column of this Parquet type as, or None if it is not known."""
     if not isinstance(exported, str):
