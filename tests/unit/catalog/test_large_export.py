@@ -9,7 +9,6 @@ from typing import Any
 
 from localdev.standin.rds_exports import Task
 from localdev.standin.s3 import Shape, TableFiles
-
 from rds_export_operator.aws.identity import Identity
 from rds_export_operator.aws.s3 import CHUNK, S3Object
 from rds_export_operator.catalog.register import CatalogSpec, Registrar, Where
