@@ -191,7 +191,7 @@ def test_a_pass_plans_its_window_and_counts_the_rest() -> None:
 
 
 # No whitespace or control characters: tables.entries folds their runs into one space (for display), so such a
-# target is not kept exactly (noted in the seam's report; Postgres and MySQL names rarely hold them).
+# target is not kept exactly (Postgres and MySQL names rarely hold them).
 _PART = hs.text(
     hs.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), blacklist_characters="."),
     min_size=1,
