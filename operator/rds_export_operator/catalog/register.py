@@ -194,6 +194,7 @@ class Registrar:
 
     def _entries(self, where: Where) -> Iterator[TableEntry | None]:
         """The export's entries, one file streamed at a time; every problem as the table report's ``Unavailable``."""
+        # Only COMPLETE exports are registered (handlers.needs_catalog): export_info must say COMPLETE too.
         target = Target(where.region, where.bucket, where.folder, where.identifier, "COMPLETE")
         try:
             files, _ = checked_files(self.s3, target, self.files, where.identity)
