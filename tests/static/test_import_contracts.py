@@ -66,6 +66,18 @@ def test_the_house_keeps_every_contract() -> None:
             "rds_export_operator.catalog.schema -> rds_export_operator.catalog.register",
         ),
         (
+            "tables/parsing.py",
+            "from rds_export_operator.catalog import schema",
+            "Capabilities sit above the runtime",
+            "rds_export_operator.tables.parsing -> rds_export_operator.catalog.schema",
+        ),
+        (
+            "catalog/register.py",
+            "from rds_export_operator.schedules import decisions",
+            "Capabilities sit above the runtime",
+            "rds_export_operator.catalog.register -> rds_export_operator.schedules.decisions",
+        ),
+        (
             "aws/errors.py",
             "from rds_export_operator.exports import slots",
             "Capabilities sit above the runtime",

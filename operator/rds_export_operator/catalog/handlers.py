@@ -28,7 +28,6 @@ from rds_export_operator.catalog.register import (
     Catalog,
     CatalogSpec,
     Pass,
-    Reader,
     Registrar,
     Where,
 )
@@ -37,6 +36,7 @@ from rds_export_operator.exports.reconcile import Event, Result
 from rds_export_operator.runtime import spawning
 from rds_export_operator.runtime.metrics import Metrics
 from rds_export_operator.runtime.settings import Settings
+from rds_export_operator.tables.report import Reader
 
 logger = logging.getLogger(__name__)
 SCHEDULE_KIND = "RdsExportSchedule"

@@ -1,8 +1,11 @@
 """Register one finished export's tables in Glue, in bounded passes that resume where the last one stopped.
 
-A pass reads the export's table entries, plans the tables (``schema.plan``: deterministic for the same files),
-makes sure the database exists and registers the planned tables from ``status.catalog.next`` on, at most
-``batch`` of them; the status it returns carries the new cursor and counts, written in one patch. A crash
+A pass streams the export's table files one at a time, as the table report reads them (``tables.report``: the
+names' ranges tile 1..M, export_info is final, each file holds its range), and plans the tables as they pass
+(``schema.plan``: deterministic for the same files); it keeps only the registrations from ``status.catalog.next``
+on, at most ``batch`` of them, and the tables' names, so memory does not grow with the schemas of a 50,000-table
+export (each pass reads the files again to reach its cursor). It then makes sure the database exists and
+registers them; the status it returns carries the new cursor and counts, written in one patch. A crash
 between Glue calls repeats at most one pass's calls: a table that exists already and is this object's for this
 export is adopted (AlreadyExists is not a failure), so nothing is registered twice and nothing is skipped.
 
@@ -15,9 +18,7 @@ the pass and retry with backoff: never a verdict on the export.
 
 from __future__ import annotations
 
-import json
 import random
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,18 +26,26 @@ from typing import Any, Protocol
 from rds_export_operator.api import status as st
 from rds_export_operator.aws.errors import AwsError, ErrorKind
 from rds_export_operator.aws.identity import Identity
-from rds_export_operator.aws.s3 import ObjectTooLarge, S3Object
+from rds_export_operator.aws.s3 import ObjectTooLarge
 from rds_export_operator.catalog import schema
 from rds_export_operator.exports.reconcile import Event, Result, RetryPolicy, backoff
+from rds_export_operator.tables import parsing
+from rds_export_operator.tables.entries import Malformed, TableEntry
+from rds_export_operator.tables.report import (
+    Reader,
+    ReportPolicy,
+    Target,
+    Unavailable,
+    checked_files,
+    open_file,
+    unavailable,
+)
 
 CATALOGED = "Cataloged"
 REGISTERING = "Registering"  # the Cataloged reason while passes make progress
 PER_EXPORT, LATEST = "PerExport", "Latest"
 RETAIN, DELETE = "Retain", "Delete"
-MAX_LISTED = 20  # tables named in status.catalog.leftOut
-MAX_FILES = 500
-MAX_FILE_BYTES = 8 * 1024 * 1024  # as the table report (tables/parsing.py) reads them
-MAX_TOTAL_BYTES = 64 * 1024 * 1024
+MAX_LISTED = schema.MAX_LEFT_OUT  # tables named in status.catalog.leftOut
 
 
 class Catalog(Protocol):
@@ -62,17 +71,6 @@ class Catalog(Protocol):
     def delete_tables(
         self, region: str, database: str, names: list[str], *, identity: Identity | None = None
     ) -> list[str]: ...
-
-
-class Reader(Protocol):
-    """``s3.S3``, or a fake in tests."""
-
-    def list(
-        self, region: str, bucket: str, prefix: str, *, limit: int, identity: Identity | None = None
-    ) -> tuple[list[S3Object], bool]: ...
-    def get(
-        self, region: str, bucket: str, key: str, *, max_bytes: int, identity: Identity | None = None
-    ) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -118,32 +116,6 @@ class Pass:
     left_out: list[schema.LeftOut] = field(default_factory=list)
 
 
-# --- the seam: the tables engineer's streaming parser replaces this when the branches merge ----------------------
-def read_entries(s3: Reader, where: Where) -> list[object] | None:
-    """Every ``perTableStatus`` entry of the export's table files in file order; None if there are none (yet).
-    ValueError if the files are not JSON or larger than the table report reads (8 MiB each, 64 MiB together)."""
-    pattern = re.compile(rf"export_tables_info_{re.escape(where.identifier)}_from_(\d{{1,12}})_to_\d{{1,12}}\.json")
-    prefix = f"{where.folder}export_tables_info_{where.identifier}_from_"
-    listed, _ = s3.list(where.region, where.bucket, prefix, limit=MAX_FILES, identity=where.identity)
-    numbered = sorted(
-        (int(m.group(1)), o.key, o.size) for o in listed if (m := pattern.fullmatch(o.key[len(where.folder) :]))
-    )
-    if not numbered:
-        return None
-    if sum(size for _, _, size in numbered) > MAX_TOTAL_BYTES:
-        raise ValueError(f"the table files are larger than {MAX_TOTAL_BYTES} bytes together")
-    entries: list[object] = []
-    for _, key, _ in numbered:
-        data = s3.get(where.region, where.bucket, key, max_bytes=MAX_FILE_BYTES, identity=where.identity)
-        loaded = json.loads(data) if data else {}
-        listed_entries = loaded.get("perTableStatus") if isinstance(loaded, dict) else None
-        entries += listed_entries if isinstance(listed_entries, list) else []
-    return entries
-
-
-# -------------------------------------------------------------------------------------------------------------------
-
-
 class Registrar:
     def __init__(
         self,
@@ -154,8 +126,10 @@ class Registrar:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         on_pass: Callable[[Pass], None] | None = None,
+        files: ReportPolicy | None = None,
     ) -> None:
-        self.glue, self.s3, self.batch = glue, s3, batch
+        """``files``: the table report's size bounds for the files (streamed: they bound time, not memory)."""
+        self.glue, self.s3, self.batch, self.files = glue, s3, batch, files or ReportPolicy()
         self.policy, self.rng = policy or RetryPolicy(), rng or random.Random()
         self.on_pass = on_pass or (lambda done: None)
 
@@ -168,22 +142,23 @@ class Registrar:
         cursor = int(previous.get("next") or 0)
         done = Pass()
         result = Result()
+        export = schema.Export(where.identifier, where.bucket, where.folder, where.owner)
         try:
-            entries = read_entries(self.s3, where)
-            if entries is None:
-                return self._retry(result, "NoTableFiles", f"no export_tables_info files under {where.folder}", attempt)
-            export = schema.Export(where.identifier, where.bucket, where.folder, where.owner)
-            plan = schema.plan(entries, spec.naming, export)
+            plan = schema.plan(self._entries(where), spec.naming, export, start=cursor, limit=self.batch)
+        except Unavailable as problem:  # missing, incomplete, too large, archived or refused: as the report says
+            if problem.retryable:
+                return self._retry(result, problem.reason, problem.message, attempt)
+            return _final(
+                result, "False", problem.reason, f"the export's table files cannot be read: {problem.message}"
+            )
+        try:
             self.glue.ensure_database(where.region, spec.database, identity=where.identity)
-            todo = plan.registrations[cursor : cursor + self.batch]
-            for registration in todo:
+            for registration in plan.registrations:
                 self._one(spec, where, registration, done)
                 cursor += 1
-        except (AwsError, ValueError, ObjectTooLarge) as error:
+        except AwsError as error:
             self.on_pass(done)
             result.status["catalog"] = _catalog(spec, previous, cursor, done)
-            if not isinstance(error, AwsError):  # not JSON, or too large: final, as the table report says
-                return _final(result, "False", "Malformed", f"the export's table files cannot be read: {error}")
             if error.kind is ErrorKind.TERMINAL:  # Glue refuses the database itself (InvalidInput): not retried
                 return _final(result, "False", "GlueRefused", f"{error.operation}: {error.code}: {error.message}")
             if error.kind is ErrorKind.LIMIT_REACHED:
@@ -194,8 +169,8 @@ class Registrar:
         self.on_pass(done)
         catalog = _catalog(spec, previous, cursor, done)
         result.status["catalog"] = catalog
-        if cursor < len(plan.registrations):
-            message = f"{catalog['tablesRegistered']} of {len(plan.registrations)} tables registered so far"
+        if cursor < plan.total:
+            message = f"{catalog['tablesRegistered']} of {plan.total} tables registered so far"
             result.status["conditions"] = [st.Condition(CATALOGED, "Unknown", REGISTERING, message)]
             result.retry_after = 0.1
             return result
@@ -204,7 +179,7 @@ class Registrar:
         catalog.update(
             next=None,
             refused=None,
-            tablesLeftOut=len(plan.left_out) + catalog["refused"],
+            tablesLeftOut=plan.left_out_count + catalog["refused"],
             leftOut=[{"target": x.target, "reason": x.reason, "message": x.message} for x in left_out[:MAX_LISTED]]
             or None,
         )
@@ -216,6 +191,23 @@ class Registrar:
         )
         result.events.append(Event("Normal" if not left_out else "Warning", CATALOGED, message))
         return _final(result, "True", "Registered" if not left_out else "TablesLeftOut", message)
+
+    def _entries(self, where: Where) -> Iterator[TableEntry | None]:
+        """The export's entries, one file streamed at a time; every problem as the table report's ``Unavailable``."""
+        # Only COMPLETE exports are registered (handlers.needs_catalog): export_info must say COMPLETE too.
+        target = Target(where.region, where.bucket, where.folder, where.identifier, "COMPLETE")
+        try:
+            files, _ = checked_files(self.s3, target, self.files, where.identity)
+            for file in files:
+                yield from parsing.file_entries(file, open_file(self.s3, target, file, self.files, where.identity))
+        except AwsError as error:
+            raise unavailable(error, target) from error
+        except ObjectTooLarge as exc:
+            raise Unavailable("TooLarge", str(exc), retryable=False) from exc
+        except Malformed as exc:
+            raise Unavailable("Malformed", f"{target.url}: not valid JSON: {exc}", retryable=False) from exc
+        except parsing.Mismatch as exc:
+            raise Unavailable("Incomplete", f"{target.url}: {exc}", retryable=True) from exc
 
     def _one(self, spec: CatalogSpec, where: Where, registration: schema.Registration, done: Pass) -> None:
         region, database, identity = where.region, spec.database, where.identity

@@ -1,12 +1,12 @@
 """One table entry of an export's ``export_tables_info_*.json`` -> a Glue ``TableInput``, or why it is left out
 (pure; no I/O, never raises).
 
-The entry is taken exactly as RDS writes it (``shared/rds-export-api.md``): ``target`` (``db.schema.table``, or
-``db.table`` for MySQL, whose schema is the database), ``status`` and ``schemaMetadata.originalTypeMappings``, a
-list of ``{columnName, originalType, expectedExportedType, originalCharMaxLength, originalNumPrecision, ...}``.
-Columns are typed from ``expectedExportedType`` (what RDS wrote into Parquet: Postgres dates, timestamps and
-numerics arrive as strings; ``int64`` is ``bigint``), never from the original type, which is kept as the column's
-comment. Entries without a dot in their target are database-level entries, not tables: they are ignored.
+The entry is the table report's streamed ``tables.entries.TableEntry`` (``shared/rds-export-api.md``): ``target``
+(``db.schema.table``, or ``db.table`` for MySQL, whose schema is the database), ``status`` and the columns of
+``schemaMetadata.originalTypeMappings``. Columns are typed from ``exported_type`` (``expectedExportedType``:
+what RDS wrote into Parquet; Postgres dates, timestamps and numerics arrive as strings, ``int64`` is ``bigint``),
+never from the original type, which is kept as the column's comment. Entries without a dot in their target are
+database-level entries, not tables: they are ignored.
 
 The type text has been seen as ``int32``, ``int64``, ``double``, ``boolean`` and ``binary (UTF8)`` (code that
 reads real exports); the other forms follow Parquet's own notation (a primitive, an optional length, an optional
@@ -15,18 +15,21 @@ logical annotation in parentheses) and are unverified. An unknown type leaves th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from rds_export_operator.tables.entries import Column, TableEntry
 
 DEFAULT_PATTERN = "<db>_<schema>_<table>"
 PLACEHOLDERS = ("<db>", "<schema>", "<table>", "<export>")
 MAX_NAME = 255  # Glue's limit for database, table and column names
 MAX_COMMENT = 255  # Glue's limit for a column comment
-MAX_COLUMNS = 10_000  # more is a broken file, not a table (Postgres allows 1,600 columns; MySQL 4,096)
+MAX_LEFT_OUT = 20  # tables left out kept by name (the rest are counted)
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
@@ -54,6 +57,7 @@ _INT_ANNOTATIONS |= {"uint_8": "smallint", "uint_16": "int", "uint_32": "bigint"
 _NAME_CHARS = re.compile(r"[^a-z0-9_]+")
 
 
+@functools.lru_cache(maxsize=1024)  # a pass maps every column of the export: a few dozen distinct type texts
 def glue_type(exported: object) -> str | None:
     """The Hive type Glue and Athena read a column of this Parquet type as, or None if it is not known."""
     if not isinstance(exported, str):
@@ -120,8 +124,13 @@ class LeftOut:
 
 @dataclass
 class Plan:
+    """One pass's share of an export: its registrations from ``start`` on (at most ``limit``), how many the
+    export has in all, and the tables left out (the first MAX_LEFT_OUT by name, all counted)."""
+
     registrations: list[Registration] = field(default_factory=list)
+    total: int = 0
     left_out: list[LeftOut] = field(default_factory=list)
+    left_out_count: int = 0
     ignored: int = 0  # database-level entries and entries without a target
 
 
@@ -163,27 +172,24 @@ def with_hash(name: str, target: str) -> str:
     return f"{name[: MAX_NAME - len(digest) - 1]}_{digest}"
 
 
-def table_entry(entry: Mapping[str, Any], naming: Naming, export: Export) -> Registration | LeftOut | None:
+def table_entry(entry: TableEntry, naming: Naming, export: Export) -> Registration | LeftOut | None:
     """One entry of ``perTableStatus`` -> what to register; None for a database-level entry."""
-    target = entry.get("target")
-    if not isinstance(target, str) or "." not in target:
+    target = entry.target
+    if "." not in target:
         return None
     shown = target[:256]
     parts = split_target(target)
     name = table_name(target, naming, export.identifier)
     if parts is None or name is None:
         return LeftOut(shown, "BadTarget", f"{shown}: not database.schema.table or database.table")
-    if entry.get("status") != "COMPLETE":
-        status = str(entry.get("status") or "no status")[:32]
-        return LeftOut(shown, "NotComplete", f"{shown}: {status}, not COMPLETE")
-    metadata = entry.get("schemaMetadata")
-    mappings = metadata.get("originalTypeMappings") if isinstance(metadata, Mapping) else None
-    if not isinstance(mappings, list) or not mappings:
+    if entry.status != "COMPLETE":
+        return LeftOut(shown, "NotComplete", f"{shown}: {entry.status or 'no status'}, not COMPLETE")
+    if entry.columns_dropped:  # a nameless or surplus column: a partial schema would misread the Parquet files
+        return LeftOut(shown, "NoSchema", f"{shown}: {entry.columns_dropped} column entries cannot be read")
+    if not entry.columns:
         return LeftOut(shown, "NoSchema", f"{shown}: the export lists no columns for it")
-    if len(mappings) > MAX_COLUMNS:
-        return LeftOut(shown, "NoSchema", f"{shown}: more than {MAX_COLUMNS} columns listed")
     columns = []
-    for mapping in mappings:
+    for mapping in entry.columns:
         column = _column(mapping, shown)
         if isinstance(column, LeftOut):
             return column
@@ -220,43 +226,49 @@ def table_entry(entry: Mapping[str, Any], naming: Naming, export: Export) -> Reg
     )
 
 
-def _column(mapping: object, target: str) -> dict[str, str] | LeftOut:
-    if not isinstance(mapping, Mapping):
-        return LeftOut(target, "NoSchema", f"{target}: a column entry is not an object")
-    name, exported = mapping.get("columnName"), mapping.get("expectedExportedType")
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not name.isprintable():
-        return LeftOut(target, "BadColumn", f"{target}: a column name Glue cannot hold: {str(name)[:64]!r}")
-    hive = glue_type(exported)
+def _column(column: Column, target: str) -> dict[str, str] | LeftOut:
+    name = column.name
+    if not 0 < len(name) <= MAX_NAME or not name.isprintable():
+        return LeftOut(target, "BadColumn", f"{target}: a column name Glue cannot hold: {name[:64]!r}")
+    hive = glue_type(column.exported_type)
     if hive is None:
-        shown = str(exported)[:64]
+        shown = column.exported_type[:64]
         return LeftOut(target, "UnknownType", f"{target}: column {name[:64]} has exported type {shown!r}")
-    return {"Name": name.lower(), "Type": hive, "Comment": _comment(mapping)}
+    return {"Name": name.lower(), "Type": hive, "Comment": _comment(column)}
 
 
-def _comment(mapping: Mapping[str, Any]) -> str:
+def _comment(column: Column) -> str:
     """The original type, with its length or precision when the export gives one (e.g. varchar(64))."""
-    original = str(mapping.get("originalType") or "")
-    length, precision = mapping.get("originalCharMaxLength"), mapping.get("originalNumPrecision")
-    if isinstance(length, int) and length > 0:
+    original, length, precision = column.original_type, column.char_max_length, column.num_precision
+    if length is not None and length > 0:
         original += f"({length})"
-    elif isinstance(precision, int) and precision > 0 and "int" not in original and "double" not in original:
+    elif precision is not None and precision > 0 and "int" not in original and "double" not in original:
         original += f"({precision})"
     return original[:MAX_COMMENT]
 
 
-def plan(entries: Iterable[object], naming: Naming, export: Export) -> Plan:
-    """Every table entry of an export -> what to register and what is left out (with why). Two targets that
-    still share a name (they differ only in case) both get a hash of their target."""
+def plan(
+    entries: Iterable[TableEntry | None], naming: Naming, export: Export, *, start: int = 0, limit: int | None = None
+) -> Plan:
+    """An export's entries (streamed) -> its registrations ``start`` .. ``start + limit`` (in entry order, the
+    same for the same files), how many there are, and what is left out (with why). Two targets that still share
+    a name (they differ only in case, or the pattern drops a part) both get a hash of their target: known only
+    once every entry is seen, so every name is counted (names, not schemas: a few MB for 50,000 tables)."""
     result = Plan()
+    taken: Counter[str] = Counter()
     for entry in entries:
-        outcome = table_entry(entry, naming, export) if isinstance(entry, Mapping) else None
+        outcome = table_entry(entry, naming, export) if entry is not None else None
         if outcome is None:
             result.ignored += 1
         elif isinstance(outcome, LeftOut):
-            result.left_out.append(outcome)
+            result.left_out_count += 1
+            if len(result.left_out) < MAX_LEFT_OUT:
+                result.left_out.append(outcome)
         else:
-            result.registrations.append(outcome)
-    taken = Counter(r.name for r in result.registrations)
+            taken[outcome.name] += 1
+            if result.total >= start and (limit is None or result.total < start + limit):
+                result.registrations.append(outcome)
+            result.total += 1
     for index, registration in enumerate(result.registrations):
         if taken[registration.name] > 1:
             name = with_hash(registration.name, registration.target)

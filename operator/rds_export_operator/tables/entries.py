@@ -17,7 +17,7 @@ from ijson.common import JSONError
 from ijson.utils import sendable_list
 
 MAX_TEXT = 256  # characters kept of a target, a type or a warning
-MAX_COLUMNS = 2000  # columns kept per table (Postgres allows 1,600)
+MAX_COLUMNS = 4096  # columns kept per table (Postgres allows 1,600, MySQL 4,096); beyond, the entry says so
 ENTRY_PATH = "perTableStatus.item"
 # Keys seen (or plausible) to carry why an entry was not exported; the first string found wins.
 _REASON_KEYS = ("warningMessage", "warning", "reason", "failureReason", "failureCause", "errorMessage", "message")
@@ -58,6 +58,8 @@ class TableEntry:
     size_gb: float | None = None
     columns: tuple[Column, ...] = ()
     database: bool = False
+    # originalTypeMappings elements not kept (not an object, no name, beyond MAX_COLUMNS): the columns are partial
+    columns_dropped: int = 0
 
 
 def iter_entries(chunks: Iterable[bytes], *, columns: bool = True) -> Iterator[TableEntry | None]:
@@ -92,13 +94,15 @@ def entry_of(item: object, *, columns: bool = True) -> TableEntry | None:
     # shared/rds-export-api.md: database-level entries have a target and a warning, nothing of a table
     database = status is None and not any(k in item for k in ("tableStatistics", "schemaMetadata", "sizeGB"))
     size = item.get("sizeGB")
+    kept, dropped = _columns(item.get("schemaMetadata")) if columns else ((), 0)
     return TableEntry(
         target=target,
         status=text(status, 32).upper()[:32],
         reason=reason_of(item),
         size_gb=float(size) if isinstance(size, int | float) and not isinstance(size, bool) else None,
-        columns=_columns(item.get("schemaMetadata")) if columns else (),
+        columns=kept,
         database=database,
+        columns_dropped=dropped,
     )
 
 
@@ -114,11 +118,11 @@ def reason_of(item: Mapping[str, Any]) -> str:
     return ""
 
 
-def _columns(schema: object) -> tuple[Column, ...]:
+def _columns(schema: object) -> tuple[tuple[Column, ...], int]:
     mappings = schema.get("originalTypeMappings") if isinstance(schema, Mapping) else None
     if not isinstance(mappings, list):
-        return ()
-    return tuple(
+        return (), 0
+    kept = tuple(
         Column(
             name=text(m.get("columnName")),
             original_type=text(m.get("originalType"), 64),
@@ -130,6 +134,7 @@ def _columns(schema: object) -> tuple[Column, ...]:
         for m in mappings[:MAX_COLUMNS]
         if isinstance(m, Mapping) and text(m.get("columnName"))
     )
+    return kept, len(mappings) - len(kept)
 
 
 def _int(value: object) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +126,26 @@ def range_mismatch(file: TableFile, entries: int, tables: int) -> str | None:
     if file.count in (entries, tables):
         return None
     return f"{file.name} names {file.count} entries but holds {entries}"
+
+
+class Mismatch(Exception):
+    """A file's entries do not match its name's range (cut short, or being replaced): no verdict, look again."""
+
+
+def file_entries(file: TableFile, chunks: Iterable[bytes], *, columns: bool = True) -> Iterator[TableEntry | None]:
+    """One table file's entries, streamed (``entries.iter_entries``); ``Mismatch`` once the file has been read
+    to its end if they do not match its range, ``Malformed`` for bytes that are not JSON. The chunks are closed
+    however the iteration ends (a stream read only in part releases its connection)."""
+    entries = tables = 0
+    try:
+        for entry in iter_entries(chunks, columns=columns):
+            entries += 1
+            tables += entry is not None and not entry.database
+            yield entry
+    finally:
+        getattr(chunks, "close", lambda: None)()
+    if (mismatch := range_mismatch(file, entries, tables)) is not None:
+        raise Mismatch(mismatch)
 
 
 # -- export_info ------------------------------------------------------------------------------------------------
@@ -303,16 +323,11 @@ def build_report(
     (I/O) pass through; nothing else raises."""
     tally = Tally(warnings or Warnings())
     for file, chunks in files:
-        entries = tables = 0
         try:
-            for entry in iter_entries(chunks, columns=False):
-                entries += 1
-                tables += entry is not None and not entry.database
+            for entry in file_entries(file, chunks, columns=False):
                 tally.add(entry)
         except Malformed as exc:
             return Refused("Malformed", f"{file.name} is not valid JSON: {exc}")
-        finally:
-            getattr(chunks, "close", lambda: None)()  # a stream read only in part releases its connection
-        if (mismatch := range_mismatch(file, entries, tables)) is not None:
-            return Incomplete(mismatch)
+        except Mismatch as exc:
+            return Incomplete(str(exc))
     return tally.report(exported_gb)

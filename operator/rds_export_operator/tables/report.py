@@ -115,12 +115,73 @@ class ReportPolicy:
     max_total_bytes: int = 4 * 1024**3
 
 
-class _Unavailable(Exception):
+class Unavailable(Exception):
     """The files cannot be read now; ``retryable`` says whether another try can change that."""
 
     def __init__(self, reason: str, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.reason, self.message, self.retryable = reason, message, retryable
+
+
+def checked_files(
+    s3: Reader, target: Target, policy: ReportPolicy, identity: Identity | None
+) -> tuple[list[tables.TableFile], tables.ExportInfo]:
+    """The export's table files in range order, once their names tile 1..M, their sizes are within ``policy``
+    and export_info is final; else ``Unavailable`` (retryable while the files may still come). The table report
+    and the Glue catalog both read the files through this. AwsError passes through."""
+    listed, more = s3.list(
+        target.region,
+        target.bucket,
+        f"{target.folder}export_tables_info_{target.identifier}_from_",
+        limit=tables.MAX_FILES,
+        identity=identity,
+    )
+    if more:
+        raise Unavailable("TooLarge", f"more than {tables.MAX_FILES} table files under {target.url}", retryable=False)
+    files = tables.table_files(target.identifier, target.folder, ((o.key, o.size) for o in listed))
+    if not files:
+        raise Unavailable("NotFound", f"no export_tables_info files under {target.url} (yet)", retryable=True)
+    # Sizes from the listing: refuse before downloading anything (the reads check again as they go).
+    for f in files:
+        if f.size > policy.max_file_bytes:
+            message = f"{f.name} has {f.size} bytes, more than {policy.max_file_bytes}"
+            raise Unavailable("TooLarge", message, retryable=False)
+    if sum(f.size for f in files) > policy.max_total_bytes:
+        message = f"the table files have more than {policy.max_total_bytes} bytes"
+        raise Unavailable("TooLarge", message, retryable=False)
+    if (gap := tables.gap(files)) is not None:
+        raise Unavailable("Incomplete", f"{target.url}: {gap}", retryable=True)
+    name = f"export_info_{target.identifier}.json"
+    chunks = s3.stream(
+        target.region, target.bucket, target.folder + name, max_bytes=tables.MAX_INFO_BYTES, identity=identity
+    )
+    if chunks is None:
+        raise Unavailable("NotFound", f"no {name} under {target.url} (yet)", retryable=True)
+    info = tables.parse_export_info(name, b"".join(chunks))
+    if isinstance(info, tables.Refused):
+        raise Unavailable(info.reason, info.message, retryable=False)
+    if why := tables.not_final(info, target.export_status):
+        raise Unavailable("Incomplete", f"{target.url}: {why}", retryable=True)
+    return files, info
+
+
+def open_file(
+    s3: Reader, target: Target, file: tables.TableFile, policy: ReportPolicy, identity: Identity | None
+) -> Iterator[bytes]:
+    """One table file's chunks; ``Unavailable`` if it is gone (listed a moment ago: being replaced)."""
+    chunks = s3.stream(target.region, target.bucket, file.key, max_bytes=policy.max_file_bytes, identity=identity)
+    if chunks is None:
+        raise Unavailable("NotFound", f"{file.name} disappeared while it was read", retryable=True)
+    return chunks
+
+
+def unavailable(error: AwsError, target: Target) -> Unavailable:
+    """An S3 error while the files are read, as the report names it (archived files are not retried)."""
+    reason = _reason(error)
+    message = f"{error.operation} {target.url}: {error.code}: {error.message}"
+    if reason == "Archived":
+        message += " (restore the export's info files, then edit the object's spec to read them again)"
+    return Unavailable(reason, message, retryable=reason != "Archived")
 
 
 class TableReporter:
@@ -142,11 +203,11 @@ class TableReporter:
         result = Result()
         try:
             report = self._read(target, status)
-        except _Unavailable as problem:
+        except Unavailable as problem:
             return self._unavailable(problem, target, status, result, attempt)
         if isinstance(report, tables.Refused):
             return self._unavailable(
-                _Unavailable(report.reason, report.message, retryable=False), target, status, result, attempt
+                Unavailable(report.reason, report.message, retryable=False), target, status, result, attempt
             )
         result.status.update(_report_fields(report))
         result.status["tablesPendingSince"] = None
@@ -160,62 +221,16 @@ class TableReporter:
         policy = self.policy
         try:
             identity = self._identity(target.namespace)
-            listed, more = self.s3.list(
-                target.region,
-                target.bucket,
-                f"{target.folder}export_tables_info_{target.identifier}_from_",
-                limit=tables.MAX_FILES,
-                identity=identity,
-            )
-            if more:
-                return tables.Refused("TooLarge", f"more than {tables.MAX_FILES} table files under {target.url}")
-            files = tables.table_files(target.identifier, target.folder, ((o.key, o.size) for o in listed))
-            if not files:
-                raise _Unavailable("NotFound", f"no export_tables_info files under {target.url} (yet)", retryable=True)
-            # Sizes from the listing: refuse before downloading anything (the reads check again as they go).
-            for f in files:
-                if f.size > policy.max_file_bytes:
-                    return tables.Refused("TooLarge", f"{f.name} has {f.size} bytes, more than {policy.max_file_bytes}")
-            if sum(f.size for f in files) > policy.max_total_bytes:
-                return tables.Refused("TooLarge", f"the table files have more than {policy.max_total_bytes} bytes")
-            if (gap := tables.gap(files)) is not None:
-                raise _Unavailable("Incomplete", f"{target.url}: {gap}", retryable=True)
-            info = self._export_info(target, identity)
-            if isinstance(info, tables.Refused):
-                return info
-            opened = ((f, self._stream(target, f, identity)) for f in files)
+            files, info = checked_files(self.s3, target, policy, identity)
+            opened = ((f, open_file(self.s3, target, f, policy, identity)) for f in files)
             report = tables.build_report(opened, tables.parse_warning(status.get("warningMessage")), info.exported_gb)
         except ObjectTooLarge as exc:
             return tables.Refused("TooLarge", str(exc))
         except AwsError as error:
-            reason = _reason(error)
-            message = f"{error.operation} {target.url}: {error.code}: {error.message}"
-            if reason == "Archived":
-                message += " (restore the export's info files, then edit the object's spec to read them again)"
-            raise _Unavailable(reason, message, retryable=reason != "Archived") from error
+            raise unavailable(error, target) from error
         if isinstance(report, tables.Incomplete):
-            raise _Unavailable("Incomplete", f"{target.url}: {report.message}", retryable=True)
+            raise Unavailable("Incomplete", f"{target.url}: {report.message}", retryable=True)
         return report
-
-    def _export_info(self, target: Target, identity: Identity | None) -> tables.ExportInfo | tables.Refused:
-        name = f"export_info_{target.identifier}.json"
-        chunks = self.s3.stream(
-            target.region, target.bucket, target.folder + name, max_bytes=tables.MAX_INFO_BYTES, identity=identity
-        )
-        if chunks is None:
-            raise _Unavailable("NotFound", f"no {name} under {target.url} (yet)", retryable=True)
-        info = tables.parse_export_info(name, b"".join(chunks))
-        if isinstance(info, tables.ExportInfo) and (why := tables.not_final(info, target.export_status)):
-            raise _Unavailable("Incomplete", f"{target.url}: {why}", retryable=True)
-        return info
-
-    def _stream(self, target: Target, file: tables.TableFile, identity: Identity | None) -> Iterator[bytes]:
-        chunks = self.s3.stream(
-            target.region, target.bucket, file.key, max_bytes=self.policy.max_file_bytes, identity=identity
-        )
-        if chunks is None:  # listed a moment ago: being replaced; look again
-            raise _Unavailable("NotFound", f"{file.name} disappeared while it was read", retryable=True)
-        return chunks
 
     def _identity(self, namespace: str) -> Identity | None:
         """The namespace's AWS identity, as the export's own calls use it (reconcile.Reconciler._with_identity)."""
@@ -230,7 +245,7 @@ class TableReporter:
         return identity
 
     def _unavailable(
-        self, problem: _Unavailable, target: Target, status: Mapping[str, Any], result: Result, attempt: int
+        self, problem: Unavailable, target: Target, status: Mapping[str, Any], result: Result, attempt: int
     ) -> Result:
         now = self.clock()
         since = st.parse_time(status.get("tablesPendingSince")) or now

@@ -34,9 +34,13 @@ def seed(identifier: str, tables: int, *, failed: int = 0) -> None:
         status = "FAILED" if i < failed else "COMPLETE"
         meta = {"originalTypeMappings": COLUMNS}
         entries.append({"target": f"postgres.public.t{i:04d}", "status": status, "schemaMetadata": meta})
-    s3 = boto3.client("s3", region_name=REGION)
     name = f"rds/{identifier}/export_tables_info_{identifier}_from_1_to_{len(entries)}.json"
-    s3.put_object(Bucket=BUCKET, Key=name, Body=json.dumps({"perTableStatus": entries}).encode())
+    put(name, json.dumps({"perTableStatus": entries}).encode())
+    put(f"rds/{identifier}/export_info_{identifier}.json", b'{"status": "COMPLETE"}')
+
+
+def put(key: str, body: bytes) -> None:
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=key, Body=body)
 
 
 @pytest.fixture
@@ -173,7 +177,27 @@ def test_throttling_and_access_denied_retry_and_keep_the_cursor(aws: Counter[str
 
 def test_no_table_files_yet_is_retried(aws: Counter[str]) -> None:
     result = registrar(aws).register(CatalogSpec("analytics"), where("exp-9"), {})
-    assert result.status["conditions"][0].reason == "NoTableFiles" and result.retry_after
+    assert result.status["conditions"][0].reason == "NotFound" and result.retry_after
+
+
+@pytest.mark.parametrize(
+    ("files", "reason"),
+    [
+        ({"export_tables_info_exp-1_from_1_to_2.json": b'{"perTableStatus": []}'}, "Incomplete"),  # range unmet
+        ({"export_tables_info_exp-1_from_2_to_3.json": b'{"perTableStatus": []}'}, "Incomplete"),  # 1 missing
+        ({"export_info_exp-1.json": b'{"status": "IN_PROGRESS"}'}, "Incomplete"),  # written at the start
+    ],
+)
+def test_table_files_not_yet_complete_are_retried_before_any_glue_call(
+    aws: Counter[str], files: dict[str, bytes], reason: str
+) -> None:
+    seed("exp-1", 2)
+    for name, body in files.items():
+        put(f"rds/exp-1/{name}", body)
+    result = registrar(aws).register(CatalogSpec("analytics"), where("exp-1"), {})
+    cond = result.status["conditions"][0]
+    assert (cond.status, cond.reason) == ("Unknown", reason) and result.retry_after
+    assert not aws and "catalog" not in result.status
 
 
 def test_the_pacer_spaces_calls_without_holding_its_lock_while_waiting() -> None:
@@ -188,8 +212,8 @@ def test_the_pacer_spaces_calls_without_holding_its_lock_while_waiting() -> None
 
 
 def test_malformed_table_files_are_final_not_retried(aws: Counter[str]) -> None:
-    name = "rds/exp-1/export_tables_info_exp-1_from_1_to_3.json"
-    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=name, Body=b"{not json")
+    seed("exp-1", 2)
+    put("rds/exp-1/export_tables_info_exp-1_from_1_to_3.json", b"{not json")
     result = registrar(aws).register(CatalogSpec("analytics"), where("exp-1"), {})
     cond = result.status["conditions"][0]
     assert (cond.status, cond.reason, result.retry_after) == ("False", "Malformed", None)

@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from localdev.standin import parquet
 from rds_export_operator.catalog.schema import Export, Naming, Registration, table_entry
+from rds_export_operator.tables.entries import entry_of
 
 BUCKET = "exports"
 
@@ -37,7 +38,9 @@ def catalog_table(s3: Any, target: str) -> dict[str, Any]:
         "status": "COMPLETE",
         "schemaMetadata": {"originalTypeMappings": parquet.type_mappings(target)},
     }
-    outcome = table_entry(entry, Naming("db", per_export=False), Export("exp", BUCKET, "exp/", "owner"))
+    parsed = entry_of(entry)  # as the catalog gets it: parsed by the table report's streaming parser
+    assert parsed is not None
+    outcome = table_entry(parsed, Naming("db", per_export=False), Export("exp", BUCKET, "exp/", "owner"))
     assert isinstance(outcome, Registration)
     return outcome.table_input
 
