@@ -165,7 +165,8 @@ class CatalogHandlers:
             if isinstance(resolved, Refusal):
                 return _final("NoIdentity", resolved.message)
             identity = resolved
-        return Where(spec.region, str(bucket), folder, str(identifier), owner_of(body), identity)
+        snapshot_time = str(status.get("snapshotTime") or "")
+        return Where(spec.region, str(bucket), folder, str(identifier), owner_of(body), identity, snapshot_time)
 
     def _count(self, done: Pass) -> None:
         for outcome, count in (

@@ -104,6 +104,7 @@ class Where:
     identifier: str
     owner: str  # namespace/name of the object, or of the schedule that owns it (Latest tables outlive exports)
     identity: Identity | None = None
+    snapshot_time: str = ""  # the exported snapshot's creation time (status.snapshotTime)
 
 
 @dataclass
@@ -142,7 +143,7 @@ class Registrar:
         cursor = int(previous.get("next") or 0)
         done = Pass()
         result = Result()
-        export = schema.Export(where.identifier, where.bucket, where.folder, where.owner)
+        export = schema.Export(where.identifier, where.bucket, where.folder, where.owner, where.snapshot_time)
         try:
             plan = schema.plan(self._entries(where), spec.naming, export, start=cursor, limit=self.batch)
         except Unavailable as problem:  # missing, incomplete, too large, archived or refused: as the report says
@@ -235,6 +236,9 @@ class Registrar:
             done.left_out.append(schema.LeftOut(registration.target, "NameTaken", message))
         elif parameters.get(schema.EXPORT) == where.identifier:
             done.adopted += 1
+        elif spec.mode == LATEST and _newer(parameters.get(schema.SNAPSHOT_TIME), where.snapshot_time):
+            message = f"{registration.name} already reads a newer snapshot's export {parameters.get(schema.EXPORT)}"
+            done.left_out.append(schema.LeftOut(registration.target, "NewerExport", message))
         elif spec.mode == LATEST:
             self.glue.update_table(
                 region, database, table_input, version_id=existing.get("VersionId"), identity=identity
@@ -259,6 +263,13 @@ class Registrar:
         result.status["conditions"] = [st.Condition(CATALOGED, "Unknown", reason, f"{message}; retrying")]
         result.retry_after = backoff(self.policy, attempt, self.rng)
         return result
+
+
+def _newer(registered: object, ours: str) -> bool:
+    """Whether the table reads a snapshot newer than ours: a late pass of an older export (a report that waited,
+    a backoff, concurrencyPolicy Allow) must not move a Latest table back. Unknown times never block."""
+    theirs, mine = st.parse_time(registered if isinstance(registered, str) else None), st.parse_time(ours or None)
+    return theirs is not None and mine is not None and theirs > mine
 
 
 def _catalog(spec: CatalogSpec, previous: Mapping[str, Any], cursor: int, done: Pass) -> dict[str, Any]:

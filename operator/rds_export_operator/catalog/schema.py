@@ -36,6 +36,7 @@ PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 # Table parameters that say which object registered a table and which export it reads: the operator changes or
 # deletes only tables whose owner is the object (or schedule) acting.
 OWNER, EXPORT, TARGET = "rdsexport.dev/owner", "rdsexport.dev/export", "rdsexport.dev/target"
+SNAPSHOT_TIME = "rdsexport.dev/snapshotTime"  # Latest: a table never moves back to an older snapshot
 
 _TYPE = re.compile(r"(?P<primitive>[a-z0-9_]+)\s*(\(\s*(?P<length>\d{1,6})\s*\))?\s*(\((?P<logical>.*)\))?")
 _DECIMAL = re.compile(r"decimal\s*\(\s*(?P<p>\d{1,3})\s*,\s*(?P<s>\d{1,3})\s*\)")
@@ -106,6 +107,7 @@ class Export:
     bucket: str
     folder: str
     owner: str
+    snapshot_time: str = ""  # the exported snapshot's creation time (RFC 3339), "" if unknown
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ def table_entry(entry: TableEntry, naming: Naming, export: Export) -> Registrati
                 OWNER: export.owner,
                 EXPORT: export.identifier,
                 TARGET: target[:1024],
+                **({SNAPSHOT_TIME: export.snapshot_time} if export.snapshot_time else {}),
             },
             "PartitionKeys": [],  # RDS's partitioningInfo is extraction parallelism, not Hive partitions
             "StorageDescriptor": {

@@ -24,8 +24,8 @@ COLUMNS = [
 ]
 
 
-def where(identifier: str, owner: str = "team-a/nightly") -> Where:
-    return Where(REGION, BUCKET, f"rds/{identifier}/", identifier, owner)
+def where(identifier: str, owner: str = "team-a/nightly", snapshot_time: str = "") -> Where:
+    return Where(REGION, BUCKET, f"rds/{identifier}/", identifier, owner, snapshot_time=snapshot_time)
 
 
 def seed(identifier: str, tables: int, *, failed: int = 0) -> None:
@@ -127,6 +127,21 @@ def test_latest_repoints_the_same_names_and_keeps_the_old_location_as_a_version(
     locations = {v["Table"]["StorageDescriptor"]["Location"] for v in versions}
     assert any("/exp-1/" in loc for loc in locations)
     assert aws["UpdateTable"] == 3
+
+
+def test_a_late_pass_of_an_older_export_never_moves_a_latest_table_back(aws: Counter[str]) -> None:
+    # Bug (review of the merge): Latest repointed whenever the export differed, so an older child's late pass
+    # (a report waiting on IAM, a backoff) moved every table back to the older snapshot's data.
+    spec = CatalogSpec("analytics", mode=LATEST)
+    seed("exp-2", 2)
+    run(registrar(aws), spec, where("exp-2", snapshot_time="2026-12-02T03:00:00Z"))
+    seed("exp-1", 2)
+    status = run(registrar(aws), spec, where("exp-1", snapshot_time="2026-12-01T03:00:00Z"))
+    assert [x["reason"] for x in status["catalog"]["leftOut"]] == ["NewerExport", "NewerExport"]
+    assert {t["Parameters"][schema.EXPORT] for t in glue_tables("analytics").values()} == {"exp-2"}
+    seed("exp-3", 2)
+    run(registrar(aws), spec, where("exp-3", snapshot_time="2026-12-03T03:00:00Z"))  # a newer one still moves it
+    assert {t["Parameters"][schema.EXPORT] for t in glue_tables("analytics").values()} == {"exp-3"}
 
 
 def test_a_table_this_owner_did_not_register_is_left_unchanged(aws: Counter[str]) -> None:
