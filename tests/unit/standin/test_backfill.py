@@ -16,7 +16,7 @@ def test_the_gap_of_a_freed_slot_is_the_start_that_refills_it() -> None:
 def test_utilisation_counts_used_slot_time_within_the_window() -> None:
     runs = [(0.0, 10.0)] * 5
     assert busy_share(runs, 0.0, 10.0) == 1.0
-    assert busy_share(runs[:4] + [(5.0, 10.0)], 0.0, 10.0) == 0.9
+    assert busy_share([*runs[:4], (5.0, 10.0)], 0.0, 10.0) == 0.9
     assert math.isnan(busy_share(runs, 3.0, 3.0))
 
 
