@@ -138,6 +138,8 @@ def run_backfill(args: argparse.Namespace) -> None:
             began = time.monotonic()
             measured = backfill.run(cp, kubectl, scenario, tmp, extra_args=args.operator_arg)
             print(f"  done in {time.monotonic() - began:.0f} s, load {os.getloadavg()}", flush=True)
+            slot_gaps = backfill.gaps([t for t, _ in measured.starts], measured.ends)
+            print("  idle gaps per freed slot (s), sorted: " + " ".join(f"{g:.2f}" for g in sorted(slot_gaps)))
             columns.append((mode, backfill.rows(measured)))
             print(table(columns), flush=True)
 

@@ -104,7 +104,8 @@ def run(
     script = Script(starting=scenario.starting, durations=draw_durations(scenario, big + small))
     result = Measured(scenario)
     with StandInServer(auto=True, script=script, limit=LIMIT) as aws:
-        source = create_snapshot(aws.session().client("rds", endpoint_url=aws.url), "bench-backfill")
+        rds = aws.session().client("rds", endpoint_url=aws.url)
+        source = create_snapshot(rds, f"bench-backfill-{scenario.mode}-{stamp}")  # moto: one backend per process
         aws.session().client("s3", endpoint_url=aws.url).create_bucket(Bucket=BUCKET)
         op_args = [
             f"--poll-interval={scenario.interval}",
