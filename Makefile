@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/dev:$(CURDIR)/operator
 
-.PHONY: demo demo-schedule test unit lint binaries bench-control-plane bench-scale clean
+.PHONY: demo demo-schedule test unit lint binaries bench-control-plane bench-scale bench-backfill clean
 
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-control-plane: $(VENV)/.installed binaries
 
 bench-scale: $(VENV)/.installed binaries
 	$(PY) bench/scale.py
+
+bench-backfill: $(VENV)/.installed binaries  # the scaled-down backfill of bench/README.md (about 12 minutes)
+	$(PY) bench/scale.py --scenario backfill --exports 40 --durations 20,60 --interval 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,12 @@ and mode, and per N the ratio per-object / coalesced:
 
     make bench-scale                         # N=1000, 1 % unfinished, 10 s poll interval, both modes
     PYTHONPATH=dev:operator .venv/bin/python bench/scale.py --objects 1000,5000,10000 --per-object-up-to 1000
+
+``--scenario backfill`` (issue 27): N exports in one account created at once, two namespaces competing for AWS's
+five export slots (``dev/localdev/backfill.py``), a column per mode:
+
+    PYTHONPATH=dev:operator .venv/bin/python bench/scale.py --scenario backfill --exports 60 --durations 20,60 \
+        --interval 3
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from localdev import controlplane, scale
+from localdev import backfill, controlplane, scale
 from localdev.kube import Kubectl
 from localdev.stack import install_crd
 
@@ -71,7 +77,14 @@ def main() -> None:
         default=[],
         help="passed to the operator, e.g. --operator-arg=--no-table-report",
     )
+    parser.add_argument("--scenario", choices=("cost", "backfill"), default="cost")
+    parser.add_argument("--exports", type=int, default=300, help="backfill: exports created at once")
+    parser.add_argument("--durations", default="300,900", help="backfill: export durations' bounds (s), low,high")
+    parser.add_argument("--share", type=float, default=2 / 3, help="backfill: the big namespace's part")
     args = parser.parse_args()
+    if args.scenario == "backfill":
+        run_backfill(args)
+        return
     sizes = [int(n) for n in args.objects.split(",")]
     modes = args.modes.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="rds-export-bench-"))
@@ -109,6 +122,26 @@ def main() -> None:
                 print("\nRSS floor (one object): " + ", ".join(f"{m} {v:.1f} MiB" for m, v in floors.items()))
                 print(f"poll interval {args.interval:g} s, {args.intervals} intervals per phase\n")
                 print(table(columns), flush=True)
+
+
+def run_backfill(args: argparse.Namespace) -> None:
+    low, high = (float(v) for v in args.durations.split(","))
+    tmp = Path(tempfile.mkdtemp(prefix="rds-export-backfill-"))
+    print(f"{platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M')}")
+    columns: list[tuple[str, dict[str, float]]] = []
+    with controlplane.running(tmp / "cp") as cp:
+        kubectl = Kubectl(cp.kubectl, cp.kubeconfig)
+        install_crd(kubectl)
+        for mode in args.modes.split(","):
+            scenario = backfill.Backfill(args.exports, (low, high), args.interval, mode, args.share)
+            print(f"backfill {mode}: {scenario} ...", flush=True)
+            began = time.monotonic()
+            measured = backfill.run(cp, kubectl, scenario, tmp, extra_args=args.operator_arg)
+            print(f"  done in {time.monotonic() - began:.0f} s, load {os.getloadavg()}", flush=True)
+            slot_gaps = backfill.gaps([t for t, _ in measured.starts], measured.ends)
+            print("  idle gaps per freed slot (s), sorted: " + " ".join(f"{g:.2f}" for g in sorted(slot_gaps)))
+            columns.append((mode, backfill.rows(measured)))
+            print(table(columns), flush=True)
 
 
 if __name__ == "__main__":

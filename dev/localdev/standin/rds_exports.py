@@ -34,6 +34,7 @@ class Script:
     running: float = 20.0
     canceling: float = 2.0
     size_gb: int = 12
+    durations: dict[str, float] = field(default_factory=dict)  # identifier -> its own ``running`` (a spread)
 
 
 @dataclass(frozen=True)
@@ -324,10 +325,11 @@ def _advance(task: Task, script: Script, now: datetime) -> Task:
         task = replace(task, status="IN_PROGRESS", start_time=started, phase_since=started)
         elapsed -= script.starting
     if task.status == "IN_PROGRESS":
-        fraction = min(1.0, elapsed / script.running) if script.running else 1.0
+        running = script.durations.get(task.identifier, script.running)
+        fraction = min(1.0, elapsed / running) if running else 1.0
         task = replace(task, percent=int(fraction * 100), gb=int(fraction * script.size_gb))
         if fraction >= 1.0:
-            task = replace(task, status="COMPLETE", end_time=task.phase_since + timedelta(seconds=script.running))
+            task = replace(task, status="COMPLETE", end_time=task.phase_since + timedelta(seconds=running))
     if task.status == "CANCELING" and elapsed >= script.canceling:
         task = replace(task, status="CANCELED", end_time=now, percent=0)
     return task

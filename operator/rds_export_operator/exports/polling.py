@@ -102,11 +102,16 @@ class Poller:
         wake: Callable[[Iterable[str]], None] = lambda uids: None,
         queue_lease: float = math.inf,
         per_namespace: int = 0,
+        queue_interval: float | None = None,
     ) -> None:
         """``wake(uids)``: called (from a poller thread) with the objects whose task changed in a new page, that
         may start now because slots freed, or whose lookup is answered. ``queue_lease`` and ``per_namespace``:
-        see ``slots.ExportSlots``."""
+        see ``slots.ExportSlots``. ``queue_interval`` (default a third of ``interval``): the page interval of a
+        scope while objects wait for its export slots and every slot is taken, so that a freed slot is seen, and
+        the next export started, that much sooner (issue 27: the slots are a backfill's bottleneck). It costs a
+        page per ``queue_interval`` instead of per ``interval`` only while such a queue waits."""
         self.rds, self.interval, self.clock, self.wake = rds, interval, clock, wake
+        self.queue_interval = min(interval, interval / 3 if queue_interval is None else queue_interval)
         self.lookup_delay = lookup_delay
         self._quiet = lookup_delay  # no new identifier for this long: the burst is over (adapts, see _gather)
         self._partial_at = -math.inf  # when the pump last let a part-filled lookup go
@@ -139,16 +144,26 @@ class Poller:
         finally:
             state.gate.release()
 
-    def page(self, region: str, identity: Identity | None = None) -> Page:
+    def page(self, region: str, identity: Identity | None = None, *, max_age: float | None = None) -> Page:
         with self._using(region, identity, DESCRIBE) as state:
-            return self._page(region, identity, state)
+            return self._page(region, identity, state, max_age=max_age)
 
-    def _page(self, region: str, identity: Identity | None, state: _Scope, *, wait: bool = True) -> Page:
-        """The scope's page: the last one while fresh, else a new one (fetched by one caller, the others wait for
-        it). ``wait`` False: while another caller fetches, the last page (or an empty one) rather than waiting."""
+    def _page(
+        self,
+        region: str,
+        identity: Identity | None,
+        state: _Scope,
+        *,
+        wait: bool = True,
+        max_age: float | None = None,
+    ) -> Page:
+        """The scope's page: the last one while fresh (younger than ``max_age``, by default the interval), else a
+        new one (fetched by one caller, the others wait for it). ``wait`` False: while another caller fetches, the
+        last page (or an empty one) rather than waiting."""
         now = self.clock()
+        fresh = self.interval if max_age is None else max_age
         with state.lock:
-            if state.page is not None and now - state.page.fetched_at < self.interval:
+            if state.page is not None and now - state.page.fetched_at < fresh:
                 return state.page
             if not wait and state.inflight is not None:
                 return state.page or Page({}, 0, -1.0)
@@ -348,16 +363,20 @@ class Poller:
                     state.recent = {i: v for i, v in state.recent.items() if now - v[1] < self._limit(state, i)}
                     state.readers = {i: uids for i, uids in state.readers.items() if i in state.recent}
                     state.lost = {i: at for i, at in state.lost.items() if now - at < self._keep}
-            waiting = self.slots.waiting_in(slot_scope(state.region, state.identity))
+            slots = slot_scope(state.region, state.identity)
+            waiting = self.slots.waiting_in(slots)
             if state.watched or waiting:
+                every = self.interval
+                if waiting and state.page is not None and self.slots.full(slots, state.page.running):
+                    every = self.queue_interval  # the page that shows a freed slot starts the next export
                 with contextlib.suppress(AwsError):  # objects see the error at their next look
-                    self.page(state.region, state.identity)
+                    self.page(state.region, state.identity, max_age=every)
                 with state.lock:  # a page exactly one interval after the last (or when the backoff ends)
                     now = self.clock()
                     if state.error is not None and now < state.retry_at:
                         due = min(due, state.retry_at - now)
                     elif state.page is not None:
-                        due = min(due, state.page.fetched_at + self.interval - now)
+                        due = min(due, state.page.fetched_at + every - now)
         return max(0.05, due)
 
     def pump(self) -> None:

@@ -242,6 +242,13 @@ class ExportSlots:
                 return []
             return self._order(state, self._free(state, running))
 
+    def full(self, scope: Scope, running: int) -> bool:
+        """Whether every slot of ``scope`` is taken (or AWS said so until the next page): waiting objects wait
+        for a slot to free, not for their namespace's cap."""
+        with self._lock:
+            state = self._scopes.get(scope)
+            return state is not None and (state.closed or self._free(state, running) <= 0)
+
     def order(self, scope: Scope) -> list[str]:
         """Every waiting object of ``scope`` in the order slots would go to them."""
         with self._lock:

@@ -570,3 +570,42 @@ def test_a_lookup_answer_waits_for_the_objects_it_woke(rds: FakeRds, clock: Cloc
     poller.refresh()
     scope = poller._scopes[(None, REGION)]
     assert not scope.recent and not scope.readers
+
+
+def test_while_a_queue_waits_on_full_slots_pages_come_faster(rds: FakeRds, clock: Clock) -> None:
+    """Issue 27: a slot that frees is seen within a third of an interval, so the next export starts sooner."""
+    woken: list[str] = []
+    poller = Poller(rds, interval=30, max_concurrent=2, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    task(rds, "busy0", "IN_PROGRESS")
+    task(rds, "busy1", "IN_PROGRESS")
+    assert not poller.may_start(REGION, "a", CREATED["a"])
+    assert poller.refresh() <= 10  # the next page is due within a third of the interval
+    rds.tasks["busy0"]["Status"] = "COMPLETE"
+    pages = sum(1 for call in rds.calls if call[0] == "page")
+    clock.now += 10
+    poller.refresh()
+    assert sum(1 for call in rds.calls if call[0] == "page") == pages + 1
+    assert woken[-1:] == ["a"]  # the page that shows the freed slot wakes the next in line
+
+
+def test_without_a_queue_pages_come_once_per_interval(rds: FakeRds, clock: Clock) -> None:
+    poller = Poller(rds, interval=30, max_concurrent=2, clock=clock)  # type: ignore[arg-type]
+    task(rds, "busy0", "IN_PROGRESS")
+    poller.watch("u0", REGION, "busy0")
+    poller.refresh()
+    pages = sum(1 for call in rds.calls if call[0] == "page")
+    clock.now += 10
+    poller.refresh()
+    assert sum(1 for call in rds.calls if call[0] == "page") == pages
+
+
+def test_a_queue_with_free_slots_does_not_poll_faster(rds: FakeRds, clock: Clock) -> None:
+    """Objects over a namespace cap wait although slots are free: faster pages would not start them sooner."""
+    poller = Poller(rds, interval=30, max_concurrent=2, clock=clock, per_namespace=1)  # type: ignore[arg-type]
+    assert poller.may_start(REGION, "a", CREATED["a"], namespace="n")
+    assert not poller.may_start(REGION, "b", CREATED["b"], namespace="n")
+    poller.refresh()
+    pages = sum(1 for call in rds.calls if call[0] == "page")
+    clock.now += 10
+    poller.refresh()
+    assert sum(1 for call in rds.calls if call[0] == "page") == pages

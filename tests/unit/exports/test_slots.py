@@ -86,3 +86,18 @@ def test_a_namespace_at_its_cap_is_passed_over() -> None:
     assert slots.next_up(SCOPE, 1) == [other[0]]  # the hog's second start would be its third export
     slots.exporting("running-1", "hog", False)
     assert slots.order(SCOPE) == [other[0], hog[1]]
+
+
+def test_full_means_every_slot_taken_or_aws_said_so() -> None:
+    """The poller pages faster only while this holds (issue 27): a wait for a namespace's cap is not a wait for
+    a slot."""
+    slots = ExportSlots(2, per_namespace=1)
+    assert not slots.full("s", running=0)  # nobody asked yet
+    assert slots.want("s", "a", "2026-01-01T00:00:00Z", running=0, namespace="n")
+    assert not slots.want("s", "b", "2026-01-02T00:00:00Z", running=0, namespace="n")  # the cap
+    assert not slots.full("s", running=0)  # one slot free: b waits for its namespace's cap
+    assert slots.full("s", running=1)  # a's Start in flight plus one running task
+    slots.limit_reached("a")
+    assert slots.full("s", running=0)  # AWS refused: full until the next page
+    slots.page("s", 0.0, [])
+    assert not slots.full("s", running=0)

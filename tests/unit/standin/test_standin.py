@@ -381,3 +381,24 @@ def test_accounts_are_separate(aws: StandInServer, snapshot: str) -> None:
     with pytest.raises(LookupError):
         aws.standin.task(theirs)
     assert aws.standin.task(theirs, account=OTHER_ACCOUNT).status == "STARTING"
+
+
+def test_a_script_may_give_each_task_its_own_duration() -> None:
+    """The backfill benchmark (issue 27) draws each export's duration from a spread."""
+    from datetime import UTC, datetime, timedelta
+
+    from localdev.standin.rds_exports import Script, Task, _advance
+
+    began = datetime(2026, 1, 1, tzinfo=UTC)
+    script = Script(starting=1.0, running=20.0, durations={"long": 50.0})
+    fields: dict[str, Any] = {
+        "source_arn": "s", "source_type": "SNAPSHOT", "s3_bucket": "b", "iam_role_arn": "r", "kms_key_id": "k",
+        "s3_prefix": None, "export_only": (), "account": ACCOUNT, "region": "us-east-1", "created": began,
+        "snapshot_time": began, "phase_since": began,
+    }  # fmt: skip
+    later = began + timedelta(seconds=26)
+    assert _advance(Task(identifier="short", **fields), script, later).status == "COMPLETE"
+    long = _advance(Task(identifier="long", **fields), script, later)
+    assert (long.status, long.percent) == ("IN_PROGRESS", 50)
+    done = _advance(long, script, began + timedelta(seconds=60))
+    assert done.end_time == began + timedelta(seconds=51)
