@@ -33,7 +33,7 @@ from rds_export_operator.catalog.register import (
 )
 from rds_export_operator.exports.ownership import OWNED
 from rds_export_operator.exports.reconcile import Event, Result
-from rds_export_operator.runtime import spawning
+from rds_export_operator.runtime import events, spawning
 from rds_export_operator.runtime.metrics import Metrics
 from rds_export_operator.runtime.settings import Settings
 from rds_export_operator.tables.report import Reader
@@ -186,9 +186,7 @@ class CatalogHandlers:
         )
         for key, value in st.status_patch(body.status, desired).items():
             patch.status[key] = value
-        for event in result.events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-            logger.info("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, event.reason, event.message)
+        events.post(body, result.events, logger)
 
 
 def _final(reason: str, message: str) -> Result:

@@ -31,7 +31,7 @@ from rds_export_operator.exports.polling import PerObject, Poller
 from rds_export_operator.exports.quota import UnfinishedQuota
 from rds_export_operator.exports.reconcile import Reconciler, Result, RetryPolicy, has_task, refused
 from rds_export_operator.exports.wakeups import Wakeups
-from rds_export_operator.runtime import spawning
+from rds_export_operator.runtime import events, spawning
 from rds_export_operator.runtime.identity_source import ConfigMapSource, NamespaceLabels
 from rds_export_operator.runtime.kubeapi import KubeApi
 from rds_export_operator.runtime.metrics import Metrics
@@ -407,9 +407,7 @@ class Handlers:
         for cond in result.status.get("conditions", []):
             if cond.type == st.SYNCED and cond.status == "False":
                 self.metrics.reconcile_errors.labels(cond.reason).inc()
-        for event in result.events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-            logger.info("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, event.reason, event.message)
+        events.post(body, result.events, logger)
 
 
 def _synced_message(result: Result) -> str:

@@ -20,7 +20,7 @@ from rds_export_operator.aws.errors import AwsError
 from rds_export_operator.aws.identity import OPERATOR, Identities, Identity, IdentityUnavailable, Refusal
 from rds_export_operator.aws.rds import Rds
 from rds_export_operator.aws.tenancy import Tenancy, database_arn
-from rds_export_operator.runtime import spawning
+from rds_export_operator.runtime import events, spawning
 from rds_export_operator.runtime.kubeapi import ApiError
 from rds_export_operator.runtime.settings import Settings
 from rds_export_operator.schedules import decisions as sch
@@ -170,11 +170,8 @@ class ScheduleHandlers:
             patch.setdefault("metadata", {}).setdefault("annotations", {})[sch.ANNOTATION_EXPORT_SNAPSHOT] = None
         fields = {**plan.status, "source": _source(parsed), "when": _when(spec)}
         self._write(body, patch, fields, plan.ready, warn=plan.ready[0] == "False")
-        for event in plan.events:
-            if event.child in existed:  # created before a crash or a lagging status: already told
-                continue
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-            logger.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
+        # created before a crash or a lagging status: already told
+        events.post(body, (e for e in plan.events if e.child not in existed), logger)
         self._looked[uid] = (now, scheduled, requested)  # only after success: a retry after an error works again
 
     def _identity(self, namespace: str) -> Identity | None:

@@ -23,7 +23,7 @@ from rds_export_operator.api.spec import SpecError, parse_object_spec
 from rds_export_operator.aws.identity import Identities
 from rds_export_operator.exports.ownership import OWNED
 from rds_export_operator.exports.reconcile import Result
-from rds_export_operator.runtime import spawning
+from rds_export_operator.runtime import events, spawning
 from rds_export_operator.runtime.settings import Settings
 from rds_export_operator.tables.report import (
     TABLES_COMPLETE,
@@ -124,9 +124,7 @@ class TableReportHandlers:
         desired["lastUpdateTime"] = st.rfc3339(now)
         for key, value in st.status_patch(current, desired).items():
             patch.status[key] = value
-        for event in result.events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-            logger.info("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, event.reason, event.message)
+        events.post(body, result.events, logger)
 
 
 def _final_unknown(reason: str, message: str) -> Result:
