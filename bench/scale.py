@@ -12,6 +12,10 @@ five export slots (``dev/localdev/backfill.py``), a column per mode:
 
     PYTHONPATH=dev:operator .venv/bin/python bench/scale.py --scenario backfill --exports 60 --durations 20,60 \
         --interval 3
+
+``--scenario all`` (``make bench-scale``): the three peaks of issue 27 in one run, coalesced only (about 20
+minutes): 1,000 objects created at once (1 % unfinished: the peak RSS), the same with half of them unfinished
+(heavy load: the status latency) and the scaled-down backfill; then one table of each target and its measure.
 """
 
 from __future__ import annotations
@@ -77,16 +81,22 @@ def main() -> None:
         default=[],
         help="passed to the operator, e.g. --operator-arg=--no-table-report",
     )
-    parser.add_argument("--scenario", choices=("cost", "backfill"), default="cost")
+    parser.add_argument("--scenario", choices=("cost", "backfill", "all"), default="cost")
     parser.add_argument("--exports", type=int, default=300, help="backfill: exports created at once")
     parser.add_argument("--durations", default="300,900", help="backfill: export durations' bounds (s), low,high")
     parser.add_argument("--share", type=float, default=2 / 3, help="backfill: the big namespace's part")
     args = parser.parse_args()
     if args.scenario == "backfill":
         run_backfill(args)
-        return
-    sizes = [int(n) for n in args.objects.split(",")]
-    modes = args.modes.split(",")
+    elif args.scenario == "all":
+        run_peaks(args)
+    else:
+        run_cost(args, [int(n) for n in args.objects.split(",")], args.active, args.modes.split(","))
+
+
+def run_cost(
+    args: argparse.Namespace, sizes: list[int], active_share: float, modes: list[str]
+) -> list[tuple[str, dict[str, float]]]:
     tmp = Path(tempfile.mkdtemp(prefix="rds-export-bench-"))
     print(f"{platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M')}")
     columns: list[tuple[str, dict[str, float]]] = []
@@ -95,7 +105,7 @@ def main() -> None:
         install_crd(kubectl)
         floors: dict[str, float] = {}
         for n in sizes:
-            active = unfinished(args.active, n)
+            active = unfinished(active_share, n)
             results: dict[str, dict[str, float]] = {}
             for mode in modes:
                 if mode == "per-object" and n > args.per_object_up_to:
@@ -122,9 +132,10 @@ def main() -> None:
                 print("\nRSS floor (one object): " + ", ".join(f"{m} {v:.1f} MiB" for m, v in floors.items()))
                 print(f"poll interval {args.interval:g} s, {args.intervals} intervals per phase\n")
                 print(table(columns), flush=True)
+    return columns
 
 
-def run_backfill(args: argparse.Namespace) -> None:
+def run_backfill(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     low, high = (float(v) for v in args.durations.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="rds-export-backfill-"))
     print(f"{platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M')}")
@@ -142,6 +153,36 @@ def run_backfill(args: argparse.Namespace) -> None:
             print("  idle gaps per freed slot (s), sorted: " + " ".join(f"{g:.2f}" for g in sorted(slot_gaps)))
             columns.append((mode, backfill.rows(measured)))
             print(table(columns), flush=True)
+    return columns
+
+
+# (what, the row it reads, the bound, whether the bound is an upper one)
+TARGETS = (
+    ("peak RSS growth per 1,000 objects created at once, MiB", "burst", "peak RSS growth, MiB per 1,000", 30.0, True),
+    ("status latency p99 at 50 % unfinished, s (interval + 1)", "heavy", "status latency p99 (s)", math.nan, True),
+    ("  of which listing to watch event, p99 (s)", "heavy", "  listing to the watch event, p99 (s)", math.nan, True),
+    ("backfill: slot utilisation while work waits, %", "backfill", "slot utilisation while work waits (%)", 98, False),
+    ("backfill: idle gap per freed slot, p99, intervals", "backfill", "  p99 in poll intervals", 1.0, True),
+    ("backfill: refused StartExportTask calls", "backfill", "  refused (ExportTaskLimitReached)", 0.0, True),
+)
+
+
+def run_peaks(args: argparse.Namespace) -> None:
+    """Issue 27's three peaks, coalesced, and one table of targets."""
+    measured = {
+        "burst": run_cost(args, [1000], 0.01, ["coalesced"])[0][1],
+        "heavy": run_cost(args, [1000], 0.5, ["coalesced"])[0][1],
+    }
+    heavy_interval = args.interval
+    args.exports, args.durations, args.interval, args.modes = 40, "20,60", 3.0, "coalesced"
+    measured["backfill"] = run_backfill(args)[0][1]
+    print("\n| target | bound | measured | met |\n|---|---|---|---|")
+    for what, scenario, row, bound, upper in TARGETS:
+        value = measured[scenario].get(row, math.nan)
+        if what.startswith("status latency"):
+            bound = heavy_interval + 1
+        met = "-" if math.isnan(bound) else ("yes" if (value <= bound if upper else value >= bound) else "no")
+        print(f"| {what} | {'' if math.isnan(bound) else f'{bound:g}'} | {value:.2f} | {met} |")
 
 
 if __name__ == "__main__":
