@@ -184,6 +184,13 @@ def process_usage(pid: int) -> tuple[float, float]:
     return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss(pid: int) -> float:
+    """The process's peak RSS so far in MiB (VmHWM): what a memory limit must hold, the burst included. RSS after the
+    fact can be lower (what the allocator gave back), never higher."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..1); NaN for no values."""
     if not values:
@@ -222,6 +229,7 @@ class Measured:
     sync_lookup_sizes: list[int] = field(default_factory=list)  # identifiers per describe by identifier
     sync_writes: float = math.nan  # API writes to the objects (status, finalizers) until settled
     rss_synced: float = math.nan  # MiB, after the initial sync
+    peak_synced: float = math.nan  # MiB, the peak RSS (VmHWM) until the initial sync settled
     idle_s: float = math.nan
     idle_cpu_s: float = math.nan
     idle_calls: list[int] = field(default_factory=list)  # per interval: every AWS call
@@ -240,10 +248,12 @@ class Measured:
     after_page: list[float] = field(default_factory=list)
     unfinished_busy: float = math.nan  # unfinished tasks, mean over the busy intervals
     rss_end: float = math.nan  # after the busy phase
+    peak_end: float = math.nan  # MiB, the peak RSS over the whole run (VmHWM), before the restart
     cpu_end: float = math.nan
     restart_s: float = math.nan
     restart_calls: float = math.nan
     rss_restart: float = math.nan  # MiB, once the restarted operator settled: what N existing objects cost it
+    peak_restart: float = math.nan  # MiB, the restarted operator's peak RSS (VmHWM) until it settled
     unfinished_end: int = 0
 
     @property
@@ -407,6 +417,7 @@ def _measure(
     result.sync_writes = apiserver_writes(cp) - writes
     result.sync_s, result.settle_s, result.counted_s = shown - started, settled - started, time.monotonic() - started
     result.rss_synced, result.sync_cpu_s = process_usage(pid)
+    result.peak_synced = peak_rss(pid)
     result.sync_calls, result.sync_starts = _total_calls(aws)[0], aws.standin.calls_by_action()["StartExportTask"]
     result.sync_s3_calls = len(aws.standin.s3_calls())
     result.sync_lookup_sizes = [
@@ -483,6 +494,7 @@ def _measure(
             result.page_waits.append(listed - when)
             result.after_page.append(seen - listed)
     result.rss_end, result.cpu_end = process_usage(pid)
+    result.peak_end = peak_rss(pid)
     result.unfinished_end = len(running)
 
 
@@ -508,6 +520,7 @@ def _restart(
     )
     result.restart_calls = _total_calls(aws)[0] - c0
     result.rss_restart = process_usage(operator.proc.pid)[0]
+    result.peak_restart = peak_rss(operator.proc.pid)
 
 
 def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
@@ -542,10 +555,13 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
         "  listing to the watch event, p99 (s)": percentile(m.after_page, 0.99),
         "RSS after sync (MiB)": m.rss_synced,
         "RSS after busy (MiB)": m.rss_end,
+        "peak RSS (MiB)": max(m.peak_synced, m.peak_end) if not math.isnan(m.peak_end) else m.peak_synced,
     }
     if floor_rss is not None:
         out["RSS growth, MiB per 1,000 objects"] = (max(m.rss_synced, m.rss_end) - floor_rss) * per_k
         out["  after a restart (the same objects)"] = (m.rss_restart - floor_rss) * per_k
+        out["peak RSS growth, MiB per 1,000 objects"] = (out["peak RSS (MiB)"] - floor_rss) * per_k
+        out["  after a restart (the same objects), peak"] = (m.peak_restart - floor_rss) * per_k
     out["CPU s per idle minute"] = m.idle_cpu_s / m.idle_s * 60 if m.idle_s else math.nan
     out["settle after restart (s)"] = m.restart_s
     out["AWS calls to settle after restart"] = m.restart_calls
