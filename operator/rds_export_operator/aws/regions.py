@@ -8,18 +8,32 @@ A region newer than the installed botocore is refused too; the message says to u
 from __future__ import annotations
 
 import functools
+import threading
 
 import boto3
 
+_reading = threading.Lock()
+
 
 @functools.cache
-def known_regions() -> frozenset[str]:
+def _read() -> frozenset[str]:
     session = boto3.session.Session()
     return frozenset(
         region
         for partition in session.get_available_partitions()
         for region in session.get_available_regions("rds", partition_name=partition)
     )
+
+
+def known_regions() -> frozenset[str]:
+    """Read once, by one thread. Parsed, the endpoint data is about 40 MiB of Python objects for a moment; with
+    ``functools.cache`` alone every thread that asked before the first answer parsed it too, at once: the first
+    looks of a burst of new objects did, and RSS kept that peak (issue 27 item 1, bench/README.md)."""
+    with _reading:
+        return _read()
+
+
+known_regions.cache_clear = _read.cache_clear  # type: ignore[attr-defined]
 
 
 def refusal(region: str) -> str | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from rds_export_operator.aws import regions
@@ -61,3 +64,30 @@ def test_admission_refuses_regions_outside_every_partition_and_admits_all_botoco
     (pattern,) = {p for p in re.findall(r"pattern: '(\^\(us[^']*)'", text)}
     assert all(re.fullmatch(pattern, region) for region in regions.known_regions())
     assert not re.fullmatch(pattern, "zz-fake-1") and re.fullmatch(pattern, "us-fake-1")
+
+
+def test_the_first_looks_of_a_burst_read_the_endpoint_data_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27 item 1: the burst's peak memory. Parsed, botocore's endpoint data is about 40 MiB of Python objects
+    (tracemalloc at the peak of 200 new objects, bench/memory_profile.py --peak); ``functools.cache`` let every
+    thread of the first looks that came before the first answer parse it too, at once, and RSS kept that peak."""
+    real = boto3.session.Session
+    made: list[int] = []
+    together = threading.Barrier(8, timeout=0.5)  # without a lock, all 8 threads meet here
+
+    def session() -> boto3.session.Session:
+        made.append(1)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait()
+        return real()
+
+    monkeypatch.setattr(boto3.session, "Session", session)
+    regions.known_regions.cache_clear()
+    try:
+        threads = [threading.Thread(target=regions.refusal, args=("us-east-1",)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        regions.known_regions.cache_clear()
+    assert len(made) == 1
