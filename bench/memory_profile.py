@@ -28,6 +28,25 @@ import collections, gc, os, signal, sys, tracemalloc
 out = sys.argv.pop(1)
 if os.environ.get("PROBE_TRACEMALLOC"):
     tracemalloc.start(12)
+PEAK = []  # (traced MiB, snapshot) at the highest traced memory seen so far (PROBE_PEAK)
+
+def watch_peak():
+    # Every 0.2 s: a new high of traced memory (5 MiB above the last) takes a snapshot, so that the dump can say
+    # what was alive at the peak, not after it.
+    import threading, time
+    def run():
+        best = 0.0
+        while True:
+            time.sleep(0.2)
+            current = tracemalloc.get_traced_memory()[0] / 2**20
+            if current > best + 5:
+                best = current
+                PEAK[:] = [(current, tracemalloc.take_snapshot())]
+    threading.Thread(target=run, daemon=True).start()
+
+if os.environ.get("PROBE_PEAK"):
+    tracemalloc.start(8)
+    watch_peak()
 
 def deep(obj, seen):
     # Bytes reachable from obj through containers and plain objects, each object counted once.
@@ -65,7 +84,8 @@ def alloc_stats(f):
     before = rss()
     import ctypes
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    f.write(f"RSS {before:.1f} MiB; after malloc_trim(0) {rss():.1f} MiB\\n")
+    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+    f.write(f"RSS {before:.1f} MiB (peak so far {hwm:.1f}); after malloc_trim(0) {rss():.1f} MiB\\n")
 
 def dump(*_):
     gc.collect()
@@ -89,6 +109,7 @@ def dump(*_):
             seen.update({id(g.rds), id(h.config), id(h.metrics.registry)})  # clients and settings: not per object
             parts = {
                 "Handlers._looks": h._looks,
+                "FirstLooks (new objects' first looks)": getattr(h, "first_looks", None),
                 "Wakeups._events": h.wakeups._events,
                 "Poller._scopes (pages, watched)": getattr(g, "_scopes", None),
                 "Poller._watching": getattr(g, "_watching", None),
@@ -134,6 +155,14 @@ def dump(*_):
             f.write("\\n-- tracemalloc by line --\\n")
             for s in snap.statistics("lineno")[:30]:
                 f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0]}\\n")
+        for traced, snap in PEAK:
+            f.write(f"\\n-- at the peak: {traced:.1f} MiB traced; by file, then by traceback --\\n")
+            for s in snap.statistics("filename")[:15]:
+                f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d} {s.traceback[0]}\\n")
+            for s in snap.statistics("traceback")[:12]:
+                f.write(f"{s.size / 2**20:8.2f} MiB {s.count:8d}\\n")
+                for frame in s.traceback.format()[-16:]:
+                    f.write(f"      {frame}\\n")
         f.write(open(out + ".alloc").read())
         f.write("@@done\\n")
 
@@ -150,6 +179,7 @@ def main() -> None:
     parser.add_argument("--active", type=int, default=10)
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--settle", type=float, default=0.0, help="seconds to wait after the sync before the dump")
+    parser.add_argument("--peak", action="store_true", help="trace allocations; report what was alive at the peak")
     parser.add_argument(
         "--during", type=float, default=1.0, help="dump when this fraction shows its task (0.5: mid-burst)"
     )
@@ -182,6 +212,8 @@ def main() -> None:
             ],
         )
         op.cmd = [sys.executable, "-c", PROBE, str(report), *op.cmd[3:]]  # the same arguments, under the probe
+        if args.peak:
+            op.env["PROBE_PEAK"] = "1"
         op.start()
         assert op.proc is not None
         started = time.monotonic()

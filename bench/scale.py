@@ -158,7 +158,7 @@ def run_backfill(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]
 
 # (what, the row it reads, the bound, whether the bound is an upper one)
 TARGETS = (
-    ("peak RSS growth per 1,000 objects created at once, MiB", "burst", "peak RSS growth, MiB per 1,000", 30.0, True),
+    ("peak RSS growth per 1,000 objects at once, MiB", "burst", "peak RSS growth, MiB per 1,000 objects", 30.0, True),
     ("status latency p99 at 50 % unfinished, s (interval + 1)", "heavy", "status latency p99 (s)", math.nan, True),
     ("  of which listing to watch event, p99 (s)", "heavy", "  listing to the watch event, p99 (s)", math.nan, True),
     ("backfill: slot utilisation while work waits, %", "backfill", "slot utilisation while work waits (%)", 98, False),
