@@ -26,12 +26,13 @@ from rds_export_operator.aws.identity import Identities
 from rds_export_operator.aws.rds import Rds
 from rds_export_operator.aws.tenancy import Tenancy
 from rds_export_operator.exports import ownership
+from rds_export_operator.exports.first_looks import FirstLooks
 from rds_export_operator.exports.ownership import OWNED, Ownership
 from rds_export_operator.exports.polling import PerObject, Poller
 from rds_export_operator.exports.quota import UnfinishedQuota
 from rds_export_operator.exports.reconcile import Reconciler, Result, RetryPolicy, has_task, refused
 from rds_export_operator.exports.wakeups import Wakeups
-from rds_export_operator.runtime import events, spawning
+from rds_export_operator.runtime import events, spawning, status_writes
 from rds_export_operator.runtime.identity_source import ConfigMapSource, NamespaceLabels
 from rds_export_operator.runtime.kubeapi import KubeApi
 from rds_export_operator.runtime.metrics import Metrics
@@ -97,6 +98,13 @@ class _Looks:
 
 
 UP_TO_DATE = "up to date; asleep until the task changes"
+# First looks at once (first_looks.py). A look only decides and writes (a lookup's answer comes with a wake-up,
+# without holding a worker), so a few keep the writes going; each holds one object's trimmed body and a thread
+# of kopf's pool while it decides.
+FIRST_LOOK_WORKERS = 16
+# What a first look reads of an object's metadata (spec parsing, the export queue's order, the finalizer, the
+# write's precondition, an Event's reference): not managedFields nor kubectl's copy of the last applied object.
+_LOOK_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "finalizers")
 
 
 class Handlers:
@@ -162,6 +170,10 @@ class Handlers:
         metrics.tracker.queue_length = self.gateway.queue_length
         self.rng = random.Random()
         self.own_write_wait = 2.0  # seconds a look waits for the watch event of our last write
+        # Objects with no status yet get no daemon: a bounded pool makes their first look (first_looks.py).
+        self.first_looks = FirstLooks(self.first_look, workers=FIRST_LOOK_WORKERS)
+        self.wakeups.listen(self.first_looks.wake)
+        self.kopf_settings: kopf.OperatorSettings | None = None
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         kopf.on.startup(registry=registry)(self.configure)
@@ -201,6 +213,7 @@ class Handlers:
         # of that under load, and a daemon kopf must cancel costs a warning and an Event.
         settings.background.instant_exit_timeout = 0.5
         settings.posting.reporting_component = COMPONENT
+        self.kopf_settings = settings
         settings.posting.reporting_instance = self.config.identity
         # Our resource is known: no CRD discovery watch, which least-privilege RBAC does not (and need not) allow.
         settings.scanning.disabled = True
@@ -237,6 +250,7 @@ class Handlers:
         return parsed.region
 
     def cleanup(self, **_: Any) -> None:
+        self.first_looks.stop()
         if isinstance(self.gateway, Poller):
             self.gateway.stop()
         if self.identity_source is not None:
@@ -267,8 +281,9 @@ class Handlers:
         )
 
     def runs(self, status: Mapping[str, Any], uid: str, **_: Any) -> bool:
-        """Whether the object has a daemon: unfinished, and not over its namespace's quota."""
-        return unfinished(status) and not self.quota.refused(uid)
+        """Whether the object has a daemon: it has a status (its first look is the pool's, first_looks.py),
+        unfinished, and not over its namespace's quota."""
+        return bool(status) and unfinished(status) and not self.quota.refused(uid)
 
     async def track(
         self,
@@ -295,6 +310,8 @@ class Handlers:
         self.metrics.tables.observe(uid, status.get("tables"), deleted=deleted)
         exporting = status.get("status") in st.ACTIVE_STATUSES and status.get("ownership") in OWNED
         self.gateway.slots.exporting(uid, namespace, exporting and not deleted)
+        if deleted or status:
+            self.first_looks.drop(uid)  # its first status is written: a daemon (or nothing) looks from now on
         if deleted or st.is_finished(status):
             self.reconciler.drop(uid)  # nothing left to watch or wake
             self.quota.drop(namespace, uid)
@@ -317,6 +334,8 @@ class Handlers:
         if looks.generation not in (None, meta.get("generation")) or finalized > looks.finalized:
             self.wakeups.wake([uid])  # the spec changed (a policy), or the finalizer a start waits for is stored
         looks.generation, looks.finalized = meta.get("generation"), finalized
+        if not status and not meta.get("deletionTimestamp"):
+            self.first_looks.offer(uid, _trimmed(event.get("object") or {}))
 
     def first_delay(self, status: Mapping[str, Any], **_: Any) -> float:
         # New objects start at once; known tasks spread their polls over one interval (no stampede on restart).
@@ -356,7 +375,7 @@ class Handlers:
         snapshot = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
         result = await asyncio.to_thread(self._look, snapshot, patch, looks.attempt)
         looks.written = copy.deepcopy(dict(patch.status))
-        if result is not None and result.retry_after is not None:
+        if result.retry_after is not None:
             if not result.status:
                 # Our own congestion (threads busy, a page in flight): no news, so no error log and no Event
                 # either; look again after the delay, or sooner when woken.
@@ -367,11 +386,15 @@ class Handlers:
         looks.attempt, looks.sleep = 0, self.sleep
         raise kopf.TemporaryError(UP_TO_DATE, delay=0)
 
-    def _look(self, body: kopf.Body, patch: kopf.Patch, attempt: int) -> Result | None:
-        spec = self._spec(body, patch)
-        if spec is None:
-            return None
+    def _look(self, body: kopf.Body, patch: kopf.Patch, attempt: int, *, post: bool = True) -> Result:
+        """``post``: post the Events now (False: the caller posts them once it has stored the write)."""
         meta = body.metadata
+        try:
+            spec = parse_object_spec(body.spec, meta, self.config.default_region)
+        except SpecError as exc:
+            invalid = refused("InvalidSpec", str(exc))
+            self._apply(invalid, None, body, patch, post=post)
+            return invalid
         result = self.reconciler.sync(
             spec,
             body.status,
@@ -380,8 +403,39 @@ class Handlers:
             created=str(meta.get("creationTimestamp", "")),
             has_finalizer=FINALIZER in (meta.get("finalizers") or []),
         )
-        self._apply(result, spec, body, patch)
+        self._apply(result, spec, body, patch, post=post)
         return result
+
+    async def first_look(self, raw: dict[str, Any]) -> float | None:
+        """The first look of an object with no status (first_looks.FirstLooks calls it): the daemon's look, its
+        status written only onto the body it decided on, then its Events. None: done (or the object changed
+        since: its next watch event brings it back); a number: look again after that long, or when woken."""
+        assert self.kopf_settings is not None  # set at start-up, before kopf's watches begin
+        body, patch = kopf.Body(cast(kopf.RawBody, raw)), kopf.Patch()
+        meta = body.metadata
+        uid = meta.uid or ""
+        result = await asyncio.to_thread(self._look, body, patch, 0, post=False)
+        written = dict(patch.status)
+        if written:
+            stored = await status_writes.patch_status(
+                self.kopf_settings, meta.namespace or "", meta.name or "", str(meta.get("resourceVersion")), written
+            )
+            if not stored:  # changed or gone since: forget what this look set up (its slot), decide again
+                self.reconciler.forget(uid)
+                return None
+        events.post(body, result.events, logger)
+        if written:
+            # The daemon kopf spawns on our write's watch event carries on from here, as after its own look.
+            looks = self._looks.setdefault(uid, _Looks())
+            looks.written = written
+            if result.retry_after is not None:
+                looks.attempt, looks.sleep = 1, result.retry_after
+            else:
+                looks.attempt, looks.sleep = 0, self.sleep
+            return None
+        if result.retry_after is not None:
+            return result.retry_after  # our own congestion: no news
+        return self.sleep  # the answer comes with a wake-up (a lookup by identifier); the safety net after that
 
     def cancel(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         spec = self._spec(body, patch)
@@ -401,13 +455,29 @@ class Handlers:
             self._apply(refused("InvalidSpec", str(exc)), None, body, patch)
             return None
 
-    def _apply(self, result: Result, spec: ExportSpec | None, body: kopf.Body, patch: kopf.Patch) -> None:
+    def _apply(
+        self, result: Result, spec: ExportSpec | None, body: kopf.Body, patch: kopf.Patch, *, post: bool = True
+    ) -> None:
+        """``post``: post the result's Events now (False: the caller posts them once its write is stored)."""
         if result.status:  # nothing to say (waiting for the finalizer): no write at all
             _write({"exportTaskIdentifier": spec.identifier, **result.status} if spec else result.status, body, patch)
         for cond in result.status.get("conditions", []):
             if cond.type == st.SYNCED and cond.status == "False":
                 self.metrics.reconcile_errors.labels(cond.reason).inc()
-        events.post(body, result.events, logger)
+        if post:
+            events.post(body, result.events, logger)
+
+
+def _trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What a first look needs of a raw body, copied: a few hundred bytes, where the body is kilobytes."""
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {key: copy.deepcopy(meta[key]) for key in _LOOK_METADATA if key in meta},
+        "spec": copy.deepcopy(obj.get("spec") or {}),
+        "status": {},
+    }
 
 
 def _synced_message(result: Result) -> str:

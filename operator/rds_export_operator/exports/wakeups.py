@@ -7,13 +7,19 @@ that arrives before the object waits is kept (the event stays set), so none is l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 
 class Wakeups:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[Callable[[list[str]], None]] = []
+
+    def listen(self, listener: Callable[[list[str]], None]) -> None:
+        """Also tell ``listener`` (on the loop) which objects were woken: those with no daemon yet
+        (first_looks.FirstLooks) wait there rather than on an event here."""
+        self._listeners.append(listener)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -27,6 +33,8 @@ class Wakeups:
     def _set(self, uids: list[str]) -> None:
         for uid in uids:
             self._event(uid).set()
+        for listener in self._listeners:
+            listener(uids)
 
     def _event(self, uid: str) -> asyncio.Event:
         event = self._events.get(uid)
