@@ -126,7 +126,7 @@ def test_defaults_render_a_locked_down_single_replica_operator(render: Render) -
     }
     assert c["resources"] == {
         "requests": {"cpu": "50m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
-        "limits": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "256Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "256Mi"},
     }
     assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert c["ports"] == [

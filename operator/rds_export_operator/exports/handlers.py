@@ -425,6 +425,8 @@ class Handlers:
                 return None
         events.post(body, result.events, logger)
         if written:
+            if st.is_finished(written):
+                return None  # no daemon will come; track may already have forgotten the object (no _Looks to leak)
             # The daemon kopf spawns on our write's watch event carries on from here, as after its own look.
             looks = self._looks.setdefault(uid, _Looks())
             looks.written = written
