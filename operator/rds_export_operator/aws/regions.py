@@ -33,9 +33,6 @@ def known_regions() -> frozenset[str]:
         return _read()
 
 
-known_regions.cache_clear = _read.cache_clear  # type: ignore[attr-defined]
-
-
 def refusal(region: str) -> str | None:
     """Why ``region`` cannot be used, or None."""
     if region in known_regions():

@@ -388,13 +388,10 @@ class Handlers:
 
     def _look(self, body: kopf.Body, patch: kopf.Patch, attempt: int, *, post: bool = True) -> Result:
         """``post``: post the Events now (False: the caller posts them once it has stored the write)."""
+        spec = self._spec(body, patch, post=post)
+        if isinstance(spec, Result):
+            return spec
         meta = body.metadata
-        try:
-            spec = parse_object_spec(body.spec, meta, self.config.default_region)
-        except SpecError as exc:
-            invalid = refused("InvalidSpec", str(exc))
-            self._apply(invalid, None, body, patch, post=post)
-            return invalid
         result = self.reconciler.sync(
             spec,
             body.status,
@@ -441,21 +438,22 @@ class Handlers:
 
     def cancel(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         spec = self._spec(body, patch)
-        if spec is None:
+        if isinstance(spec, Result):
             return
         result = self.reconciler.cancel(spec, status, attempt=retry, uid=body.metadata.uid or "")
         self._apply(result, spec, body, patch)
         if not result.done:
             raise kopf.TemporaryError("waiting for AWS to finish canceling", delay=result.retry_after or 1.0)
 
-    def _spec(self, body: kopf.Body, patch: kopf.Patch) -> ExportSpec | None:
-        """The typed spec, or None after reporting why it cannot be acted on (a terminal condition and an Event)."""
-        meta = body.metadata
+    def _spec(self, body: kopf.Body, patch: kopf.Patch, *, post: bool = True) -> ExportSpec | Result:
+        """The typed spec, or the InvalidSpec verdict after applying it (a terminal condition, and an Event posted
+        unless ``post`` is False: see ``_apply``)."""
         try:
-            return parse_object_spec(body.spec, meta, self.config.default_region)
+            return parse_object_spec(body.spec, body.metadata, self.config.default_region)
         except SpecError as exc:
-            self._apply(refused("InvalidSpec", str(exc)), None, body, patch)
-            return None
+            invalid = refused("InvalidSpec", str(exc))
+            self._apply(invalid, None, body, patch, post=post)
+            return invalid
 
     def _apply(
         self, result: Result, spec: ExportSpec | None, body: kopf.Body, patch: kopf.Patch, *, post: bool = True

@@ -81,7 +81,7 @@ def test_the_first_looks_of_a_burst_read_the_endpoint_data_once(monkeypatch: pyt
         return real()
 
     monkeypatch.setattr(boto3.session, "Session", session)
-    regions.known_regions.cache_clear()
+    regions._read.cache_clear()
     try:
         threads = [threading.Thread(target=regions.refusal, args=("us-east-1",)) for _ in range(8)]
         for thread in threads:
@@ -89,5 +89,5 @@ def test_the_first_looks_of_a_burst_read_the_endpoint_data_once(monkeypatch: pyt
         for thread in threads:
             thread.join(timeout=30)
     finally:
-        regions.known_regions.cache_clear()
+        regions._read.cache_clear()
     assert len(made) == 1
