@@ -160,7 +160,7 @@ def run_backfill(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]
 TARGETS = (
     ("peak RSS growth per 1,000 objects at once, MiB", "burst", "peak RSS growth, MiB per 1,000 objects", 30.0, True),
     ("status latency p99 at 50 % unfinished, s (interval + 1)", "heavy", "status latency p99 (s)", math.nan, True),
-    ("  of which listing to watch event, p99 (s)", "heavy", "  listing to the watch event, p99 (s)", math.nan, True),
+    ("  of which AWS call to watch event, p99 (s)", "heavy", "  that call to the watch event, p99 (s)", math.nan, True),
     ("backfill: slot utilisation while work waits, %", "backfill", "slot utilisation while work waits (%)", 98, False),
     ("backfill: idle gap per freed slot, p99, intervals", "backfill", "  p99 in poll intervals", 1.0, True),
     ("backfill: refused StartExportTask calls", "backfill", "  refused (ExportTaskLimitReached)", 0.0, True),

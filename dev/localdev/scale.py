@@ -242,8 +242,9 @@ class Measured:
     busy_writes: list[float] = field(default_factory=list)
     busy_events: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # seconds, one per change made in AWS
-    # The latency in two parts: from the change until the next listing began (the poll interval's share), and
-    # from then until the watch showed it (the operator's look and write, the API server, the watch).
+    # The latency in two parts: from the change until the next call that could show it began (a listing, or a
+    # sweep's describe by identifier: the poll interval's share), and from then until the watch showed it (the
+    # operator's look and write, the API server, the watch).
     page_waits: list[float] = field(default_factory=list)
     after_page: list[float] = field(default_factory=list)
     unfinished_busy: float = math.nan  # unfinished tasks, mean over the busy intervals
@@ -324,14 +325,21 @@ def unreported(watch: Watch, aws: StandInServer, names: Sequence[str]) -> list[s
         return [n for n in finished if n not in watch.reported]
 
 
-def listing_times(aws: StandInServer) -> list[float]:
-    """When each listing of the active tasks began (its first page), on this process's monotonic clock."""
+def look_times(aws: StandInServer) -> Callable[[str], list[float]]:
+    """When each call that could show a task began, per task, on this process's monotonic clock: each listing of
+    the active tasks (its first page), and each describe by identifier naming it (a lookup or a sweep's step)."""
     offset = time.time() - time.monotonic()
-    return sorted(
-        c.at.timestamp() - offset
-        for c in aws.standin.calls(DESCRIBE)
-        if c.params.get("Filters.Filter.1.Name") == "status" and "Marker" not in c.params
-    )
+    listings: list[float] = []
+    named: dict[str, list[float]] = {}
+    for c in aws.standin.calls(DESCRIBE):
+        at = c.at.timestamp() - offset
+        if c.params.get("Filters.Filter.1.Name") == "status" and "Marker" not in c.params:
+            listings.append(at)
+        elif c.params.get("Filters.Filter.1.Name") == "export-task-identifier":
+            for key, value in c.params.items():
+                if key.startswith("Filters.Filter.1.Values."):
+                    named.setdefault(value, []).append(at)
+    return lambda name: sorted(listings + named.get(name, []))
 
 
 def _total_calls(aws: StandInServer) -> tuple[int, int]:
@@ -483,13 +491,14 @@ def _measure(
         running = [n for n in running if n not in finishing]
     result.unfinished_busy = statistics.mean(unfinished)
     _synced(cp, aws, watch, names, timeout=scenario.interval * 3 + 60, pid=pid)
-    listings = listing_times(aws)
+    looks = look_times(aws)
     for name, when, index in changes:
         # The change, or a later one that overtook it before the object showed it: the status was stale until then.
         seen = watch.first_seen(name, set(states[name][index:]), when)
         assert seen is not None, f"{name} never showed {states[name][index]}"
         result.latencies.append(seen - when)
-        listed = next((t for t in listings[bisect.bisect_left(listings, when) :] if t <= seen), None)
+        times = looks(name)
+        listed = next((t for t in times[bisect.bisect_left(times, when) :] if t <= seen), None)
         if listed is not None:
             result.page_waits.append(listed - when)
             result.after_page.append(seen - listed)
@@ -550,9 +559,9 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
         "changes / busy interval": len(m.latencies) / max(1, len(m.busy_calls)),
         "status latency p50 (s)": percentile(m.latencies, 0.5),
         "status latency p99 (s)": percentile(m.latencies, 0.99),
-        "  change to the next listing, p99 (s)": percentile(m.page_waits, 0.99),
-        "  listing to the watch event, p50 (s)": percentile(m.after_page, 0.5),
-        "  listing to the watch event, p99 (s)": percentile(m.after_page, 0.99),
+        "  change to the call that shows it, p99 (s)": percentile(m.page_waits, 0.99),
+        "  that call to the watch event, p50 (s)": percentile(m.after_page, 0.5),
+        "  that call to the watch event, p99 (s)": percentile(m.after_page, 0.99),
         "RSS after sync (MiB)": m.rss_synced,
         "RSS after busy (MiB)": m.rss_end,
         "peak RSS (MiB)": max(m.peak_synced, m.peak_end) if not math.isnan(m.peak_end) else m.peak_synced,

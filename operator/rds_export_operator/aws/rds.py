@@ -45,6 +45,15 @@ class Rds(AwsClients):
 
     service = "rds"
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._unfiltered: set[str] = set()  # regions whose endpoint answered a filter by identifier with others
+
+    def filters_honoured(self, region: str) -> bool:
+        """False once this region's endpoint ignored the identifier filter (then a describe by identifier is a
+        listing of every task, and the poller lists by status instead of sweeping by identifier)."""
+        return region not in self._unfiltered
+
     def client(self, region: str, identity: Identity | None = None) -> RDSClient:
         return cast("RDSClient", super().client(region, identity))
 
@@ -88,6 +97,7 @@ class Rds(AwsClients):
             answer = list(self._describe_filtered(region, "export-task-identifier", chunk, BATCH, identity))
             found.update((str(t.get("ExportTaskIdentifier")), t) for t in answer)
             if not {t.get("ExportTaskIdentifier") for t in answer} <= set(chunk):
+                self._unfiltered.add(region)
                 break  # the filter was ignored: this was a listing of every task
         return [task for identifier, task in found.items() if identifier in wanted]
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 
 from rds_export_operator.api.spec import parse_spec
 from rds_export_operator.aws.errors import AwsError, ErrorKind
-from rds_export_operator.exports.polling import ACTIVE_FILTER, Poller
+from rds_export_operator.exports.polling import ACTIVE_FILTER, Poller, phase
 from rds_export_operator.exports.reconcile import Reconciler
 from unit.fakes import Clock
 
@@ -33,6 +35,9 @@ class FakeRds:
     def describe_many(self, region: str, identifiers: list[str], identity: Any = None) -> list[dict[str, Any]]:
         self.calls.append(("many", tuple(identifiers)))
         return [dict(self.tasks[i]) for i in identifiers if i in self.tasks]
+
+    def filters_honoured(self, region: str) -> bool:
+        return not self.ignore_filters
 
     def describe(self, region: str, identifier: str, identity: Any = None) -> dict[str, Any] | None:
         self.calls.append(("describe", identifier))
@@ -609,3 +614,160 @@ def test_a_queue_with_free_slots_does_not_poll_faster(rds: FakeRds, clock: Clock
     clock.now += 10
     poller.refresh()
     assert sum(1 for call in rds.calls if call[0] == "page") == pages
+
+
+# -- the sweep: more than a page of watched tasks, described by identifier at fixed phases (issue 27 item 2) --------
+
+
+def sweeping(rds: FakeRds, clock: Clock, count: int, woken: list[str]) -> Poller:
+    """A poller watching ``count`` running tasks, whose page was fetched one interval ago."""
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    for i in range(count):
+        task(rds, f"t{i}", "IN_PROGRESS")
+        poller.watch(f"u{i}", REGION, f"t{i}")
+    poller.page(REGION)
+    rds.calls.clear()
+    woken.clear()
+    return poller
+
+
+def pump_for(poller: Poller, clock: Clock, seconds: float, step: float = 0.25, lag: float = 0.0) -> None:
+    """The pump thread for ``seconds``, on the fake clock: a refresh whenever the one before says it is due (and
+    ``lag`` later: a thread wakes late)."""
+    end = clock.now + seconds
+    while True:
+        due = poller.refresh()
+        if clock.now >= end:
+            return
+        clock.now = min(end, clock.now + min(step, due) + lag)
+
+
+def described(rds: FakeRds, clock: Clock) -> list[tuple[float, tuple[str, ...]]]:
+    """Each describe by identifier from now on: (when, identifiers)."""
+    calls: list[tuple[float, tuple[str, ...]]] = []
+    real = rds.describe_many
+
+    def describe_many(region: str, identifiers: list[str], identity: Any = None) -> list[dict[str, Any]]:
+        calls.append((clock.now, tuple(identifiers)))
+        return real(region, identifiers, identity)
+
+    rds.describe_many = describe_many  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_sweep_describes_each_watched_task_once_per_interval_in_groups_under_a_page(
+    rds: FakeRds, clock: Clock
+) -> None:
+    woken: list[str] = []
+    poller = sweeping(rds, clock, 250, woken)
+    calls, began = described(rds, clock), clock.now
+    pump_for(poller, clock, 120, lag=0.1)  # the pump thread wakes a little after each step is due
+    assert {c[0] for c in rds.calls} == {"many"}  # no listing
+    assert len([at for at, _ in calls if at > began + 30]) == 3 * 4  # ceil(250/100) + 1 calls per interval
+    assert max(len(ids) for _, ids in calls) <= 100  # each step is one call
+    times: dict[str, list[float]] = {}
+    for at, ids in calls:
+        for identifier in ids:
+            times.setdefault(identifier, []).append(at)
+    assert times.keys() == {f"t{i}" for i in range(250)}
+    gaps = {b - a for seen in times.values() for a, b in itertools.pairwise(seen)}
+    assert max(abs(gap - 30) for gap in gaps) < 0.5  # once per interval, at the same step each time
+    assert woken == []  # nothing changed: nobody was woken
+
+
+def test_more_phases_than_a_call_holds_wait_for_the_next_step_rather_than_make_a_second_call(
+    rds: FakeRds, clock: Clock
+) -> None:
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock)  # type: ignore[arg-type]
+    names = [n for n in (f"x{i}" for i in range(2000)) if phase(n, 30) < 5][:150]  # all in the first sixth
+    assert len(names) == 150
+    for i, name in enumerate(names):
+        task(rds, name, "IN_PROGRESS")
+        poller.watch(f"u{i}", REGION, name)
+    poller.page(REGION)
+    calls, began = described(rds, clock), clock.now
+    pump_for(poller, clock, 120)
+    assert max(len(ids) for _, ids in calls) == 100
+    assert len([at for at, _ in calls if at > began + 30]) == 3 * 2  # two calls per interval: 100, then 50
+    seen = Counter(i for at, ids in calls if at > began + 30 for i in ids)
+    assert seen == Counter({name: 3 for name in names})  # and each task once per interval
+
+
+def test_a_sweep_wakes_an_object_within_an_interval_of_its_change_and_nobody_else(rds: FakeRds, clock: Clock) -> None:
+    woken: list[str] = []
+    poller = sweeping(rds, clock, 150, woken)
+    pump_for(poller, clock, 30)
+    rds.tasks["t7"]["PercentProgress"] = 40
+    rds.tasks["t8"]["Status"] = "COMPLETE"
+    changed_at = clock.now
+    while not {"u7", "u8"} <= set(woken):
+        assert clock.now - changed_at <= 30  # within one interval
+        pump_for(poller, clock, 0.25)
+    assert sorted(woken) == ["u7", "u8"]
+    assert poller.find(REGION, "t7", uid="u7")["PercentProgress"] == 40  # type: ignore[index]
+    assert poller.find(REGION, "t8", uid="u8")["Status"] == "COMPLETE"  # type: ignore[index]
+    assert [c[0] for c in rds.calls] == ["many"] * len(rds.calls)  # the old page is no reason for a listing
+
+
+def test_a_scope_lists_again_when_objects_wait_for_its_slots_or_few_tasks_are_watched(
+    rds: FakeRds, clock: Clock
+) -> None:
+    woken: list[str] = []
+    poller = sweeping(rds, clock, 150, woken)
+    pump_for(poller, clock, 30)
+    assert {c[0] for c in rds.calls} == {"many"}
+    assert not poller.may_start(REGION, "new", "2026-01-01T00:00:00Z")  # 150 running: it queues
+    rds.calls.clear()
+    pump_for(poller, clock, 30)
+    assert "page" in {c[0] for c in rds.calls}  # the page counts the running exports: a freed slot is seen
+    poller.slots.withdraw("new")
+    for i in range(60):
+        poller.unwatch(f"u{i}")  # 90 left: one page lists them all
+    rds.calls.clear()
+    pump_for(poller, clock, 60)
+    assert [c[0] for c in rds.calls] == ["page", "page"]
+
+
+def test_an_endpoint_that_ignores_filters_is_listed_rather_than_swept(clock: Clock) -> None:
+    rds = FakeRds(ignore_filters=True)
+    poller = sweeping(rds, clock, 150, [])
+    pump_for(poller, clock, 60)
+    assert [c[0] for c in rds.calls] == ["page", "page"]  # a describe by identifier would list every task
+
+
+def test_a_failed_sweep_backs_off_then_describes_and_wakes_every_watcher(rds: FakeRds, clock: Clock) -> None:
+    woken: list[str] = []
+    poller = sweeping(rds, clock, 150, woken)
+    real = rds.describe_many
+
+    def throttled(region: str, identifiers: list[str], identity: Any = None) -> list[dict[str, Any]]:
+        rds.calls.append(("throttled", tuple(identifiers)))
+        raise AwsError(ErrorKind.RETRYABLE, "Throttling", "slow down", "DescribeExportTasks")
+
+    rds.describe_many = throttled  # type: ignore[method-assign]
+    pump_for(poller, clock, 29)
+    assert [c[0] for c in rds.calls] == ["throttled"]  # no second call within the backoff (at least an interval)
+    assert len(woken) == 150  # each object shows the failure
+    rds.describe_many = real  # type: ignore[method-assign]
+    woken.clear()
+    pump_for(poller, clock, 60)
+    first = next(c for c in rds.calls if c[0] == "many")
+    assert len(first[1]) == 150  # the first step after the backoff: every task (more than an interval passed)
+    assert sorted(woken) == sorted(f"u{i}" for i in range(150))  # the recovery is news for each
+
+
+def test_a_cancel_answered_while_a_sweep_asked_is_not_overwritten_by_it(rds: FakeRds, clock: Clock) -> None:
+    poller = sweeping(rds, clock, 150, [])
+    real = rds.describe_many
+
+    def cancel_meanwhile(region: str, identifiers: list[str], identity: Any = None) -> list[dict[str, Any]]:
+        answer = real(region, identifiers, identity)  # the old state of every task
+        if "t3" in identifiers:
+            clock.now += 0.1
+            poller.cancel(REGION, "t3")  # answered after the sweep's call was asked
+        return answer
+
+    rds.describe_many = cancel_meanwhile  # type: ignore[method-assign]
+    pump_for(poller, clock, 30)
+    assert ("cancel", "t3") in rds.calls
+    assert poller.find(REGION, "t3", uid="u3")["Status"] == "CANCELING"  # type: ignore[index]
