@@ -399,14 +399,25 @@ class Poller:
                 if waiting and state.page is not None and self.slots.full(slots, state.page.running):
                     every = self.queue_interval  # the page that shows a freed slot starts the next export
                 with contextlib.suppress(AwsError):  # objects see the error at their next look
-                    self.page(state.region, state.identity, max_age=every)
-                with state.lock:  # a page exactly one interval after the last (or when the backoff ends)
+                    self.page(state.region, state.identity, max_age=self._age(state, every))
+                with state.lock:  # a page at the scope's next phase (or when the backoff ends)
                     now = self.clock()
                     if state.error is not None and now < state.retry_at:
                         due = min(due, state.retry_at - now)
                     elif state.page is not None:
-                        due = min(due, state.page.fetched_at + every - now)
+                        due = min(due, state.page.fetched_at + self._age(state, every) - now)
         return max(0.05, due)
+
+    @staticmethod
+    def _age(state: _Scope, every: float) -> float:
+        """How old the scope's page gets before the pump renews it: up to the scope's own phase of the interval,
+        then every interval. Scopes whose first pages came together (the operator's start) would otherwise stay
+        aligned, and every account's changes of an interval be written in one burst (the sweep's reason, across
+        scopes). Costs at most one early page per scope."""
+        fetched = state.page.fetched_at if state.page is not None else 0.0
+        return (
+            phase(f"{state.identity.role_arn if state.identity else ''} {state.region}", every) - fetched
+        ) % every or every
 
     def _sweep(self, state: _Scope) -> float:
         """One step of a sweep (see the module), if one is due: describe the watched tasks whose phase came since
