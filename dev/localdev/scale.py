@@ -232,6 +232,8 @@ class Measured:
     peak_synced: float = math.nan  # MiB, the peak RSS (VmHWM) until the initial sync settled
     idle_s: float = math.nan
     idle_cpu_s: float = math.nan
+    busy_s: float = math.nan
+    busy_cpu_s: float = math.nan  # the operator's CPU from the busy intervals' start until all changes showed
     idle_calls: list[int] = field(default_factory=list)  # per interval: every AWS call
     idle_describes: list[int] = field(default_factory=list)  # per interval: DescribeExportTasks
     idle_writes: list[float] = field(default_factory=list)
@@ -481,6 +483,7 @@ def _measure(
 
         return apply
 
+    t0, cpu0 = time.monotonic(), process_usage(pid)[1]
     for _ in range(scenario.intervals):
         unfinished.append(len(running))
         finishing = set(running[: scenario.transitions])
@@ -491,6 +494,7 @@ def _measure(
         running = [n for n in running if n not in finishing]
     result.unfinished_busy = statistics.mean(unfinished)
     _synced(cp, aws, watch, names, timeout=scenario.interval * 3 + 60, pid=pid)
+    result.busy_s, result.busy_cpu_s = time.monotonic() - t0, process_usage(pid)[1] - cpu0  # until all shown
     looks = look_times(aws)
     for name, when, index in changes:
         # The change, or a later one that overtook it before the object showed it: the status was stale until then.
@@ -572,6 +576,12 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
         out["peak RSS growth, MiB per 1,000 objects"] = (out["peak RSS (MiB)"] - floor_rss) * per_k
         out["  after a restart (the same objects), peak"] = (m.peak_restart - floor_rss) * per_k
     out["CPU s per idle minute"] = m.idle_cpu_s / m.idle_s * 60 if m.idle_s else math.nan
+    # From the first change until every object showed the last and the operator went quiet; per change: above
+    # the idle rate (what showing the changes cost).
+    out["CPU s per busy minute"] = m.busy_cpu_s / m.busy_s * 60 if m.busy_s else math.nan
+    out["  operator CPU ms per change"] = (
+        (m.busy_cpu_s - m.idle_cpu_s / m.idle_s * m.busy_s) * 1000 / len(m.latencies) if m.latencies else math.nan
+    )
     out["settle after restart (s)"] = m.restart_s
     out["AWS calls to settle after restart"] = m.restart_calls
     return out
