@@ -101,6 +101,8 @@ def dump(*_):
             bodies = [r.daemons_memory.live_fresh_body for r in items.values()]
             raw = [b._src if hasattr(b, "_src") else b for b in bodies if b is not None]
             f.write(f"kopf ResourceMemories: {len(items)} objects\\n")
+            managed = [b.get("metadata", {}).get("managedFields") for b in raw]
+            f.write(f"  of which metadata.managedFields      {deep(managed, set()) / 2**20:8.2f}\\n")
             f.write(f"  live_fresh_body (the full last body) {deep(raw, seen) / 2**20:8.2f}\\n")
             f.write(f"  the rest of ResourceMemory          {deep(items, seen) / 2**20:8.2f}\\n")
         ours = [o for o in objs if type(o).__module__ == "rds_export_operator.exports.handlers"]
