@@ -236,6 +236,7 @@ class Measured:
     busy_cpu_s: float = math.nan  # the operator's CPU from the busy intervals' start until all changes showed
     idle_calls: list[int] = field(default_factory=list)  # per interval: every AWS call
     idle_describes: list[int] = field(default_factory=list)  # per interval: DescribeExportTasks
+    listings: int = 0  # listings by status (first pages) over the idle and busy intervals; a sweep has none
     idle_writes: list[float] = field(default_factory=list)
     idle_events: list[float] = field(default_factory=list)  # Kubernetes Events posted (by anyone), per interval
     rss_idle: float = math.nan  # after the idle phase
@@ -327,17 +328,24 @@ def unreported(watch: Watch, aws: StandInServer, names: Sequence[str]) -> list[s
         return [n for n in finished if n not in watch.reported]
 
 
+def listing_times(aws: StandInServer) -> list[float]:
+    """When each listing of the active tasks began (its first page), on this process's monotonic clock."""
+    offset = time.time() - time.monotonic()
+    return sorted(
+        c.at.timestamp() - offset
+        for c in aws.standin.calls(DESCRIBE)
+        if c.params.get("Filters.Filter.1.Name") == "status" and "Marker" not in c.params
+    )
+
+
 def look_times(aws: StandInServer) -> Callable[[str], list[float]]:
     """When each call that could show a task began, per task, on this process's monotonic clock: each listing of
     the active tasks (its first page), and each describe by identifier naming it (a lookup or a sweep's step)."""
-    offset = time.time() - time.monotonic()
-    listings: list[float] = []
+    offset, listings = time.time() - time.monotonic(), listing_times(aws)
     named: dict[str, list[float]] = {}
     for c in aws.standin.calls(DESCRIBE):
-        at = c.at.timestamp() - offset
-        if c.params.get("Filters.Filter.1.Name") == "status" and "Marker" not in c.params:
-            listings.append(at)
-        elif c.params.get("Filters.Filter.1.Name") == "export-task-identifier":
+        if c.params.get("Filters.Filter.1.Name") == "export-task-identifier":
+            at = c.at.timestamp() - offset
             for key, value in c.params.items():
                 if key.startswith("Filters.Filter.1.Values."):
                     named.setdefault(value, []).append(at)
@@ -460,7 +468,7 @@ def _measure(
         events.append(apiserver_writes(cp, "events") - e0)
 
     # Idle: nothing changes in AWS.
-    t0, cpu0 = time.monotonic(), process_usage(pid)[1]
+    t0, cpu0, listed = time.monotonic(), process_usage(pid)[1], len(listing_times(aws))
     for _ in range(scenario.intervals):
         window(result.idle_calls, result.idle_describes, result.idle_writes, result.idle_events)
     result.idle_s, result.idle_cpu_s = time.monotonic() - t0, process_usage(pid)[1] - cpu0
@@ -493,6 +501,7 @@ def _measure(
         window(result.busy_calls, result.busy_describes, result.busy_writes, result.busy_events, moments)
         running = [n for n in running if n not in finishing]
     result.unfinished_busy = statistics.mean(unfinished)
+    result.listings = len(listing_times(aws)) - listed
     _synced(cp, aws, watch, names, timeout=scenario.interval * 3 + 60, pid=pid)
     result.busy_s, result.busy_cpu_s = time.monotonic() - t0, process_usage(pid)[1] - cpu0  # until all shown
     looks = look_times(aws)
@@ -555,6 +564,7 @@ def rows(m: Measured, floor_rss: float | None = None) -> dict[str, float]:
         "AWS calls / interval, idle": m.per_interval(m.idle_calls),
         "AWS calls / interval, busy": m.per_interval(m.busy_calls),
         "AWS calls, most in one busy interval": float(max(m.busy_calls, default=0)),
+        "  listings by status / interval (a sweep: 0)": m.listings / (2 * s.intervals) if s.intervals else math.nan,
         "target: ceil(unfinished/100)+1": float(target_calls(s.active)),
         "API writes / interval, idle": m.per_interval(m.idle_writes),
         "API writes / interval, busy": m.per_interval(m.busy_writes),
