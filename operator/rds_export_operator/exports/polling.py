@@ -297,6 +297,8 @@ class Poller:
         with self._using(region, identity, DESCRIBE) as state:
             with state.lock:  # a sweep answers the tasks it describes: the page's age does not matter for them
                 swept = state.swept_at is not None and identifier in state.watched
+                if swept and state.error is not None and self.clock() < state.retry_at:
+                    raise state.error  # the sweep fails: the object shows it, as a failed page's objects do
             # A burst of new objects need not wait for a page in flight.
             page = self._page(region, identity, state, wait=False, max_age=math.inf if swept else None)
             with state.lock:

@@ -784,10 +784,13 @@ def test_a_failed_sweep_backs_off_then_describes_and_wakes_every_watcher(rds: Fa
     rds.describe_many = throttled  # type: ignore[method-assign]
     pump_for(poller, clock, 29)
     assert [c[0] for c in rds.calls] == ["throttled"]  # no second call within the backoff (at least an interval)
-    assert len(woken) == 150  # each object shows the failure
+    assert len(woken) == 150  # each object is woken to show the failure
+    with pytest.raises(AwsError, match="Throttling"):
+        poller.find(REGION, "t0", uid="u0")  # and its look shows it (Synced=False), not the last answer
     rds.describe_many = real  # type: ignore[method-assign]
     woken.clear()
     pump_for(poller, clock, 60)
+    assert poller.find(REGION, "t0", uid="u0")["Status"] == "IN_PROGRESS"  # type: ignore[index]
     first = next(c for c in rds.calls if c[0] == "many")
     assert len(first[1]) == 150  # the first step after the backoff: every task (more than an interval passed)
     assert sorted(woken) == sorted(f"u{i}" for i in range(150))  # the recovery is news for each
