@@ -89,6 +89,9 @@ class _Scope:
     region: str = ""
     swept_at: float | None = None  # sweeping (see the module): phases up to this time are described; None: listing
     sweep_due: float = 0.0  # the next step: on a grid of steps, so that a task is described every interval
+    # identifier -> the answer a sweep step last read (and woke its watchers for, if it was news): what the next step
+    # or listing compares with, rather than a listing from before the sweep
+    told: dict[str, ExportTask | None] = field(default_factory=dict)
 
 
 def phase(identifier: str, interval: float) -> float:
@@ -233,9 +236,10 @@ class Poller:
             changed = [
                 uid
                 for identifier, uids in state.watched.items()
-                if recovered or before is None or before.tasks.get(identifier) != page.tasks.get(identifier)
+                if recovered or before is None or self._told(state, before, identifier) != page.tasks.get(identifier)
                 for uid in uids
             ]
+            state.told.clear()  # the listing answers them all
         scope = slot_scope(region, identity)
         self.slots.page(scope, now, running)
         future.set_result(page)
@@ -264,8 +268,31 @@ class Poller:
 
     def _limit(self, state: _Scope, identifier: str) -> float:
         """How long news of a task is kept (under ``state.lock``): held while objects a lookup woke have not read
-        it yet, then kept."""
+        it yet, then kept; while a sweep answers it, until the sweep's next answer (a long backoff would otherwise
+        leave only the listing from before the sweep)."""
+        if state.swept_at is not None and identifier in state.watched:
+            return math.inf
         return self._hold if identifier in state.readers else self._keep
+
+    @staticmethod
+    def _told(state: _Scope, page: Page | None, identifier: str) -> ExportTask | None:
+        """What the watchers of a task were last woken with (under ``state.lock``): a sweep step's answer, else
+        the page's."""
+        if identifier in state.told:
+            return state.told[identifier]
+        return page.tasks.get(identifier) if page is not None else None
+
+    def _view(self, region: str, identity: Identity | None, state: _Scope, *, wait: bool) -> Page:
+        """The page to answer from. While the scope sweeps, no listing is fetched for an answer (each would cost
+        the pages the sweep replaces, and wake every watcher at once); a page older than an interval then says
+        nothing, and the sweep's, lookups' and calls' answers (``recent``) do."""
+        with state.lock:
+            sweeping, page = state.swept_at is not None, state.page
+        if not sweeping:
+            return self._page(region, identity, state, wait=wait)
+        if page is not None and self.clock() - page.fetched_at < self.interval:
+            return page
+        return Page({}, 0, -1.0)
 
     @staticmethod
     def _keeps(page: Page, identifier: str, at: float, now: float, limit: float) -> bool:
@@ -295,12 +322,11 @@ class Poller:
         identifier joins the scope's next lookup and AwsError LOOKUP_PENDING says the answer comes with a wake-up.
         """
         with self._using(region, identity, DESCRIBE) as state:
-            with state.lock:  # a sweep answers the tasks it describes: the page's age does not matter for them
+            with state.lock:
                 swept = state.swept_at is not None and identifier in state.watched
                 if swept and state.error is not None and self.clock() < state.retry_at:
                     raise state.error  # the sweep fails: the object shows it, as a failed page's objects do
-            # A burst of new objects need not wait for a page in flight.
-            page = self._page(region, identity, state, wait=False, max_age=math.inf if swept else None)
+            page = self._view(region, identity, state, wait=False)  # a burst of new objects need not wait
             with state.lock:
                 known, task = self._known(state, page, identifier)
                 if known:
@@ -374,6 +400,7 @@ class Poller:
             uids.discard(uid)
             if not uids:
                 state.watched.pop(identifier, None)
+                state.told.pop(identifier, None)
 
     def refresh(self) -> float:
         """Answer the waiting lookups, and fetch a page for every scope someone watches or waits in (the pump).
@@ -444,7 +471,10 @@ class Poller:
         wanted = sorted((i for i in watched if after[i] <= now - last), key=after.__getitem__)
         covered = now
         if len(wanted) > BATCH and now - last < self.interval:  # after a backoff, all are due: a call per 100
-            wanted = wanted[:BATCH]
+            cut = BATCH  # not between two equal phases (a CRC-32 shared): the second would never come again
+            while cut > 1 and after[wanted[cut]] == after[wanted[cut - 1]]:
+                cut -= 1
+            wanted = wanted[:cut]
             covered = last + after[wanted[-1]]
         if not state.gate.acquire(blocking=False):
             return step  # the region's call slots hang on AWS
@@ -461,14 +491,17 @@ class Poller:
         with state.lock:
             recovered, state.failures, state.error = state.failures > 0, 0, None
             state.swept_at, state.sweep_due = covered, (math.floor(now / step) + 1) * step
-            page, changed = state.page or Page({}, 0, -1.0), list[str]()
+            changed: list[str] = []
             for identifier in wanted:
                 news = state.recent.get(identifier)
                 if news is not None and news[1] > now:
                     continue  # a Start or Cancel answered after this call was asked: it is newer
-                if recovered or self._known(state, page, identifier) != (True, found.get(identifier)):
-                    changed.extend(state.watched.get(identifier, ()))
-                state.recent[identifier] = (found.get(identifier), now)
+                answer = found.get(identifier)
+                if identifier in state.watched:  # (it may have been let go during the call)
+                    if recovered or self._told(state, state.page, identifier) != answer:
+                        changed.extend(state.watched[identifier])
+                    state.told[identifier] = answer
+                state.recent[identifier] = (answer, now)
             if recovered:  # watchers showed the failure: all of them are news now
                 changed = [uid for uids in state.watched.values() for uid in uids]
             due = state.sweep_due - now
@@ -528,7 +561,7 @@ class Poller:
     def peek(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None:
         """The task if the shared page has it as active; never an extra call, nor a wait for a page in flight."""
         with self._using(region, identity, DESCRIBE) as state:
-            task = self._page(region, identity, state, wait=False).tasks.get(identifier)
+            task = self._view(region, identity, state, wait=False).tasks.get(identifier)
         return task if task is not None and normalize_status(task.get("Status")) in ACTIVE_STATUSES else None
 
     def describe(self, region: str, identifier: str, identity: Identity | None = None) -> ExportTask | None:
@@ -540,7 +573,7 @@ class Poller:
         with self._using(region, identity, DESCRIBE) as state:
             with state.lock:
                 state.asked[identifier] = self.clock()
-            page = self._page(region, identity, state)
+            page = self._view(region, identity, state, wait=True)
             with state.lock:
                 known, task = self._known(state, page, identifier)
             if known:

@@ -811,3 +811,84 @@ def test_a_cancel_answered_while_a_sweep_asked_is_not_overwritten_by_it(rds: Fak
     pump_for(poller, clock, 30)
     assert ("cancel", "t3") in rds.calls
     assert poller.find(REGION, "t3", uid="u3")["Status"] == "CANCELING"  # type: ignore[index]
+
+
+# Found by review (each failed before its fix):
+
+
+def throttle(rds: FakeRds) -> None:
+    def throttled(region: str, identifiers: list[str], identity: Any = None) -> list[dict[str, Any]]:
+        rds.calls.append(("throttled", tuple(identifiers)))
+        raise AwsError(ErrorKind.RETRYABLE, "Throttling", "slow down", "DescribeExportTasks")
+
+    rds.describe_many = throttled  # type: ignore[method-assign]
+
+
+def test_a_long_outage_of_a_sweep_never_answers_from_the_listing_before_the_sweep(rds: FakeRds, clock: Clock) -> None:
+    poller = sweeping(rds, clock, 150, [])  # its listing: no progress
+    for i in range(150):
+        rds.tasks[f"t{i}"]["PercentProgress"] = 50
+    pump_for(poller, clock, 60)  # the sweep read 50 % of each
+    real = rds.describe_many
+    throttle(rds)
+    pump_for(poller, clock, 300)  # backoffs longer than the time news is kept
+    with pytest.raises(AwsError, match="Throttling"):
+        poller.find(REGION, "t7", uid="u7")
+    rds.describe_many = real  # type: ignore[method-assign]
+    scope = next(iter(poller._scopes.values()))
+    clock.now = scope.retry_at + 0.1  # the backoff is over, the pump has not run yet
+    assert poller.find(REGION, "t7", uid="u7")["PercentProgress"] == 50  # type: ignore[index]
+
+
+def test_new_objects_first_looks_make_no_listing_nor_wake_anyone_while_a_scope_sweeps(
+    rds: FakeRds, clock: Clock
+) -> None:
+    woken: list[str] = []
+    poller = sweeping(rds, clock, 250, woken)
+    for i in range(250):
+        rds.tasks[f"t{i}"]["PercentProgress"] = 50
+    pump_for(poller, clock, 60)
+    rds.calls.clear()
+    for k in range(4):  # a new object per interval: its first look peeks, then finds (reconcile._start_or_adopt)
+        woken.clear()
+        assert poller.peek(REGION, f"new{k}") is None
+        assert woken == []  # a listing compared with the page before the sweep woke every watcher at once
+        assert pending(poller, f"new{k}", f"n{k}")  # looked up by identifier
+        pump_for(poller, clock, 30)
+    assert "page" not in {c[0] for c in rds.calls}  # the listing the sweep replaces, once per interval
+    assert poller.describe(REGION, "t3")["PercentProgress"] == 50  # type: ignore[index]  # the sweep's answer
+    assert "page" not in {c[0] for c in rds.calls} and ("describe", "t3") not in rds.calls
+
+
+def test_two_tasks_of_one_phase_at_a_full_step_are_both_described(rds: FakeRds, clock: Clock) -> None:
+    a, b = "exp-29685295", "exp-32060020"  # the same CRC-32
+    assert phase(a, 30) == phase(b, 30)
+    at = phase(a, 30)
+    early = [n for n in (f"f{i}" for i in range(20000)) if 0 < phase(n, 30) < at][:99]
+    late = [n for n in (f"g{i}" for i in range(20000)) if at < phase(n, 30) < 5][:51]
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock)  # type: ignore[arg-type]
+    for name in [*early, a, b, *late]:
+        task(rds, name, "IN_PROGRESS")
+        poller.watch(f"u-{name}", REGION, name)
+    poller.page(REGION)
+    rds.calls.clear()
+    pump_for(poller, clock, 120)
+    seen = Counter(i for c in rds.calls if c[0] == "many" for i in c[1])
+    assert seen[a] >= 3 and seen[b] >= 3  # the cut of a full step falls before both, not between them
+    assert max(len(c[1]) for c in rds.calls) <= 100
+
+
+def test_the_listing_after_a_sweep_wakes_only_what_changed_since_the_sweep_read_it(rds: FakeRds, clock: Clock) -> None:
+    woken: list[str] = []
+    poller = sweeping(rds, clock, 150, woken)
+    for i in range(150):
+        rds.tasks[f"t{i}"]["PercentProgress"] = 50  # news against the listing before the sweep, read by it
+    pump_for(poller, clock, 60)
+    for i in range(60):
+        poller.unwatch(f"u{i}")  # 90 left: the scope lists again
+    rds.tasks["t100"]["PercentProgress"] = 60
+    woken.clear()
+    rds.calls.clear()
+    pump_for(poller, clock, 30)
+    assert "page" in {c[0] for c in rds.calls}
+    assert woken == ["u100"]
