@@ -468,7 +468,7 @@ def _measure(
         events.append(apiserver_writes(cp, "events") - e0)
 
     # Idle: nothing changes in AWS.
-    t0, cpu0, listed = time.monotonic(), process_usage(pid)[1], len(listing_times(aws))
+    t0, cpu0, listings0 = time.monotonic(), process_usage(pid)[1], len(listing_times(aws))
     for _ in range(scenario.intervals):
         window(result.idle_calls, result.idle_describes, result.idle_writes, result.idle_events)
     result.idle_s, result.idle_cpu_s = time.monotonic() - t0, process_usage(pid)[1] - cpu0
@@ -501,7 +501,7 @@ def _measure(
         window(result.busy_calls, result.busy_describes, result.busy_writes, result.busy_events, moments)
         running = [n for n in running if n not in finishing]
     result.unfinished_busy = statistics.mean(unfinished)
-    result.listings = len(listing_times(aws)) - listed
+    result.listings = len(listing_times(aws)) - listings0
     _synced(cp, aws, watch, names, timeout=scenario.interval * 3 + 60, pid=pid)
     result.busy_s, result.busy_cpu_s = time.monotonic() - t0, process_usage(pid)[1] - cpu0  # until all shown
     looks = look_times(aws)

@@ -233,13 +233,15 @@ class Poller:
                 i: v for i, v in state.recent.items() if self._keeps(page, i, v[1], now, self._limit(state, i))
             }
             state.lost = {i: at for i, at in state.lost.items() if self._keeps(page, i, at, now, self._keep)}
-            changed = [
-                uid
-                for identifier, uids in state.watched.items()
-                if recovered or before is None or self._told(state, before, identifier) != page.tasks.get(identifier)
-                for uid in uids
-            ]
-            state.told.clear()  # the listing answers them all
+            changed = []  # while sweeping (a listing for the slots' count), the sweep tells each at its phase
+            if recovered or state.swept_at is None:
+                changed = [
+                    uid
+                    for identifier, uids in state.watched.items()
+                    if recovered or self._news(state, before, identifier, page.tasks.get(identifier))
+                    for uid in uids
+                ]
+                state.told.clear()  # the listing answers them all
         scope = slot_scope(region, identity)
         self.slots.page(scope, now, running)
         future.set_result(page)
@@ -275,12 +277,12 @@ class Poller:
         return self._hold if identifier in state.readers else self._keep
 
     @staticmethod
-    def _told(state: _Scope, page: Page | None, identifier: str) -> ExportTask | None:
-        """What the watchers of a task were last woken with (under ``state.lock``): a sweep step's answer, else
-        the page's."""
+    def _news(state: _Scope, page: Page | None, identifier: str, task: ExportTask | None) -> bool:
+        """Whether ``task`` is news to the watchers of its identifier (under ``state.lock``): against what a sweep
+        step last read of it, else against the page before."""
         if identifier in state.told:
-            return state.told[identifier]
-        return page.tasks.get(identifier) if page is not None else None
+            return state.told[identifier] != task
+        return page is None or page.tasks.get(identifier) != task
 
     def _view(self, region: str, identity: Identity | None, state: _Scope, *, wait: bool) -> Page:
         """The page to answer from. While the scope sweeps, no listing is fetched for an answer (each would cost
@@ -422,7 +424,7 @@ class Poller:
             if not waiting and len(state.watched) > self.sweep_above and self.rds.filters_honoured(state.region):
                 due = min(due, self._sweep(state))
                 continue
-            state.swept_at = None
+            self._stop_sweeping(state)
             if state.watched or waiting:
                 every = self.interval
                 if waiting and state.page is not None and self.slots.full(slots, state.page.running):
@@ -447,6 +449,17 @@ class Poller:
         return (
             phase(f"{state.identity.role_arn if state.identity else ''} {state.region}", every) - fetched
         ) % every or every
+
+    def _stop_sweeping(self, state: _Scope) -> None:
+        """The scope lists again. A listing from before the sweep must not answer while the next one comes (a
+        watched task would go back to what it was then): it is dropped; the sweep's answers, kept meanwhile
+        (``recent``, expiring as usual from now on) and what it told (``told``), bridge the gap."""
+        with state.lock:
+            if state.swept_at is None:
+                return
+            state.swept_at = None
+            if state.page is not None and self.clock() - state.page.fetched_at >= self.interval:
+                state.page = None
 
     def _sweep(self, state: _Scope) -> float:
         """One step of a sweep (see the module), if one is due: describe the watched tasks whose phase came since
@@ -498,7 +511,7 @@ class Poller:
                     continue  # a Start or Cancel answered after this call was asked: it is newer
                 answer = found.get(identifier)
                 if identifier in state.watched:  # (it may have been let go during the call)
-                    if recovered or self._told(state, state.page, identifier) != answer:
+                    if recovered or self._news(state, state.page, identifier, answer):
                         changed.extend(state.watched[identifier])
                     state.told[identifier] = answer
                 state.recent[identifier] = (answer, now)
@@ -572,11 +585,15 @@ class Poller:
         """
         with self._using(region, identity, DESCRIBE) as state:
             with state.lock:
-                state.asked[identifier] = self.clock()
+                sweeping = state.swept_at is not None
+                if not sweeping:  # the next listing describes it too (no listing comes while sweeping)
+                    state.asked[identifier] = self.clock()
             page = self._view(region, identity, state, wait=True)
             with state.lock:
                 known, task = self._known(state, page, identifier)
-            if known:
+            # While sweeping, only a watched task's answer is kept current: any other is a call (a deletion's
+            # cancel waits on it).
+            if known and (not sweeping or identifier in state.watched):
                 return task
             asked = self.clock()
             task = self.rds.describe(region, identifier, identity)

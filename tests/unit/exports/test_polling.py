@@ -892,3 +892,58 @@ def test_the_listing_after_a_sweep_wakes_only_what_changed_since_the_sweep_read_
     pump_for(poller, clock, 30)
     assert "page" in {c[0] for c in rds.calls}
     assert woken == ["u100"]
+
+
+def test_a_deletions_describe_of_an_unwatched_task_is_a_call_while_the_scope_sweeps(rds: FakeRds, clock: Clock) -> None:
+    poller = sweeping(rds, clock, 150, [])
+    task(rds, "x", "IN_PROGRESS")
+    assert pending(poller, "x", "ux")  # looked up, then deleted before it came back for the answer
+    pump_for(poller, clock, 2)
+    assert poller.cancel(REGION, "x")["Status"] == "CANCELING"
+    rds.tasks["x"]["Status"] = "CANCELED"
+    pump_for(poller, clock, 30)
+    assert poller.describe(REGION, "x")["Status"] == "CANCELED"  # type: ignore[index]  # not the Cancel's answer
+
+
+def test_leaving_a_failed_sweep_never_answers_from_the_listing_before_it(rds: FakeRds, clock: Clock) -> None:
+    poller = sweeping(rds, clock, 150, [])  # its listing: no progress
+    for i in range(150):
+        rds.tasks[f"t{i}"]["PercentProgress"] = 50
+    pump_for(poller, clock, 60)  # the sweep read 50 %
+    real_many, real_list = rds.describe_many, rds.describe_by_status
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise AwsError(ErrorKind.RETRYABLE, "Throttling", "slow down", "DescribeExportTasks")
+
+    rds.describe_many = rds.describe_by_status = throttled  # type: ignore[method-assign]
+    pump_for(poller, clock, 40)
+    for i in range(100, 150):
+        poller.unwatch(f"u{i}")  # 100 left: the scope lists again, and that fails too
+    pump_for(poller, clock, 200)
+    rds.describe_many = real_many  # type: ignore[method-assign]
+    clock.now = next(iter(poller._scopes.values())).retry_at + 0.1
+    seen: list[Any] = []
+
+    def listing(*args: Any, **kwargs: Any) -> Any:  # another worker's look while the pump's listing is in flight
+        try:
+            seen.append(poller.find(REGION, "t7", uid="u7"))
+        except AwsError as error:
+            seen.append(error.code)
+        return real_list(*args, **kwargs)
+
+    rds.describe_by_status = listing  # type: ignore[method-assign]
+    poller.refresh()
+    assert seen and seen[0] in ("LookupPending", {**rds.tasks["t7"]}), seen  # never 0 % again
+
+
+def test_a_listing_for_the_slots_while_sweeping_wakes_nobody_the_sweep_tells_them(rds: FakeRds, clock: Clock) -> None:
+    woken: list[str] = []
+    poller = sweeping(rds, clock, 150, woken)
+    pump_for(poller, clock, 60)
+    for i in range(150):
+        rds.tasks[f"t{i}"]["PercentProgress"] = 70
+    woken.clear()
+    poller.may_start(REGION, "n", "2026-01-01T00:00:00Z")  # a new object may start: the count of running exports
+    assert "page" in {c[0] for c in rds.calls} and woken == []  # not 150 at once
+    pump_for(poller, clock, 30)
+    assert sorted(woken) == sorted(f"u{i}" for i in range(150))  # each at its phase
