@@ -58,7 +58,9 @@ def wire(config: settings.Settings, metrics: Metrics) -> tuple[kopf.OperatorRegi
         connections=config.max_workers,
     )
     if config.table_report:
-        TableReportHandlers(config, s3, wiring.identities).register(registry)
+        reports = TableReportHandlers(config, s3, wiring.identities)
+        reports.register(registry)
+        wiring.report_with = reports.with_first_look  # an export adopted finished: one write for both
     glue = Glue(
         calls_per_second=config.glue_calls_per_second,
         observe=metrics.observe_call,

@@ -40,9 +40,10 @@ def test_cost_of_200_objects_stays_at_one_page_per_interval(
     assert m.sync_lookups <= 2 * math.ceil(N / 100), m.sync_lookups
     assert m.sync_calls - m.sync_lookups <= m.counted_s / INTERVAL + 2, (m.sync_calls, m.counted_s)
     assert m.sync_s <= 30.0, m.sync_s  # measured 6-8 s (target: 30 s per 1,000 objects)
-    # Two writes per adopted object: its status, and the table report of a finished one. No finalizer comes and
-    # goes on an object that never starts an export (each was two more writes and two more watch events).
-    assert m.sync_writes <= 2 * N + UNFINISHED, m.sync_writes
+    # One write per adopted object: its status, with the table report of a finished one in the same write (issue
+    # 27 item 1: the report's own write was a second watch event of each body during the burst). No finalizer comes
+    # and goes on an object that never starts an export (each was two more writes and two more watch events).
+    assert m.sync_writes <= 1.1 * N, m.sync_writes
     # A finished object's daemon exits by itself: kopf cancelling it would log a warning and post an Event each.
     log = (tmp_path / f"{namespace}.log").read_text()
     assert "is cancelled" not in log, log[-2000:]

@@ -10,7 +10,7 @@ import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -30,7 +30,7 @@ from rds_export_operator.exports.first_looks import FirstLooks
 from rds_export_operator.exports.ownership import OWNED, Ownership
 from rds_export_operator.exports.polling import PerObject, Poller
 from rds_export_operator.exports.quota import UnfinishedQuota
-from rds_export_operator.exports.reconcile import Reconciler, Result, RetryPolicy, has_task, refused
+from rds_export_operator.exports.reconcile import Event, Reconciler, Result, RetryPolicy, has_task, refused
 from rds_export_operator.exports.wakeups import Wakeups
 from rds_export_operator.runtime import events, spawning, status_writes
 from rds_export_operator.runtime.identity_source import ConfigMapSource, NamespaceLabels
@@ -104,6 +104,10 @@ UP_TO_DATE = "up to date; asleep until the task changes"
 FIRST_LOOK_WORKERS = 16
 # What a first look reads of an object's metadata (spec parsing, the export queue's order, the finalizer, the
 # write's precondition, an Event's reference): not managedFields nor kubectl's copy of the last applied object.
+# (body, patch) -> the report's Events, and what to call once the write is stored: the table report of an export
+# whose first look finished it, added to the look's patch (tables.handlers.TableReportHandlers.with_first_look).
+FirstReport = Callable[[kopf.Body, kopf.Patch], tuple[list[Event], Callable[[], None]]]
+
 _LOOK_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "finalizers")
 
 
@@ -174,6 +178,9 @@ class Handlers:
         self.first_looks = FirstLooks(self.first_look, workers=FIRST_LOOK_WORKERS)
         self.wakeups.listen(self.first_looks.wake)
         self.kopf_settings: kopf.OperatorSettings | None = None
+        # Set by the wiring when the table report is on: a first look that finds its export finished also reads
+        # the report, so that one status write carries both (see first_look).
+        self.report_with: FirstReport | None = None
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         kopf.on.startup(registry=registry)(self.configure)
@@ -412,6 +419,12 @@ class Handlers:
         meta = body.metadata
         uid = meta.uid or ""
         result = await asyncio.to_thread(self._look, body, patch, 0, post=False)
+        reported: tuple[list[Event], Callable[[], None]] = ([], lambda: None)
+        if self.report_with is not None and st.is_finished(patch.status):
+            # An export adopted finished (1,000s at once when a cluster's objects are re-created): its report in
+            # the same write, rather than a second write and watch event of the whole body per object during the
+            # burst (issue 27 item 1: about a third of the adoption's peak memory).
+            reported = await asyncio.to_thread(self.report_with, body, patch)
         written = dict(patch.status)
         if written:
             stored = await status_writes.patch_status(
@@ -420,7 +433,8 @@ class Handlers:
             if not stored:  # changed or gone since: forget what this look set up (its slot), decide again
                 self.reconciler.forget(uid)
                 return None
-        events.post(body, result.events, logger)
+        reported[1]()
+        events.post(body, [*result.events, *reported[0]], logger)
         if written:
             if st.is_finished(written):
                 return None  # no daemon will come; track may already have forgotten the object (no _Looks to leak)

@@ -12,7 +12,7 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -22,7 +22,7 @@ from rds_export_operator.api import status as st
 from rds_export_operator.api.spec import SpecError, parse_object_spec
 from rds_export_operator.aws.identity import Identities
 from rds_export_operator.exports.ownership import OWNED
-from rds_export_operator.exports.reconcile import Result
+from rds_export_operator.exports.reconcile import Event, Result
 from rds_export_operator.runtime import events, spawning
 from rds_export_operator.runtime.settings import Settings
 from rds_export_operator.tables.report import (
@@ -83,9 +83,23 @@ class TableReportHandlers:
         return self.rng.uniform(0, min(self.config.tick_interval, 1.0))
 
     def report(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
+        decided = self.decide(body, patch, retry)
+        if decided is None:
+            return
+        result, generation = decided
+        events.post(body, result.events, logger)
+        if result.retry_after is None:  # kopf applies the patch
+            self._remember(body.metadata.uid or "", generation)
+        else:
+            cond = result.status["conditions"][0]
+            raise kopf.TemporaryError(f"table report: {cond.reason}: {cond.message}", delay=result.retry_after)
+
+    def decide(self, body: kopf.Body, patch: kopf.Patch, retry: int = 0) -> tuple[Result, int | None] | None:
+        """Read the report and put its status in ``patch`` (blocking: S3), with the generation of the spec it read.
+        None: already written final for this generation. The caller posts its Events and remembers a final one."""
         written = self._written.get(body.metadata.uid or "")
         if written is not None and written[0] == body.metadata.get("generation"):
-            return
+            return None
         # kopf replaces a timer's body in place as watch events arrive: decide on one version of it, or an edit
         # during the S3 reads would stamp the old spec's report as the new generation's.
         body = kopf.Body(cast(kopf.RawBody, copy.deepcopy(dict(body))))
@@ -93,19 +107,42 @@ class TableReportHandlers:
         try:
             spec = parse_object_spec(body.spec, meta, self.config.default_region)
         except SpecError as exc:  # the sync handler has said why; make the report final so the timer stops
-            self._apply(_final_unknown("InvalidSpec", str(exc)), body, patch)
-            return
-        target = target_of(body.spec, status, region=spec.region, identifier=spec.identifier, namespace=spec.namespace)
-        if target is None:
-            self._apply(_final_unknown("NoBucket", "neither status nor spec names the export's bucket"), body, patch)
-            return
-        result = self.reporter.report(target, status, attempt=retry)
-        self._apply(result, body, patch)
-        if result.retry_after is None:
-            self._remember(meta.uid or "", meta.get("generation"))
+            result = _final_unknown("InvalidSpec", str(exc))
         else:
-            cond = result.status["conditions"][0]
-            raise kopf.TemporaryError(f"table report: {cond.reason}: {cond.message}", delay=result.retry_after)
+            target = target_of(
+                body.spec, status, region=spec.region, identifier=spec.identifier, namespace=spec.namespace
+            )
+            if target is None:
+                result = _final_unknown("NoBucket", "neither status nor spec names the export's bucket")
+            else:
+                result = self.reporter.report(target, status, attempt=retry)
+        self._apply(result, body, patch)
+        return result, meta.get("generation")
+
+    def with_first_look(self, body: kopf.Body, patch: kopf.Patch) -> tuple[list[Event], Callable[[], None]]:
+        """The report of an export its first look found finished, added to that look's ``patch`` (blocking: S3),
+        if it is final now: then one status write carries both. Returns its Events, and what to call once the
+        write is stored (its timer must not read it again). A report that must wait (files not there yet) is left
+        to the timer, which the write's watch event starts."""
+        raw = copy.deepcopy(dict(body))
+        status = raw.setdefault("status", {})
+        for key, value in patch.status.items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = copy.deepcopy(value)
+        merged = kopf.Body(cast(kopf.RawBody, raw))
+        if not needs_report(merged.spec, merged.status, merged):
+            return [], lambda: None
+        report = kopf.Patch()
+        decided = self.decide(merged, report, 0)
+        if decided is None or decided[0].retry_after is not None:
+            return [], lambda: None
+        result, generation = decided
+        for key, value in report.status.items():  # its conditions are the merged list (the look's and its own)
+            patch.status[key] = value
+        uid = body.metadata.uid or ""
+        return result.events, lambda: self._remember(uid, generation)
 
     def _remember(self, uid: str, generation: int | None) -> None:
         now = self.clock()
@@ -124,7 +161,6 @@ class TableReportHandlers:
         desired["lastUpdateTime"] = st.rfc3339(now)
         for key, value in st.status_patch(current, desired).items():
             patch.status[key] = value
-        events.post(body, result.events, logger)
 
 
 def _final_unknown(reason: str, message: str) -> Result:

@@ -653,3 +653,39 @@ def test_the_timer_ticks_after_a_final_report_only_every_ten_poll_intervals() ->
     TableReportHandlers(config, FakeS3()).register(registry)
     (timer,) = [h for h in registry._spawning.get_all_handlers() if h.id == "tables"]
     assert isinstance(timer, TimerHandler) and timer.interval == 70
+
+
+def test_an_export_adopted_finished_gets_its_report_in_the_first_looks_write(s3: FakeS3) -> None:
+    """Issue 27 item 1: 1,000s of finished exports adopted at once each had a second status write, and a second
+    watch event of the whole body, for the report: about a third of the burst's peak memory."""
+    _without_posting(_adopted_finished, s3)
+
+
+def _adopted_finished(s3: FakeS3) -> None:
+    handlers = TableReportHandlers(settings.parse([], environ={}), s3)
+    raw = _nightly()
+    raw["status"] = {}  # a new object: its first look adopts the finished export
+    look = kopf.Patch()
+    look.status.update(
+        {
+            "status": "COMPLETE",
+            "ownership": "Adopted",
+            "exportTaskIdentifier": ID,
+            "conditions": [{"type": "Complete", "status": "True", "reason": "Exported"}],
+        }
+    )
+    s3.error = AwsError.of(LIST_OBJECTS, "NoSuchKey", "not yet")  # the files are not there yet
+    assert handlers.with_first_look(kopf.Body(raw), look)[0] == []
+    assert [c["type"] for c in look.status["conditions"]] == ["Complete"]  # left to the report's own timer
+    s3.error = None
+    s3.put_report({"db.t1": "COMPLETE"})
+    posted, stored = handlers.with_first_look(kopf.Body(raw), look)
+    conditions = {c["type"]: c for c in look.status["conditions"]}
+    assert conditions["Complete"]["status"] == "True"  # the look's own, kept
+    assert conditions["TablesComplete"]["status"] == "True"
+    assert look.status["status"] == "COMPLETE"
+    assert posted  # the report's Events, for after the write
+    reads = len(s3.calls)
+    stored()  # the write is stored: the report's timer, if kopf started one from an older body, reads nothing
+    handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=kopf.Patch())
+    assert len(s3.calls) == reads
