@@ -424,7 +424,10 @@ class Handlers:
             # An export adopted finished (1,000s at once when a cluster's objects are re-created): its report in
             # the same write, rather than a second write and watch event of the whole body per object during the
             # burst (issue 27 item 1: about a third of the adoption's peak memory).
-            reported = await asyncio.to_thread(self.report_with, body, patch)
+            try:  # (it adds to the patch only once its reads are done)
+                reported = await asyncio.to_thread(self.report_with, body, patch)
+            except Exception:  # a bug in the report must not hold up the export's own status: its timer reads it
+                logger.exception("table report with the first look of %s failed", uid)
         written = dict(patch.status)
         if written:
             stored = await status_writes.patch_status(
