@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -36,6 +37,7 @@ from rds_export_operator.tables.report import (
 
 logger = logging.getLogger(__name__)
 KEEP_WRITTEN = 3600.0  # seconds
+QUICK_REPORT_BYTES = 1024**2  # table files read with a first look: about 170 tables of 6 KB of schema each
 
 
 def needs_report(spec: Mapping[str, Any], status: Mapping[str, Any], body: kopf.Body, **_: Any) -> bool:
@@ -48,15 +50,14 @@ class TableReportHandlers:
     def __init__(self, config: Settings, s3: Reader, identities: Identities | None = None) -> None:
         """``identities``: per-namespace AWS identities (the ones the namespace's exports use), when mapped."""
         self.config = config
-        self.reporter = TableReporter(
-            s3,
-            ReportPolicy(
-                wait=config.table_report_wait,
-                base_delay=config.retry_base_delay,
-                max_delay=config.retry_max_delay,
-            ),
-            identity=identities.resolve if identities else None,
+        policy = ReportPolicy(
+            wait=config.table_report_wait, base_delay=config.retry_base_delay, max_delay=config.retry_max_delay
         )
+        resolve = identities.resolve if identities else None
+        self.reporter = TableReporter(s3, policy, identity=resolve)
+        # With a first look, only a report small enough to read at once (the look's worker waits on it): a larger
+        # one is refused before any download, and its timer reads it.
+        self.quick = TableReporter(s3, replace(policy, max_total_bytes=QUICK_REPORT_BYTES), identity=resolve)
         self.rng = random.Random()
         # uid -> (generation, when) of a report this process wrote final. kopf stops the timer only once the
         # watch event of that write is processed, which under load (thousands of objects adopted at once) can
@@ -94,7 +95,9 @@ class TableReportHandlers:
             cond = result.status["conditions"][0]
             raise kopf.TemporaryError(f"table report: {cond.reason}: {cond.message}", delay=result.retry_after)
 
-    def decide(self, body: kopf.Body, patch: kopf.Patch, retry: int = 0) -> tuple[Result, int | None] | None:
+    def decide(
+        self, body: kopf.Body, patch: kopf.Patch, retry: int = 0, reporter: TableReporter | None = None
+    ) -> tuple[Result, int | None] | None:
         """Read the report and put its status in ``patch`` (blocking: S3), with the generation of the spec it read.
         None: already written final for this generation. The caller posts its Events and remembers a final one."""
         written = self._written.get(body.metadata.uid or "")
@@ -115,7 +118,7 @@ class TableReportHandlers:
             if target is None:
                 result = _final_unknown("NoBucket", "neither status nor spec names the export's bucket")
             else:
-                result = self.reporter.report(target, status, attempt=retry)
+                result = (reporter or self.reporter).report(target, status, attempt=retry)
         self._apply(result, body, patch)
         return result, meta.get("generation")
 
@@ -135,9 +138,9 @@ class TableReportHandlers:
         if not needs_report(merged.spec, merged.status, merged):
             return [], lambda: None
         report = kopf.Patch()
-        decided = self.decide(merged, report, 0)
-        if decided is None or decided[0].retry_after is not None:
-            return [], lambda: None
+        decided = self.decide(merged, report, 0, self.quick)
+        if decided is None or decided[0].retry_after is not None or _reason(decided[0]) == "TooLarge":
+            return [], lambda: None  # not final now, or too large to read at once: the timer reads it
         result, generation = decided
         for key, value in report.status.items():  # its conditions are the merged list (the look's and its own)
             patch.status[key] = value
@@ -161,6 +164,11 @@ class TableReportHandlers:
         desired["lastUpdateTime"] = st.rfc3339(now)
         for key, value in st.status_patch(current, desired).items():
             patch.status[key] = value
+
+
+def _reason(result: Result) -> str:
+    conditions = result.status.get("conditions") or []
+    return str(conditions[0].reason) if conditions else ""
 
 
 def _final_unknown(reason: str, message: str) -> Result:

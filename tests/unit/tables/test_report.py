@@ -689,3 +689,17 @@ def _adopted_finished(s3: FakeS3) -> None:
     stored()  # the write is stored: the report's timer, if kopf started one from an older body, reads nothing
     handlers.report(body=kopf.Body(raw), status=kopf.Body(raw).status, patch=kopf.Patch())
     assert len(s3.calls) == reads
+
+    # A report too large to read at once (the look's worker would wait on it) is left to its timer, untouched.
+    big = kopf.Patch()
+    big.status.update(dict(look.status))
+    big.status.pop("conditions")
+    big.status["conditions"] = [{"type": "Complete", "status": "True", "reason": "Exported"}]
+    other = copy.deepcopy(raw)
+    other["metadata"]["uid"] = "u-big"
+    s3.sizes[f"{FOLDER}export_tables_info_{ID}_from_1_to_1.json"] = 2 * 1024**2  # listed at 2 MiB
+    assert handlers.with_first_look(kopf.Body(other), big)[0] == []
+    assert [c["type"] for c in big.status["conditions"]] == ["Complete"]
+    patch = kopf.Patch()
+    handlers.report(body=kopf.Body(other), status=kopf.Body(other).status, patch=patch)  # the timer reads it
+    assert patch.status["conditions"][0]["status"] == "True"
