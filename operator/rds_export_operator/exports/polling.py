@@ -291,7 +291,9 @@ class Poller:
         with state.lock:
             sweeping, page = state.swept_at is not None, state.page
         if not sweeping:
-            return self._page(region, identity, state, wait=wait)
+            # Fresh until the scope's own next listing (``_age``), not a whole interval after the last: when that
+            # listing fails, the objects it wakes must not be answered from the page it failed to renew.
+            return self._page(region, identity, state, wait=wait, max_age=self._age(state, self.interval))
         if page is not None and self.clock() - page.fetched_at < self.interval:
             return page
         return Page({}, 0, -1.0)

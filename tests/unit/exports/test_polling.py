@@ -947,3 +947,26 @@ def test_a_listing_for_the_slots_while_sweeping_wakes_nobody_the_sweep_tells_the
     assert "page" in {c[0] for c in rds.calls} and woken == []  # not 150 at once
     pump_for(poller, clock, 30)
     assert sorted(woken) == sorted(f"u{i}" for i in range(150))  # each at its phase
+
+
+def test_an_early_listing_to_the_scopes_phase_that_fails_is_shown(rds: FakeRds, clock: Clock) -> None:
+    """The listing that moves a scope to its phase comes less than an interval after the last: when it failed, the
+    objects it woke were answered from the page it failed to renew (no Synced=False; found by the e2e fault test)."""
+    woken: list[str] = []
+    poller = Poller(rds, interval=30, max_concurrent=5, clock=clock, wake=woken.extend)  # type: ignore[arg-type]
+    task(rds, "t1", "IN_PROGRESS")
+    poller.watch("u1", REGION, "t1")
+    clock.now += poller.refresh()  # the first listing, at once
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise AwsError(ErrorKind.RETRYABLE, "InternalFailure", "5xx", "DescribeExportTasks")
+
+    rds.describe_by_status = failing  # type: ignore[method-assign]
+    woken.clear()
+    while not woken:
+        due = poller.refresh()
+        if not woken:
+            clock.now += due
+    assert clock.now - 1000 < 30  # it was the early listing, to the scope's phase
+    with pytest.raises(AwsError, match="InternalFailure"):
+        poller.find(REGION, "t1", uid="u1")
