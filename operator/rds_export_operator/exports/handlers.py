@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -104,9 +105,12 @@ UP_TO_DATE = "up to date; asleep until the task changes"
 FIRST_LOOK_WORKERS = 16
 # What a first look reads of an object's metadata (spec parsing, the export queue's order, the finalizer, the
 # write's precondition, an Event's reference): not managedFields nor kubectl's copy of the last applied object.
-# (body, patch) -> the report's Events, and what to call once the write is stored: the table report of an export
-# whose first look finished it, added to the look's patch (tables.handlers.TableReportHandlers.with_first_look).
-FirstReport = Callable[[kopf.Body, kopf.Patch], tuple[list[Event], Callable[[], None]]]
+# (body, the look's status) -> the report's status fields, its Events, and what to call once the write is stored,
+# or None: the table report of an export whose first look finished it (tables.handlers.TableReportHandlers).
+FirstReportAnswer = tuple[dict[str, Any], list[Event], Callable[[], None]]
+FirstReport = Callable[[kopf.Body, Mapping[str, Any]], FirstReportAnswer | None]
+FIRST_REPORT_THREADS = 4  # reports read with first looks at once; more are left to their timers
+FIRST_REPORT_BUDGET = 2.0  # seconds a first look waits for its report before writing without it
 
 _LOOK_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "finalizers")
 
@@ -181,6 +185,8 @@ class Handlers:
         # Set by the wiring when the table report is on: a first look that finds its export finished also reads
         # the report, so that one status write carries both (see first_look).
         self.report_with: FirstReport | None = None
+        self._reporting = threading.BoundedSemaphore(FIRST_REPORT_THREADS)
+        self._report_threads = ThreadPoolExecutor(FIRST_REPORT_THREADS, thread_name_prefix="first-report")
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         kopf.on.startup(registry=registry)(self.configure)
@@ -258,6 +264,7 @@ class Handlers:
 
     def cleanup(self, **_: Any) -> None:
         self.first_looks.stop()
+        self._report_threads.shutdown(wait=False, cancel_futures=True)
         if isinstance(self.gateway, Poller):
             self.gateway.stop()
         if self.identity_source is not None:
@@ -424,10 +431,11 @@ class Handlers:
             # An export adopted finished (1,000s at once when a cluster's objects are re-created): its report in
             # the same write, rather than a second write and watch event of the whole body per object during the
             # burst (issue 27 item 1: about a third of the adoption's peak memory).
-            try:  # (it adds to the patch only once its reads are done)
-                reported = await asyncio.to_thread(self.report_with, body, patch)
-            except Exception:  # a bug in the report must not hold up the export's own status: its timer reads it
-                logger.exception("table report with the first look of %s failed", uid)
+            report = await self._report_with(body, dict(patch.status))
+            if report is not None:
+                for key, value in report[0].items():
+                    patch.status[key] = value
+                reported = report[1], report[2]
         written = dict(patch.status)
         if written:
             stored = await status_writes.patch_status(
@@ -452,6 +460,33 @@ class Handlers:
         if result.retry_after is not None:
             return result.retry_after  # our own congestion: no news
         return self.sleep  # the answer comes with a wake-up (a lookup by identifier); the safety net after that
+
+    async def _report_with(self, body: kopf.Body, look: dict[str, Any]) -> FirstReportAnswer | None:
+        """The table report for a first look's write, within ``FIRST_REPORT_BUDGET`` seconds and on threads of its
+        own (``FIRST_REPORT_THREADS``): S3 must not hold the looks' threads, nor the look's write for long (an
+        edit meanwhile refuses it). None: busy, too slow, or failed; the report's timer reads it."""
+        assert self.report_with is not None
+        if not self._reporting.acquire(blocking=False):
+            return None
+
+        def run() -> FirstReportAnswer | None:
+            try:
+                return self.report_with(body, look) if self.report_with else None
+            finally:
+                self._reporting.release()
+
+        try:
+            future = self._report_threads.submit(run)
+        except RuntimeError:  # shut down
+            self._reporting.release()
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), FIRST_REPORT_BUDGET)
+        except TimeoutError:
+            return None  # the read goes on in its thread; its answer is dropped
+        except Exception:  # a bug in the report must not hold up the export's own status
+            logger.exception("table report with the first look of %s failed", body.metadata.uid)
+            return None
 
     def cancel(self, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         spec = self._spec(body, patch)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -64,6 +65,7 @@ class TableReportHandlers:
         # take minutes: a tick before that must not read S3 again. Kept an hour (KEEP_WRITTEN), longer than
         # kopf's queue has been seen behind; about 150 bytes per export finished in that hour.
         self._written: dict[str, tuple[int | None, float]] = {}
+        self._lock = threading.Lock()
         self._prune_above = 1000
         self.clock = time.monotonic
 
@@ -122,37 +124,40 @@ class TableReportHandlers:
         self._apply(result, body, patch)
         return result, meta.get("generation")
 
-    def with_first_look(self, body: kopf.Body, patch: kopf.Patch) -> tuple[list[Event], Callable[[], None]]:
-        """The report of an export its first look found finished, added to that look's ``patch`` (blocking: S3),
-        if it is final now: then one status write carries both. Returns its Events, and what to call once the
-        write is stored (its timer must not read it again). A report that must wait (files not there yet) is left
-        to the timer, which the write's watch event starts."""
+    def with_first_look(
+        self, body: kopf.Body, look: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[Event], Callable[[], None]] | None:
+        """The report of an export its first look found finished (``look``: the status that look writes), if it
+        is final now (blocking: S3): the status fields to add to that look's write, so that one write carries
+        both; its Events; what to call once the write is stored (its timer must not read it again). None: a report
+        that must wait (files not there yet) or is too large to read at once: its timer reads it, which the
+        write's watch event starts."""
         raw = copy.deepcopy(dict(body))
         status = raw.setdefault("status", {})
-        for key, value in patch.status.items():
+        for key, value in look.items():
             if value is None:
                 status.pop(key, None)
             else:
                 status[key] = copy.deepcopy(value)
         merged = kopf.Body(cast(kopf.RawBody, raw))
         if not needs_report(merged.spec, merged.status, merged):
-            return [], lambda: None
+            return None
         report = kopf.Patch()
         decided = self.decide(merged, report, 0, self.quick)
         if decided is None or decided[0].retry_after is not None or _reason(decided[0]) == "TooLarge":
-            return [], lambda: None  # not final now, or too large to read at once: the timer reads it
+            return None
         result, generation = decided
-        for key, value in report.status.items():  # its conditions are the merged list (the look's and its own)
-            patch.status[key] = value
         uid = body.metadata.uid or ""
-        return result.events, lambda: self._remember(uid, generation)
+        # Its conditions are the merged list (the look's and its own).
+        return dict(report.status), result.events, lambda: self._remember(uid, generation)
 
     def _remember(self, uid: str, generation: int | None) -> None:
         now = self.clock()
-        if len(self._written) > self._prune_above:  # amortised: the bound doubles with what stays
-            self._written = {u: w for u, w in self._written.items() if now - w[1] < KEEP_WRITTEN}
-            self._prune_above = max(1000, 2 * len(self._written))
-        self._written[uid] = (generation, now)
+        with self._lock:  # kopf's threads (the timer) and the first looks' (with_first_look) both write here
+            if len(self._written) > self._prune_above:  # amortised: the bound doubles with what stays
+                self._written = {u: w for u, w in self._written.items() if now - w[1] < KEEP_WRITTEN}
+                self._prune_above = max(1000, 2 * len(self._written))
+            self._written[uid] = (generation, now)
 
     def _apply(self, result: Result, body: kopf.Body, patch: kopf.Patch) -> None:
         current = body.status

@@ -89,3 +89,43 @@ def test_a_stopped_daemon_or_a_deletion_gives_up_the_place_in_the_export_queue()
 
     asyncio.run(run())
     assert slots.state("u1") is None and slots.state("u2") is None and slots.waiting() == 0
+
+
+def test_a_first_looks_table_report_waits_at_most_its_budget_on_threads_of_its_own() -> None:
+    """Review: S3 reads for first looks ran on the loop's default threads (6 on 2 cores), which every daemon's look
+    uses too, and for as long as S3 took; the look's write waited on them (an edit meanwhile refused it)."""
+    import threading
+    import time
+
+    from rds_export_operator.exports import handlers as module
+
+    handlers = Handlers(settings.parse([], environ={}), Rds(), Metrics())
+    release = threading.Event()
+    body = kopf.Body({"metadata": {"uid": "u1", "name": "n", "namespace": "ns"}, "spec": {}, "status": {}})
+
+    def slow_report(body: kopf.Body, look: Any) -> Any:
+        release.wait(10)
+        return {"tablesSummary": "1/1"}, [], lambda: None
+
+    handlers.report_with = slow_report
+    module.FIRST_REPORT_BUDGET, budget = 0.2, module.FIRST_REPORT_BUDGET
+
+    async def run() -> tuple[list[Any], float, float]:
+        began = time.monotonic()
+        answers = await asyncio.gather(
+            *(handlers._report_with(body, {}) for _ in range(module.FIRST_REPORT_THREADS + 2))
+        )
+        waited = time.monotonic() - began
+        began = time.monotonic()
+        await asyncio.to_thread(lambda: None)  # a daemon's look is not held up
+        return list(answers), waited, time.monotonic() - began
+
+    try:
+        answers, waited, other = asyncio.run(run())
+    finally:
+        module.FIRST_REPORT_BUDGET = budget
+        release.set()
+    assert answers == [None] * (module.FIRST_REPORT_THREADS + 2)  # too slow, or no thread free: the timer reads it
+    assert waited < 2.0 and other < 0.5
+    handlers._report_threads.shutdown(wait=True)
+    assert handlers._reporting.acquire(blocking=False)  # every thread's place was given back
