@@ -109,7 +109,7 @@ FIRST_LOOK_WORKERS = 16
 # or None: the table report of an export whose first look finished it (tables.handlers.TableReportHandlers).
 FirstReportAnswer = tuple[dict[str, Any], list[Event], Callable[[], None]]
 FirstReport = Callable[[kopf.Body, Mapping[str, Any]], FirstReportAnswer | None]
-FIRST_REPORT_THREADS = 4  # reports read with first looks at once; more are left to their timers
+FIRST_REPORT_THREADS = 4  # reports read with first looks at once; more wait for a thread within the budget
 FIRST_REPORT_BUDGET = 2.0  # seconds a first look waits for its report before writing without it
 
 _LOOK_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "finalizers")
@@ -185,7 +185,7 @@ class Handlers:
         # Set by the wiring when the table report is on: a first look that finds its export finished also reads
         # the report, so that one status write carries both (see first_look).
         self.report_with: FirstReport | None = None
-        self._reporting = threading.BoundedSemaphore(FIRST_REPORT_THREADS)
+        self._report_slots: asyncio.Semaphore | None = None  # made on kopf's loop, at the first report
         self._report_threads = ThreadPoolExecutor(FIRST_REPORT_THREADS, thread_name_prefix="first-report")
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
@@ -462,28 +462,33 @@ class Handlers:
         return self.sleep  # the answer comes with a wake-up (a lookup by identifier); the safety net after that
 
     async def _report_with(self, body: kopf.Body, look: dict[str, Any]) -> FirstReportAnswer | None:
-        """The table report for a first look's write, within ``FIRST_REPORT_BUDGET`` seconds and on threads of its
-        own (``FIRST_REPORT_THREADS``): S3 must not hold the looks' threads, nor the look's write for long (an
-        edit meanwhile refuses it). None: busy, too slow, or failed; the report's timer reads it."""
+        """The table report for a first look's write, within ``FIRST_REPORT_BUDGET`` seconds (waiting for a thread
+        included) and on ``FIRST_REPORT_THREADS`` threads of its own: S3 must not hold the looks' threads, nor the
+        look's write for long (an edit meanwhile refuses it). None: too slow or failed; the report's timer reads
+        it. A read that overruns keeps its thread until it ends; its answer is dropped."""
         assert self.report_with is not None
-        if not self._reporting.acquire(blocking=False):
-            return None
-
-        def run() -> FirstReportAnswer | None:
-            try:
-                return self.report_with(body, look) if self.report_with else None
-            finally:
-                self._reporting.release()
-
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FIRST_REPORT_BUDGET
+        slots = self._report_slots = self._report_slots or asyncio.Semaphore(FIRST_REPORT_THREADS)
         try:
-            future = self._report_threads.submit(run)
-        except RuntimeError:  # shut down
-            self._reporting.release()
-            return None
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), FIRST_REPORT_BUDGET)
+            await asyncio.wait_for(slots.acquire(), FIRST_REPORT_BUDGET)
         except TimeoutError:
-            return None  # the read goes on in its thread; its answer is dropped
+            return None
+        try:
+            future = self._report_threads.submit(self.report_with, body, look)
+        except RuntimeError:  # shut down
+            slots.release()
+            return None
+
+        def done(_: object) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(slots.release)
+
+        future.add_done_callback(done)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return None
         except Exception:  # a bug in the report must not hold up the export's own status
             logger.exception("table report with the first look of %s failed", body.metadata.uid)
             return None

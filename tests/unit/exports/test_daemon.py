@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 import kopf
@@ -10,6 +12,7 @@ import pytest
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
 from rds_export_operator.aws.rds import Rds
+from rds_export_operator.exports import handlers as handlers_module
 from rds_export_operator.exports.handlers import Handlers, _Looks
 from rds_export_operator.exports.reconcile import Result
 from rds_export_operator.runtime import settings
@@ -94,38 +97,40 @@ def test_a_stopped_daemon_or_a_deletion_gives_up_the_place_in_the_export_queue()
 def test_a_first_looks_table_report_waits_at_most_its_budget_on_threads_of_its_own() -> None:
     """Review: S3 reads for first looks ran on the loop's default threads (6 on 2 cores), which every daemon's look
     uses too, and for as long as S3 took; the look's write waited on them (an edit meanwhile refused it)."""
-    import threading
-    import time
-
-    from rds_export_operator.exports import handlers as module
-
     handlers = Handlers(settings.parse([], environ={}), Rds(), Metrics())
     release = threading.Event()
     body = kopf.Body({"metadata": {"uid": "u1", "name": "n", "namespace": "ns"}, "spec": {}, "status": {}})
 
-    def slow_report(body: kopf.Body, look: Any) -> Any:
-        release.wait(10)
+    def report(body: kopf.Body, look: Any) -> Any:
+        if look.get("slow"):
+            release.wait(10)
         return {"tablesSummary": "1/1"}, [], lambda: None
 
-    handlers.report_with = slow_report
-    module.FIRST_REPORT_BUDGET, budget = 0.2, module.FIRST_REPORT_BUDGET
+    handlers.report_with = report
+    budget, handlers_module.FIRST_REPORT_BUDGET = handlers_module.FIRST_REPORT_BUDGET, 0.2
+    threads = handlers_module.FIRST_REPORT_THREADS
 
-    async def run() -> tuple[list[Any], float, float]:
+    async def run() -> None:
+        quick = await asyncio.gather(*(handlers._report_with(body, {}) for _ in range(3 * threads)))
+        assert all(answer is not None for answer in quick)  # more than the threads: they wait their turn
         began = time.monotonic()
-        answers = await asyncio.gather(
-            *(handlers._report_with(body, {}) for _ in range(module.FIRST_REPORT_THREADS + 2))
-        )
-        waited = time.monotonic() - began
+        slow = await asyncio.gather(*(handlers._report_with(body, {"slow": True}) for _ in range(threads + 2)))
+        assert slow == [None] * (threads + 2)  # too slow, or no thread in time: the timer reads them
+        assert time.monotonic() - began < 2.0
         began = time.monotonic()
-        await asyncio.to_thread(lambda: None)  # a daemon's look is not held up
-        return list(answers), waited, time.monotonic() - began
+        await asyncio.to_thread(lambda: None)  # a daemon's look is not held up meanwhile
+        assert time.monotonic() - began < 0.5
+        release.set()
+        slots = handlers._report_slots
+        assert slots is not None
+        deadline = time.monotonic() + 5
+        while slots._value < threads:  # every overrun read gives its thread back when it ends
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
 
     try:
-        answers, waited, other = asyncio.run(run())
+        asyncio.run(run())
     finally:
-        module.FIRST_REPORT_BUDGET = budget
+        handlers_module.FIRST_REPORT_BUDGET = budget
         release.set()
-    assert answers == [None] * (module.FIRST_REPORT_THREADS + 2)  # too slow, or no thread free: the timer reads it
-    assert waited < 2.0 and other < 0.5
-    handlers._report_threads.shutdown(wait=True)
-    assert handlers._reporting.acquire(blocking=False)  # every thread's place was given back
+        handlers._report_threads.shutdown(wait=True)
