@@ -64,6 +64,7 @@ class ScheduleHandlers:
         # uid -> (when a tick last did the work, the due time and the export request it saw): ticks in between
         # only read the clock.
         self._looked: dict[str, tuple[datetime, datetime | None, str | None]] = {}
+        self._forgot = datetime.min.replace(tzinfo=UTC)  # when entries older than a poll were last dropped
         # One listing per source per poll, shared by its schedules.
         self.cache = cache or SnapshotCache(rds, config.poll_interval, wait=2 * config.aws_timeout)
 
@@ -101,8 +102,9 @@ class ScheduleHandlers:
         requested = (meta.annotations or {}).get(sch.ANNOTATION_EXPORT_SNAPSHOT) or None
         when = sch.due(parsed, status, created, now)
         scheduled = when.scheduled if when is not None else None
-        last = self._looked.get(uid)
         poll = timedelta(seconds=self.config.poll_interval)
+        self._forget(now, poll)
+        last = self._looked.get(uid)
         if last is not None and now - last[0] < poll and scheduled in (None, last[1]) and requested == last[2]:
             return  # between polls, and no new due time or request
         try:
@@ -173,6 +175,15 @@ class ScheduleHandlers:
         # created before a crash or a lagging status: already told
         events.post(body, (e for e in plan.events if e.child not in existed), logger)
         self._looked[uid] = (now, scheduled, requested)  # only after success: a retry after an error works again
+
+    def _forget(self, now: datetime, poll: timedelta) -> None:
+        """Drop, once per poll, what ticks saw more than a poll ago: such an entry changes nothing (the tick works
+        again), and a deleted schedule's would otherwise stay for ever. Ticks run on several threads: ``list``
+        copies the items at once, and an entry written meanwhile into the old dict costs at most one more look."""
+        if now - self._forgot < poll:
+            return
+        self._forgot = now
+        self._looked = {uid: seen for uid, seen in list(self._looked.items()) if now - seen[0] < poll}
 
     def _identity(self, namespace: str) -> Identity | None:
         """The namespace's AWS identity (as its exports run), or None: the operator's own (no mapping)."""

@@ -187,6 +187,28 @@ def test_a_due_time_is_met_within_a_tick_not_a_poll_interval(monkeypatch: pytest
     assert listed == ["list", "list"] and patch["status"]["lastScheduleTime"] == "2026-01-01T00:05:00Z"
 
 
+def test_what_ticks_saw_of_deleted_schedules_is_dropped_after_a_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bug: ScheduleHandlers._looked kept an entry per schedule ever ticked, deleted ones included.
+    monkeypatch.setattr(kopf, "event", lambda *a, **k: None)
+    tasks = FakeTasks([], refuse=False)
+    monkeypatch.setattr(tasks, "list_tasks", lambda *a: [])
+    now = [T0 + timedelta(minutes=3)]
+    config = replace(Settings(), default_region="us-east-1", poll_interval=60.0, tick_interval=1.0)
+    h = handlers.ScheduleHandlers(config, rds=None, api=tasks, cache=FakeCache([snap(1)]), clock=lambda: now[0])  # type: ignore[arg-type]
+
+    def tick(uid: str) -> None:
+        body = schedule_body(spec(schedule="*/5 * * * *"), {"lastScheduleTime": "2026-01-01T00:00:00Z"})
+        body = kopf.Body({**body, "metadata": {**body["metadata"], "uid": uid}})  # type: ignore[typeddict-item]
+        h.tick(body=body, spec=body.spec, status=body.status, patch=kopf.Patch())
+
+    for i in range(50):  # schedules ticked once, then deleted
+        tick(f"gone-{i}")
+    assert len(h._looked) == 50
+    now[0] += timedelta(seconds=61)  # a poll later their entries say nothing (a tick would work again)
+    tick("live")
+    assert set(h._looked) == {"live"}
+
+
 def test_an_export_running_past_active_deadline_seconds_is_deleted_and_forbid_moves_on() -> None:
     s = parsed(
         schedule=None, trigger="NewSnapshot", exportTemplate={**spec()["exportTemplate"], "activeDeadlineSeconds": 600}
