@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -81,14 +82,24 @@ def owner_of(body: kopf.Body) -> str:
 
 class CatalogHandlers:
     def __init__(
-        self, config: Settings, glue: Catalog, s3: Reader, metrics: Metrics, identities: Identities | None = None
+        self,
+        config: Settings,
+        glue: Catalog,
+        s3: Reader,
+        metrics: Metrics,
+        identities: Identities | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config, self.metrics, self.identities = config, metrics, identities
+        self.config, self.metrics, self.identities, self.clock = config, metrics, identities, clock
         self.registrar = Registrar(glue, s3, on_pass=self._count)
+        self._horizon = self.registrar.policy.max_delay
         self.tenancy = Tenancy.parse(config.tenancy)
-        # uid -> Glue/S3 failures in a row: kopf's ``retry`` also counts the passes that made progress, which
-        # would start a throttled export's backoff at its maximum. Only registrations that are failing are held.
-        self._failures: dict[str, int] = {}
+        # uid -> (Glue/S3 failures in a row, when the last was): kopf's ``retry`` also counts the passes that made
+        # progress, which would start a throttled export's backoff at its maximum. Only registrations that are
+        # failing are held, and one not tried again for twice the longest backoff (its object deleted, or no
+        # longer asking for a catalog) is dropped: it would only have started the next backoff one step lower.
+        self._failures: dict[str, tuple[int, float]] = {}
+        self._forgot = clock()
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         registry._spawning.append(
@@ -115,17 +126,29 @@ class CatalogHandlers:
             self._apply(_final("NotGranted", refusal), body, patch)
             return
         uid = body.metadata.uid or ""
-        result = self.registrar.register(spec, where, body.status, attempt=self._failures.get(uid, 0))
+        failures = self._failures.get(uid, (0, 0.0))[0]
+        result = self.registrar.register(spec, where, body.status, attempt=failures)
         self._apply(result, body, patch)
         cond = result.status["conditions"][0]
         if result.retry_after is not None and cond.reason != REGISTERING:
-            self._failures[uid] = self._failures.get(uid, 0) + 1
+            self._failures[uid] = (failures + 1, self.clock())
         else:
             self._failures.pop(uid, None)
+        self._forget()
         if result.retry_after is not None:
             raise kopf.TemporaryError(f"catalog: {cond.reason}: {cond.message}", delay=result.retry_after)
 
+    def _forget(self) -> None:
+        """Drop, at most once per longest backoff, the failures not renewed for twice that. Passes run on several
+        threads: ``list`` copies the items at once; a failure counted meanwhile in the old dict is lost (harmless)."""
+        now, horizon = self.clock(), self._horizon
+        if now - self._forgot < horizon:
+            return
+        self._forgot = now
+        self._failures = {uid: seen for uid, seen in list(self._failures.items()) if now - seen[1] < 2 * horizon}
+
     def remove(self, body: kopf.Body, retry: int = 0, **_: Any) -> None:
+        self._failures.pop(body.metadata.uid or "", None)
         try:
             where = self._where(body)
         except IdentityUnavailable as exc:

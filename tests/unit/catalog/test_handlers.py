@@ -176,3 +176,29 @@ def test_deletion_removes_from_the_database_registered_in_and_only_within_the_gr
     wiring.remove(body(edited, {"status": "COMPLETE", "catalog": {"database": "analytics"}}))
     assert registrar.removed == removed
     assert events == [event]
+
+
+def test_failures_of_deleted_or_abandoned_registrations_are_not_kept_for_ever(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bug: a registration failing when its object was deleted (or stopped asking for a catalog) kept its count.
+    monkeypatch.setattr(handlers.kopf, "event", lambda *a, **k: None)
+    config = parse(["--default-region", "eu-west-1"])
+    now = [0.0]
+    wiring = CatalogHandlers(config, NoGlue(), NoGlue(), Metrics(), clock=lambda: now[0])  # type: ignore[arg-type]
+    wiring.registrar = ScriptedRegistrar(["GlueUnavailable", "GlueUnavailable", "GlueUnavailable"])  # type: ignore[assignment]
+    deleted, abandoned = (
+        body(SPEC, {"status": "COMPLETE"}, uid="deleted"),
+        body(SPEC, {"status": "COMPLETE"}, uid="abandoned"),
+    )
+    for failing in (deleted, abandoned):
+        with pytest.raises(kopf.TemporaryError):
+            wiring.catalog(failing, kopf.Patch())
+    assert set(wiring._failures) == {"deleted", "abandoned"}
+    wiring.registrar = RecordingRegistrar()  # type: ignore[assignment]
+    wiring.remove(deleted)
+    assert set(wiring._failures) == {"abandoned"}
+    now[0] = 2 * 300.0 + 1  # no pass for twice the longest backoff: a live failing one is tried within one
+    live = body(SPEC, {"status": "COMPLETE"}, uid="live")
+    wiring.registrar = ScriptedRegistrar(["GlueUnavailable"])  # type: ignore[assignment]
+    with pytest.raises(kopf.TemporaryError):
+        wiring.catalog(live, kopf.Patch())
+    assert set(wiring._failures) == {"live"}
