@@ -139,6 +139,7 @@ def test_defaults_render_a_locked_down_single_replica_operator(render: Render) -
         "RDS_EXPORT_NAMESPACES": "",
         "RDS_EXPORT_POLL_INTERVAL": "30",
         "RDS_EXPORT_TABLE_REPORT": "true",
+        "RDS_EXPORT_GLUE_CALLS_PER_SECOND": "10",
         "RDS_EXPORT_MAX_EXPORTS_PER_NAMESPACE": "0",
         "RDS_EXPORT_MAX_UNFINISHED_PER_NAMESPACE": "0",
         "RDS_EXPORT_OBSERVE_WAIT": "3600",

@@ -26,6 +26,7 @@ VALUES: dict[str, tuple[Any, str, Any]] = {
     "leaderElection.enabled": (True, "leader_election", True),
     "aws.region": ("eu-west-1", "default_region", "eu-west-1"),
     "tableReport": (False, "table_report", False),
+    "glueCallsPerSecond": (2.5, "glue_calls_per_second", 2.5),
     "tenantLimits.exportsPerNamespace": (2, "max_exports_per_namespace", 2),
     "tenantLimits.unfinishedPerNamespace": (500, "max_unfinished_per_namespace", 500),
     "tenantLimits.observeWait": (600, "observe_wait", 600.0),
