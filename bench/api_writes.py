@@ -6,6 +6,13 @@ finds B tasks changed writes B statuses at once, so this is the floor under the 
 listing (bench/scale.py's "listing to the watch event" rows) on this machine:
 
     PYTHONPATH=dev:operator .venv/bin/python bench/api_writes.py --objects 1000 --bursts 450,90
+
+``--rates`` sends writes at a steady rate instead (each object written once), as a sweep spreads an interval's
+changes: the latency of each write from when it was due, and the CPU the API server and etcd spent per write. At
+N=5,000 with half unfinished the operator must write about 212 changes a second; this shows what the API server
+alone needs for that on this machine:
+
+    PYTHONPATH=dev:operator .venv/bin/python bench/api_writes.py --objects 5000 --bursts '' --rates 100,212 --seconds 20
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import ssl
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +35,7 @@ import aiohttp
 from localdev import controlplane
 from localdev.controlplane import ControlPlane
 from localdev.kube import Kubectl
-from localdev.scale import percentile
+from localdev.scale import percentile, process_usage
 from localdev.stack import install_crd
 
 NAMESPACE = "api-writes"
@@ -79,6 +89,59 @@ async def burst_once(session: aiohttp.ClientSession, base: str, burst: int, prog
     return [t - began for t in seen.values()]
 
 
+@dataclass
+class Steady:
+    rate: float  # writes due per second
+    latencies: list[float]  # from when each write was due until a watch showed it
+    seconds: float  # from the first write due until the last shown
+    server_cpu: float  # CPU seconds of kube-apiserver and etcd over the run
+    client_cpu: float  # this process's (the writer's and the watch's)
+
+
+async def steady_once(
+    session: aiohttp.ClientSession, base: str, names: list[str], rate: float, server_cpu: Callable[[], float]
+) -> Steady:
+    """Write each of ``names`` once, the k-th due at k/rate seconds; latency counts from when it was due, so a
+    server that falls behind shows it as the queue grows (32 connections at most, as the operator)."""
+    async with session.get(base + "?limit=1") as response:
+        version = (await response.json())["metadata"]["resourceVersion"]
+    seen: dict[str, float] = {}
+    watching, all_seen = asyncio.Event(), asyncio.Event()
+
+    async def watch() -> None:
+        url = f"{base}?watch=1&resourceVersion={version}"
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
+            watching.set()
+            async for line in response.content:
+                seen.setdefault(json.loads(line)["object"]["metadata"]["name"], time.monotonic())
+                if len(seen) >= len(names):
+                    all_seen.set()
+
+    async def write(name: str) -> None:
+        status = {"status": {"status": "IN_PROGRESS", "percentProgress": 50}}
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with session.patch(f"{base}/{name}/status", data=json.dumps(status), headers=headers) as response:
+            assert response.status == 200, await response.text()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.wait_for(watching.wait(), 30)
+        cpu0, client0 = server_cpu(), time.process_time()
+        began = time.monotonic()
+        due = {name: began + k / rate for k, name in enumerate(names)}
+        writes = []
+        for name in names:
+            await asyncio.sleep(max(0.0, due[name] - time.monotonic()))  # pacing the writes, not synchronisation
+            writes.append(asyncio.create_task(write(name)))
+        await asyncio.gather(*writes)
+        await asyncio.wait_for(all_seen.wait(), 300)
+        ended = time.monotonic()
+        cpu, client = server_cpu() - cpu0, time.process_time() - client0
+    finally:
+        watcher.cancel()
+    return Steady(rate, [seen[name] - due[name] for name in names], ended - began, cpu, client)
+
+
 async def measure(cp: ControlPlane, objects: int, bursts: list[int], rounds: int) -> list[tuple[int, list[float]]]:
     context = ssl.create_default_context(cafile=str(cp.ca_file))
     base = f"{cp.url}/apis/rdsexport.dev/v1alpha1/namespaces/{NAMESPACE}/rdsexporttasks"
@@ -94,28 +157,72 @@ async def measure(cp: ControlPlane, objects: int, bursts: list[int], rounds: int
     return rows
 
 
+async def measure_steady(cp: ControlPlane, objects: int, rates: list[float], seconds: float) -> list[Steady]:
+    """One steady run per rate, each over its own objects (a write that changes nothing shows no watch event)."""
+    context = ssl.create_default_context(cafile=str(cp.ca_file))
+    base = f"{cp.url}/apis/rdsexport.dev/v1alpha1/namespaces/{NAMESPACE}/rdsexporttasks"
+    pids = [proc.pid for name, proc in cp.processes if name in ("kube-apiserver", "etcd")]
+
+    def server_cpu() -> float:
+        return sum(process_usage(pid)[1] for pid in pids)
+
+    need = sum(math.ceil(rate * seconds) for rate in rates)
+    if need > objects:
+        raise SystemExit(f"--rates x --seconds need {need} objects, --objects is {objects}")
+    names = [f"w-{i:05d}" for i in range(objects)]
+    runs: list[Steady] = []
+    connector = aiohttp.TCPConnector(limit=32, ssl=context)
+    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": f"Bearer {cp.token}"}) as session:
+        for i in range(objects):
+            async with session.post(base, json=manifest(i)) as response:
+                assert response.status == 201, await response.text()
+        for rate in rates:
+            mine, names = names[: math.ceil(rate * seconds)], names[math.ceil(rate * seconds) :]
+            runs.append(await steady_once(session, base, mine, rate, server_cpu))
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--bursts", default="450,90", help="writes sent at once, comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rates", default="", help="steady writes per second, comma-separated (each its own run)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each steady run")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, load {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M')}")
     with controlplane.running(Path(tempfile.mkdtemp(prefix="rds-export-api-writes-")) / "cp") as cp:
         kubectl = Kubectl(cp.kubectl, cp.kubeconfig)
         install_crd(kubectl)
         kubectl.run("create", "namespace", NAMESPACE)
-        bursts = [int(b) for b in args.bursts.split(",")]
-        rows = asyncio.run(measure(cp, args.objects, bursts, args.rounds))
-    print(f"\n{args.objects} objects; seconds from sending the burst until the watch showed each write\n")
-    print("| burst | round | p50 | p99 | last | writes per second |")
-    print("|---|---|---|---|---|---|")
-    for n, (burst, times) in enumerate(rows):
-        last = max(times)
-        print(
-            f"| {burst} | {n % args.rounds + 1} | {percentile(times, 0.5):.2f} | {percentile(times, 0.99):.2f} "
-            f"| {last:.2f} | {burst / last:.0f} |"
-        )
+        bursts = [int(b) for b in args.bursts.split(",") if b]
+        rates = [float(r) for r in args.rates.split(",") if r]
+        if bursts:
+            rows = asyncio.run(measure(cp, args.objects, bursts, args.rounds))
+            print(f"\n{args.objects} objects; seconds from sending the burst until the watch showed each write\n")
+            print("| burst | round | p50 | p99 | last | writes per second |")
+            print("|---|---|---|---|---|---|")
+            for n, (burst, times) in enumerate(rows):
+                last = max(times)
+                print(
+                    f"| {burst} | {n % args.rounds + 1} | {percentile(times, 0.5):.2f} "
+                    f"| {percentile(times, 0.99):.2f} | {last:.2f} | {burst / last:.0f} |"
+                )
+        if rates:
+            runs = asyncio.run(measure_steady(cp, args.objects, rates, args.seconds))
+            print(f"\n{args.objects} objects; steady writes, seconds from when each was due until a watch showed it\n")
+            print(
+                "| writes due per s | writes | p50 | p99 | last | writes shown per s "
+                "| API server + etcd, cores | their CPU ms per write | this writer and watch, cores |"
+            )
+            print("|---|---|---|---|---|---|---|---|---|")
+            for run in runs:
+                n, times = len(run.latencies), run.latencies
+                print(
+                    f"| {run.rate:g} | {n} | {percentile(times, 0.5):.2f} | {percentile(times, 0.99):.2f} "
+                    f"| {max(times):.2f} | {n / run.seconds:.0f} | {run.server_cpu / run.seconds:.2f} "
+                    f"| {1000 * run.server_cpu / n:.2f} | {run.client_cpu / run.seconds:.2f} |"
+                )
     print(f"load after: {os.getloadavg()}")
 
 
