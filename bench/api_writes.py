@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import ssl
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,36 +57,46 @@ def manifest(i: int) -> dict[str, Any]:
     }
 
 
-async def burst_once(session: aiohttp.ClientSession, base: str, burst: int, progress: int) -> list[float]:
-    """Seconds from sending ``burst`` status writes at once until a watch showed each."""
+async def write_status(session: aiohttp.ClientSession, base: str, name: str, progress: int) -> None:
+    status = {"status": {"status": "IN_PROGRESS", "percentProgress": progress}}
+    headers = {"Content-Type": "application/merge-patch+json"}
+    async with session.patch(f"{base}/{name}/status", data=json.dumps(status), headers=headers) as response:
+        assert response.status == 200, await response.text()
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    session: aiohttp.ClientSession, base: str, count: int
+) -> AsyncIterator[tuple[dict[str, float], asyncio.Event]]:
+    """A watch from now on: (object name -> when a watch event first showed it, set once ``count`` were shown)."""
     async with session.get(base + "?limit=1") as response:
         version = (await response.json())["metadata"]["resourceVersion"]
     seen: dict[str, float] = {}
-    watching, all_seen = asyncio.Event(), asyncio.Event()
+    started, all_seen = asyncio.Event(), asyncio.Event()
 
     async def watch() -> None:
         url = f"{base}?watch=1&resourceVersion={version}"
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
-            watching.set()
+            started.set()
             async for line in response.content:
                 seen.setdefault(json.loads(line)["object"]["metadata"]["name"], time.monotonic())
-                if len(seen) >= burst:
+                if len(seen) >= count:
                     all_seen.set()
-
-    async def write(i: int) -> None:
-        status = {"status": {"status": "IN_PROGRESS", "percentProgress": progress}}
-        headers = {"Content-Type": "application/merge-patch+json"}
-        async with session.patch(f"{base}/w-{i:05d}/status", data=json.dumps(status), headers=headers) as response:
-            assert response.status == 200, await response.text()
 
     watcher = asyncio.create_task(watch())
     try:
-        await asyncio.wait_for(watching.wait(), 30)
-        began = time.monotonic()
-        await asyncio.gather(*(write(i) for i in range(burst)))
-        await asyncio.wait_for(all_seen.wait(), 60)
+        await asyncio.wait_for(started.wait(), 30)
+        yield seen, all_seen
     finally:
         watcher.cancel()
+
+
+async def burst_once(session: aiohttp.ClientSession, base: str, burst: int, progress: int) -> list[float]:
+    """Seconds from sending ``burst`` status writes at once until a watch showed each."""
+    async with watching(session, base, burst) as (seen, all_seen):
+        began = time.monotonic()
+        await asyncio.gather(*(write_status(session, base, f"w-{i:05d}", progress) for i in range(burst)))
+        await asyncio.wait_for(all_seen.wait(), 60)
     return [t - began for t in seen.values()]
 
 
@@ -103,83 +114,60 @@ async def steady_once(
 ) -> Steady:
     """Write each of ``names`` once, the k-th due at k/rate seconds; latency counts from when it was due, so a
     server that falls behind shows it as the queue grows (32 connections at most, as the operator)."""
-    async with session.get(base + "?limit=1") as response:
-        version = (await response.json())["metadata"]["resourceVersion"]
-    seen: dict[str, float] = {}
-    watching, all_seen = asyncio.Event(), asyncio.Event()
-
-    async def watch() -> None:
-        url = f"{base}?watch=1&resourceVersion={version}"
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as response:
-            watching.set()
-            async for line in response.content:
-                seen.setdefault(json.loads(line)["object"]["metadata"]["name"], time.monotonic())
-                if len(seen) >= len(names):
-                    all_seen.set()
-
-    async def write(name: str) -> None:
-        status = {"status": {"status": "IN_PROGRESS", "percentProgress": 50}}
-        headers = {"Content-Type": "application/merge-patch+json"}
-        async with session.patch(f"{base}/{name}/status", data=json.dumps(status), headers=headers) as response:
-            assert response.status == 200, await response.text()
-
-    watcher = asyncio.create_task(watch())
-    try:
-        await asyncio.wait_for(watching.wait(), 30)
+    async with watching(session, base, len(names)) as (seen, all_seen):
         cpu0, client0 = server_cpu(), time.process_time()
         began = time.monotonic()
         due = {name: began + k / rate for k, name in enumerate(names)}
         writes = []
         for name in names:
             await asyncio.sleep(max(0.0, due[name] - time.monotonic()))  # pacing the writes, not synchronisation
-            writes.append(asyncio.create_task(write(name)))
+            writes.append(asyncio.create_task(write_status(session, base, name, 50)))
         await asyncio.gather(*writes)
         await asyncio.wait_for(all_seen.wait(), 300)
         ended = time.monotonic()
         cpu, client = server_cpu() - cpu0, time.process_time() - client0
-    finally:
-        watcher.cancel()
     return Steady(rate, [seen[name] - due[name] for name in names], ended - began, cpu, client)
 
 
-async def measure(cp: ControlPlane, objects: int, bursts: list[int], rounds: int) -> list[tuple[int, list[float]]]:
+@contextlib.asynccontextmanager
+async def with_objects(cp: ControlPlane, objects: int) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """A session of 32 connections (the operator's default ``--api-connections``) and the collection's URL, after
+    creating ``objects`` RdsExportTask objects w-00000..."""
     context = ssl.create_default_context(cafile=str(cp.ca_file))
     base = f"{cp.url}/apis/rdsexport.dev/v1alpha1/namespaces/{NAMESPACE}/rdsexporttasks"
-    rows: list[tuple[int, list[float]]] = []
     connector = aiohttp.TCPConnector(limit=32, ssl=context)
     async with aiohttp.ClientSession(connector=connector, headers={"Authorization": f"Bearer {cp.token}"}) as session:
         for i in range(objects):
             async with session.post(base, json=manifest(i)) as response:
                 assert response.status == 201, await response.text()
-        for burst in bursts:
-            for _ in range(rounds):
-                rows.append((burst, await burst_once(session, base, burst, progress=2 + len(rows))))
-    return rows
+        yield session, base
 
 
-async def measure_steady(cp: ControlPlane, objects: int, rates: list[float], seconds: float) -> list[Steady]:
-    """One steady run per rate, each over its own objects (a write that changes nothing shows no watch event)."""
-    context = ssl.create_default_context(cafile=str(cp.ca_file))
-    base = f"{cp.url}/apis/rdsexport.dev/v1alpha1/namespaces/{NAMESPACE}/rdsexporttasks"
+async def measure(
+    cp: ControlPlane, objects: int, bursts: list[int], rounds: int, rates: list[float], seconds: float
+) -> tuple[list[tuple[int, list[float]]], list[Steady]]:
+    """The bursts, then one steady run per rate, each over objects of its own (a write that changes nothing shows no
+    watch event): the bursts write the first objects again and again, the steady runs the ones after them."""
     pids = [proc.pid for name, proc in cp.processes if name in ("kube-apiserver", "etcd")]
 
     def server_cpu() -> float:
         return sum(process_usage(pid)[1] for pid in pids)
 
-    need = sum(math.ceil(rate * seconds) for rate in rates)
-    if need > objects:
-        raise SystemExit(f"--rates x --seconds need {need} objects, --objects is {objects}")
-    names = [f"w-{i:05d}" for i in range(objects)]
+    sizes = [math.ceil(rate * seconds) for rate in rates]
+    first = max(bursts, default=0)
+    if first + sum(sizes) > objects:
+        raise SystemExit(f"--bursts, --rates and --seconds need {first + sum(sizes)} objects, --objects is {objects}")
+    names = [f"w-{i:05d}" for i in range(first, objects)]
+    rows: list[tuple[int, list[float]]] = []
     runs: list[Steady] = []
-    connector = aiohttp.TCPConnector(limit=32, ssl=context)
-    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": f"Bearer {cp.token}"}) as session:
-        for i in range(objects):
-            async with session.post(base, json=manifest(i)) as response:
-                assert response.status == 201, await response.text()
-        for rate in rates:
-            mine, names = names[: math.ceil(rate * seconds)], names[math.ceil(rate * seconds) :]
+    async with with_objects(cp, objects) as (session, base):
+        for burst in bursts:
+            for _ in range(rounds):
+                rows.append((burst, await burst_once(session, base, burst, progress=2 + len(rows))))
+        for rate, size in zip(rates, sizes, strict=True):
+            mine, names = names[:size], names[size:]
             runs.append(await steady_once(session, base, mine, rate, server_cpu))
-    return runs
+    return rows, runs
 
 
 def main() -> None:
@@ -197,8 +185,8 @@ def main() -> None:
         kubectl.run("create", "namespace", NAMESPACE)
         bursts = [int(b) for b in args.bursts.split(",") if b]
         rates = [float(r) for r in args.rates.split(",") if r]
-        if bursts:
-            rows = asyncio.run(measure(cp, args.objects, bursts, args.rounds))
+        rows, runs = asyncio.run(measure(cp, args.objects, bursts, args.rounds, rates, args.seconds))
+        if rows:
             print(f"\n{args.objects} objects; seconds from sending the burst until the watch showed each write\n")
             print("| burst | round | p50 | p99 | last | writes per second |")
             print("|---|---|---|---|---|---|")
@@ -208,8 +196,7 @@ def main() -> None:
                     f"| {burst} | {n % args.rounds + 1} | {percentile(times, 0.5):.2f} "
                     f"| {percentile(times, 0.99):.2f} | {last:.2f} | {burst / last:.0f} |"
                 )
-        if rates:
-            runs = asyncio.run(measure_steady(cp, args.objects, rates, args.seconds))
+        if runs:
             print(f"\n{args.objects} objects; steady writes, seconds from when each was due until a watch showed it\n")
             print(
                 "| writes due per s | writes | p50 | p99 | last | writes shown per s "
